@@ -1,0 +1,55 @@
+# The Makefile is the truth: `make demo` and `make test` must work on a fresh
+# Debian/Ubuntu machine as root, installing everything they need by themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HAPROXY_MIN := 2.6
+
+.PHONY: setup haproxy venv test lint typecheck unit demo bench clean
+
+setup: haproxy venv
+
+# HAProxy 2.6+ from the distribution, installed only when missing or too old.
+haproxy:
+	@if ! command -v haproxy >/dev/null 2>&1 || \
+	    ! haproxy -v | head -1 | awk '{split($$3,v,"."); exit !((v[1]>2)||(v[1]==2&&v[2]>=6))}'; then \
+	    echo "installing haproxy (>= $(HAPROXY_MIN)) with apt"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; \
+	fi
+	@# the distribution's service is not ours: we run our own HAProxy processes.
+	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet haproxy 2>/dev/null; then \
+	    systemctl stop haproxy || true; fi
+	@haproxy -v | head -1
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test: setup lint typecheck
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) examples/demo.py
+
+bench: setup
+	$(PY) benchmarks/render.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .demo

@@ -1,0 +1,151 @@
+"""The annotation registry: every `serviceloadbalancer/...` annotation, declared once.
+
+Nothing else in the code base reads annotation strings. Each declaration carries its
+key, the type it parses to, how it is validated, its default and the line of
+documentation that the README's table is checked against. Values are validated against
+an allow-list or a strict pattern before they can reach the HAProxy config; there are
+no free-form snippets, so an annotation cannot inject configuration.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from service_loadbalancer.model import Algorithm
+
+PREFIX = "serviceloadbalancer/"
+
+T = TypeVar("T")
+
+#: RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+HOST_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+#: A URL path prefix: a strict, unreserved character set, no `//`, no dot segments.
+PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?/?$")
+MAX_PATH_LEN = 512
+
+
+class AnnotationError(ValueError):
+    """An annotation value that does not validate; the message says what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation(Generic[T]):
+    key: str
+    parse: Callable[[str], T]
+    default: T
+    allowed: str
+    doc: str
+
+    def get(self, annotations: Mapping[str, str]) -> T:
+        """The parsed value, or the default when absent. Raises AnnotationError."""
+        raw = annotations.get(self.key)
+        if raw is None:
+            return self.default
+        try:
+            return self.parse(raw)
+        except AnnotationError as err:
+            raise AnnotationError(f"annotation {self.key}: {err}") from None
+
+
+def _quote(raw: str) -> str:
+    """A value shown in an error message, shortened and escaped so a hostile value
+    cannot forge log lines."""
+    shown = raw if len(raw) <= 64 else raw[:61] + "..."
+    return repr(shown)
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    raise AnnotationError(f"{_quote(raw)} is not a boolean (true or false)")
+
+
+def parse_algorithm(raw: str) -> Algorithm:
+    try:
+        return Algorithm(raw.strip())
+    except ValueError:
+        choices = ", ".join(a.value for a in Algorithm)
+        raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+
+
+def parse_host(raw: str) -> str:
+    value = raw.strip().lower()
+    if not HOST_RE.match(value):
+        raise AnnotationError(f"{_quote(raw)} is not an RFC 1123 host name")
+    return value
+
+
+def parse_path(raw: str) -> str:
+    """A path prefix, normalised without its trailing slash ("/" stays "/")."""
+    value = raw.strip()
+    if len(value) > MAX_PATH_LEN or not PATH_RE.match(value):
+        raise AnnotationError(
+            f"{_quote(raw)} is not a path prefix (a leading /, then segments of "
+            "letters, digits and . _ ~ -)"
+        )
+    segments = [s for s in value.split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise AnnotationError(f"{_quote(raw)} has a dot segment")
+    return "/" + "/".join(segments)
+
+
+ALGORITHM: Annotation[Algorithm | None] = Annotation(
+    key=PREFIX + "lb.algorithm",
+    parse=parse_algorithm,
+    default=None,
+    allowed="roundrobin, leastconn, first, source",
+    doc="Balancing algorithm for this Service's backends (default: --balance-algorithm).",
+)
+HOST: Annotation[str | None] = Annotation(
+    key=PREFIX + "lb.host",
+    parse=parse_host,
+    default=None,
+    allowed="an RFC 1123 host name",
+    doc="Also route requests whose Host header is this name to the Service (any path, "
+    "or the lb.aclMatch path), without stripping a prefix.",
+)
+ACL_MATCH: Annotation[str | None] = Annotation(
+    key=PREFIX + "lb.aclMatch",
+    parse=parse_path,
+    default=None,
+    allowed="a path prefix: / then segments of [A-Za-z0-9._~-]",
+    doc="Serve the Service at this path prefix instead of /<name> and /<namespace>/<name>; "
+    "the prefix is not stripped.",
+)
+COOKIE_STICKY: Annotation[bool] = Annotation(
+    key=PREFIX + "lb.cookie-sticky-session",
+    parse=parse_bool,
+    default=False,
+    allowed="true, false",
+    doc="With spec.sessionAffinity: ClientIP, stick clients to a pod with a cookie "
+    "(SERVERID) instead of by source address.",
+)
+
+#: Every annotation, in the order the README documents them.
+REGISTRY: tuple[Annotation[Any], ...] = (
+    ALGORITHM,
+    HOST,
+    ACL_MATCH,
+    COOKIE_STICKY,
+)
+
+
+def unknown_keys(annotations: Mapping[str, str]) -> list[str]:
+    """Keys with our prefix that no declaration knows (probably a typo)."""
+    known = {a.key for a in REGISTRY}
+    return sorted(k for k in annotations if k.startswith(PREFIX) and k not in known)
+
+
+def markdown_table() -> str:
+    """The README's annotation table, generated from the registry."""
+    rows = ["| annotation | values | default | meaning |", "| --- | --- | --- | --- |"]
+    for a in REGISTRY:
+        default = "-" if a.default is None else str(a.default).lower()
+        rows.append(f"| `{a.key}` | {a.allowed} | {default} | {a.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Everything that knows HAProxy: rendering, and the process we supervise."""

@@ -1,0 +1,175 @@
+"""Rendering: the model to HAProxy config text and map files. Pure, no I/O.
+
+Everything the template needs is computed here, so the Jinja2 template stays a shape
+(and a user's replacement template cannot get the logic wrong). Route lookup lives in
+two map files rather than one ACL per service, so a request costs the same whatever
+the number of services:
+
+- `paths.map`: `<path>/` -> `<backend>|<strip>` (longest prefix match with `map_beg`)
+- `hosts.map`: `<host><path>/` -> `<backend>|0`, looked up first
+
+Secrets are not rendered: the stats user and password reach HAProxy through its
+environment (see `Settings.haproxy_env`), so the text can be printed with --dry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+import jinja2
+
+from service_loadbalancer.model import Backend, LoadBalancer, Server, Stickiness
+from service_loadbalancer.settings import Settings
+
+CONFIG_FILE = "haproxy.cfg"
+PATHS_MAP = "paths.map"
+HOSTS_MAP = "hosts.map"
+ERROR_PAGE = "error-page.html"
+RUNTIME_SOCKET = "haproxy.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The files of one config: names relative to the config directory -> content."""
+
+    files: Mapping[str, str]
+
+    @property
+    def config(self) -> str:
+        return self.files[CONFIG_FILE]
+
+
+class TemplateError(ValueError):
+    """A (user) template that does not render; the message says where."""
+
+
+@cache
+def builtin_template() -> str:
+    return (
+        resources.files("service_loadbalancer.haproxy")
+        .joinpath("templates/haproxy.cfg.j2")
+        .read_text(encoding="utf-8")
+    )
+
+
+@cache
+def _compile(source: str) -> jinja2.Template:
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=False,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return env.from_string(source)
+
+
+def check_template(source: str) -> None:
+    """Compile a template, raising TemplateError with the line on a syntax error."""
+    try:
+        _compile(source)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(f"template line {err.lineno}: {err.message}") from None
+
+
+def render(model: LoadBalancer, settings: Settings) -> Rendered:
+    """All files of the config for `model`, from the user's template or the built-in one."""
+    source = settings.template if settings.template is not None else builtin_template()
+    context = template_context(model, settings)
+    try:
+        text = _compile(source).render(**context)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(f"template line {err.lineno}: {err.message}") from None
+    except jinja2.TemplateError as err:
+        raise TemplateError(f"template: {err}") from None
+    files = {
+        CONFIG_FILE: text,
+        PATHS_MAP: _map_text(
+            (f"{r.path.rstrip('/')}/", f"{r.backend}|{int(r.strip)}")
+            for r in model.http_routes
+            if r.host is None
+        ),
+        HOSTS_MAP: _map_text(
+            (f"{r.host}{r.path.rstrip('/')}/", f"{r.backend}|0")
+            for r in model.http_routes
+            if r.host is not None
+        ),
+    }
+    if settings.error_page is not None:
+        files[ERROR_PAGE] = settings.error_page
+    return Rendered(files=MappingProxyType(files))
+
+
+def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
+    """The variables a template sees. Documented in the README; keep both in step."""
+    return {
+        "runtime_socket": str(settings.run_dir / RUNTIME_SOCKET),
+        "syslog": settings.syslog,
+        "stats_auth": settings.stats_auth,
+        "stats_bind": bind_spec(
+            settings.bind_address if settings.stats_auth else "127.0.0.1", settings.stats_port
+        ),
+        "http_bind": bind_spec(settings.bind_address, settings.http_port),
+        "paths_map": PATHS_MAP,
+        "hosts_map": HOSTS_MAP,
+        "default_return_code": settings.default_return_code,
+        "error_page": ERROR_PAGE if settings.error_page is not None else None,
+        "backends": [_backend_context(b) for b in model.backends],
+        "tcp_frontends": [
+            {
+                "port": f.port,
+                "backend": f.backend,
+                "bind": bind_spec(settings.bind_address, f.port),
+            }
+            for f in model.tcp_frontends
+        ],
+    }
+
+
+def bind_spec(address: str, port: int) -> str:
+    """`:80` for every address, `127.0.0.1:80`, or `[::1]:80`."""
+    if not address:
+        return f":{port}"
+    if ipaddress.ip_address(address).version == 6:
+        return f"[{address}]:{port}"
+    return f"{address}:{port}"
+
+
+def server_endpoint(server: Server) -> str:
+    if ipaddress.ip_address(server.address).version == 6:
+        return f"[{server.address}]:{server.port}"
+    return f"{server.address}:{server.port}"
+
+
+def strip_regex(prefixes: tuple[str, ...]) -> str:
+    """One anchored regex for all of a backend's prefixes, so a path is stripped once:
+    `^/(?:default/web|web)(?:/|$)(.*)` turns /web/a into /a and /web into /."""
+    alternatives = "|".join(re.escape(p.lstrip("/")) for p in prefixes)
+    return f"^/(?:{alternatives})(?:/|$)(.*)"
+
+
+def _backend_context(backend: Backend) -> dict[str, Any]:
+    v6 = any(ipaddress.ip_address(s.address).version == 6 for s in backend.servers)
+    return {
+        "name": backend.name,
+        "mode": backend.mode.value,
+        "algorithm": backend.algorithm.value,
+        "stickiness": backend.stickiness.value,
+        "stickiness_timeout": backend.stickiness_timeout,
+        "stick_table_type": "ipv6" if v6 else "ip",
+        "strip_regex": strip_regex(backend.strip_prefixes) if backend.strip_prefixes else "",
+        "servers": [{"name": s.name, "endpoint": server_endpoint(s)} for s in backend.servers],
+        "cookie": backend.stickiness is Stickiness.COOKIE,
+    }
+
+
+def _map_text(entries: Any) -> str:
+    lines = sorted(f"{key} {value}" for key, value in entries)
+    return "".join(line + "\n" for line in lines)

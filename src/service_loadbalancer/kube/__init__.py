@@ -1,0 +1,1 @@
+"""Shapes of the raw Kubernetes objects we read, and their identities."""

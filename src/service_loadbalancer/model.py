@@ -1,0 +1,103 @@
+"""The neutral load-balancer model: what to serve, independent of Kubernetes and HAProxy.
+
+`translate` builds it from Kubernetes objects; `haproxy.render` turns it into config.
+Everything is a frozen, slotted dataclass with tuples, so two models compare by value:
+the reconciler does nothing when the new model equals the running one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from service_loadbalancer.kube.objects import ObjectKey
+
+
+class Mode(StrEnum):
+    HTTP = "http"
+    TCP = "tcp"
+
+
+class Algorithm(StrEnum):
+    ROUNDROBIN = "roundrobin"
+    LEASTCONN = "leastconn"
+    FIRST = "first"
+    SOURCE = "source"
+
+
+class Stickiness(StrEnum):
+    NONE = "none"
+    SOURCE_IP = "source-ip"
+    COOKIE = "cookie"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Server:
+    """One endpoint of a backend. `name` is stable for a given address and port."""
+
+    name: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A pool of servers for one port of one Service."""
+
+    name: str
+    mode: Mode
+    service: ObjectKey
+    port: int
+    algorithm: Algorithm
+    servers: tuple[Server, ...]
+    stickiness: Stickiness = Stickiness.NONE
+    #: How long a client stays with its server (ClientIP timeout), in seconds.
+    stickiness_timeout: int = 10800
+    #: Path prefixes (without trailing slash) removed before the request reaches a
+    #: server; only applied when the request came in through such a path route.
+    strip_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HttpRoute:
+    """A request whose Host is `host` (any host when None) and whose path begins with
+    `path` on a segment boundary goes to `backend`; with `strip`, minus that prefix."""
+
+    path: str
+    backend: str
+    host: str | None = None
+    strip: bool = False
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TcpFrontend:
+    """A TCP listener on `port` that forwards to `backend`."""
+
+    port: int
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancer:
+    """Everything HAProxy must serve. Sorted tuples, so equal inputs give equal models."""
+
+    backends: tuple[Backend, ...] = ()
+    http_routes: tuple[HttpRoute, ...] = ()
+    tcp_frontends: tuple[TcpFrontend, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Problem:
+    """Something that was skipped, and why. Logged, counted and (in a cluster) an Event."""
+
+    subject: ObjectKey
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    model: LoadBalancer
+    problems: tuple[Problem, ...] = field(default_factory=tuple)

@@ -1,0 +1,106 @@
+"""The store: the current set of objects from every source, and whether it is complete.
+
+Sources write to it (one object at a time, or a whole kind at once after a list);
+the reconciler reads immutable snapshots from it. It is deliberately synchronous and
+free of I/O: a change bumps `version` and calls the listeners, nothing more.
+
+Readiness matters: a config rendered before every kind has been listed once would
+serve an empty or partial view (every Service without endpoints, say), so the
+reconciler renders nothing until `ready` is true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
+from service_loadbalancer.model import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable view of the store at one version."""
+
+    version: int
+    objects: Mapping[ObjectKey, RawObject]
+    #: Problems the sources found in their input (a bad file, say), by source name.
+    source_problems: tuple[Problem, ...] = field(default_factory=tuple)
+
+    def of_kind(self, kind: str) -> list[RawObject]:
+        """The objects of one kind, in key order (so translation is deterministic)."""
+        return [self.objects[k] for k in sorted(self.objects) if k.kind == kind]
+
+
+class Store:
+    """Objects by key, per-kind readiness, and per-source problems."""
+
+    def __init__(self, kinds: Iterable[str]) -> None:
+        self._objects: dict[ObjectKey, RawObject] = {}
+        self._pending: set[str] = set(kinds)
+        self._problems: dict[str, tuple[Problem, ...]] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self.version = 0
+
+    @property
+    def ready(self) -> bool:
+        """True once every kind has been listed (or loaded) at least once."""
+        return not self._pending
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def upsert(self, obj: RawObject) -> bool:
+        key = key_of(obj)
+        if self._objects.get(key) == obj:
+            return False
+        self._objects[key] = obj
+        self._changed()
+        return True
+
+    def delete(self, key: ObjectKey) -> bool:
+        if self._objects.pop(key, None) is None:
+            return False
+        self._changed()
+        return True
+
+    def replace(self, kind: str, objects: Iterable[RawObject]) -> bool:
+        """Make the objects of `kind` exactly `objects`, in one step, and mark it listed.
+
+        This is what a (re)list does: objects absent from the list are gone.
+        """
+        new = {key_of(o): o for o in objects}
+        old = {k: v for k, v in self._objects.items() if k.kind == kind}
+        was_pending = kind in self._pending
+        self._pending.discard(kind)
+        if new == old:
+            if was_pending:
+                self._changed()
+            return was_pending
+        for key in old.keys() - new.keys():
+            del self._objects[key]
+        self._objects.update(new)
+        self._changed()
+        return True
+
+    def set_problems(self, source: str, problems: Iterable[Problem]) -> bool:
+        value = tuple(sorted(set(problems)))
+        if self._problems.get(source, ()) == value:
+            return False
+        self._problems[source] = value
+        self._changed()
+        return True
+
+    def snapshot(self) -> Snapshot:
+        problems = tuple(p for name in sorted(self._problems) for p in self._problems[name])
+        return Snapshot(
+            version=self.version,
+            objects=MappingProxyType(dict(self._objects)),
+            source_problems=problems,
+        )
+
+    def _changed(self) -> None:
+        self.version += 1
+        for listener in self._listeners:
+            listener()

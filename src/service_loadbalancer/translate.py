@@ -1,0 +1,458 @@
+"""Translation: a snapshot of Kubernetes objects to the load-balancer model, plus problems.
+
+Pure: no I/O, no clock, no logging. The same snapshot and settings always give the same
+model, which lets the reconciler skip work when nothing that matters changed.
+
+The routing rules are those of the original service-loadbalancer, widened to many
+namespaces:
+
+- every TCP port of every Service is HTTP unless `--tcp-services` names it; it is served
+  at `/<name>` (port 80) or `/<name>:<port>`, and at `/<namespace>/<name>[:<port>]`; the
+  prefix is stripped before the request reaches the pod;
+- the short form belongs to the only Service of that name, or to the one in `default`
+  when names collide; every collision is reported;
+- a port named in `--tcp-services` gets a TCP listener on the same port number;
+- servers are the ready endpoints (EndpointSlices when the Service has any, else the
+  core/v1 Endpoints), or the ClusterIP with `--forward-services`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from service_loadbalancer import annotations as ann
+from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
+from service_loadbalancer.model import (
+    Algorithm,
+    Backend,
+    HttpRoute,
+    LoadBalancer,
+    Mode,
+    Problem,
+    Server,
+    Stickiness,
+    TcpFrontend,
+    Translation,
+)
+from service_loadbalancer.settings import DNS_LABEL_RE, Settings, TcpService
+from service_loadbalancer.store import Snapshot
+
+API_SERVER = ("default", "kubernetes")
+DEFAULT_AFFINITY_TIMEOUT = 10800
+TCP_FLAG = ObjectKey("Flag", "", "--tcp-services")
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What one Service's annotations and spec ask for, validated."""
+
+    algorithm: Algorithm
+    host: str | None
+    acl_match: str | None
+    stickiness_http: Stickiness
+    stickiness_tcp: Stickiness
+    stickiness_timeout: int
+
+
+@dataclass(slots=True)
+class _Port:
+    """One usable port of one Service, before routes are decided."""
+
+    key: ObjectKey
+    name: str
+    number: int
+    target: int | str | None
+    mode: Mode
+    options: _Options
+    servers: tuple[Server, ...]
+    backend: str = ""
+
+    @property
+    def sort_key(self) -> tuple[str, str, int]:
+        return (self.key.namespace, self.key.name, self.number)
+
+
+@dataclass(slots=True)
+class _Result:
+    """What one translation run collects: the inputs it indexes and the problems it finds."""
+
+    settings: Settings
+    slices: Mapping[tuple[str, str], list[RawObject]] = field(default_factory=dict)
+    endpoints: Mapping[tuple[str, str], RawObject] = field(default_factory=dict)
+    tcp_claims: dict[TcpService, list[_Port]] = field(default_factory=lambda: defaultdict(list))
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, subject: ObjectKey, reason: str) -> None:
+        self.problems.append(Problem(subject, reason))
+
+
+def translate(snapshot: Snapshot, settings: Settings) -> Translation:
+    """Turn every Service of the snapshot into backends, routes and TCP listeners."""
+    out = _Result(
+        settings=settings,
+        slices=_index_slices(snapshot.of_kind("EndpointSlice")),
+        endpoints={(key_of(e).namespace, key_of(e).name): e for e in snapshot.of_kind("Endpoints")},
+        problems=list(snapshot.source_problems),
+    )
+    ports: list[_Port] = []
+    for svc in snapshot.of_kind("Service"):
+        key = key_of(svc)
+        if _selected(key, settings):
+            ports.extend(_service_ports(svc, key, out))
+
+    _resolve_tcp_names(out.tcp_claims, settings, out)
+    backends = [_backend(p) for p in ports]
+    routes = _http_routes([p for p in ports if p.mode is Mode.HTTP], out)
+    frontends = _tcp_frontends([p for p in ports if p.mode is Mode.TCP], settings, out)
+    strips: dict[str, list[str]] = defaultdict(list)
+    for route in routes:
+        if route.strip:
+            strips[route.backend].append(route.path)
+    backends = [
+        _with_strips(b, strips.get(b.name, [])) for b in sorted(backends, key=lambda b: b.name)
+    ]
+    model = LoadBalancer(
+        backends=tuple(backends),
+        http_routes=tuple(sorted(routes, key=lambda r: (r.host or "", r.path))),
+        tcp_frontends=tuple(sorted(frontends)),
+    )
+    return Translation(model=model, problems=tuple(sorted(set(out.problems))))
+
+
+def _selected(key: ObjectKey, settings: Settings) -> bool:
+    if settings.namespaces and key.namespace not in settings.namespaces:
+        return False
+    target = settings.target_service
+    return target is None or target.matches(key.namespace, key.name)
+
+
+def _service_ports(svc: RawObject, key: ObjectKey, out: _Result) -> list[_Port]:
+    settings = out.settings
+    # The API server enforces these, but a manifest file or a hostile object may not:
+    # names end up in paths, map keys and backend names.
+    if not DNS_LABEL_RE.match(key.name) or not DNS_LABEL_RE.match(key.namespace):
+        out.problem(key, "name and namespace must be DNS labels (a-z, 0-9, -; 63 at most)")
+        return []
+    spec = svc.get("spec")
+    if not isinstance(spec, dict):
+        out.problem(key, "has no spec")
+        return []
+    if spec.get("type") == "ExternalName":
+        out.problem(key, "type ExternalName is not served (no endpoints to balance over)")
+        return []
+    tcp_entries = [t for t in settings.tcp_services if t.service.matches(key.namespace, key.name)]
+    if (key.namespace, key.name) == API_SERVER and not tcp_entries:
+        return []
+    annotations = (svc.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(annotations, dict):
+        out.problem(key, "metadata.annotations is not a mapping")
+        return []
+    options = _options(spec, {str(k): str(v) for k, v in annotations.items()}, key, settings, out)
+    if options is None:
+        return []
+    raw_ports = spec.get("ports")
+    if not isinstance(raw_ports, list) or not raw_ports:
+        out.problem(key, "has no ports")
+        return []
+
+    result: list[_Port] = []
+    for raw in raw_ports:
+        if not isinstance(raw, dict):
+            out.problem(key, "spec.ports has an entry that is not a mapping")
+            continue
+        if str(raw.get("protocol") or "TCP") != "TCP":
+            continue  # UDP and SCTP cannot go through HAProxy
+        number = raw.get("port")
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+            out.problem(key, f"port {number!r} is not a port number")
+            continue
+        name = raw.get("name") or ""
+        target = raw.get("targetPort")
+        if not isinstance(target, int | str) or isinstance(target, bool):
+            target = None
+        tcp = [t for t in tcp_entries if t.port == number]
+        mode = Mode.TCP if tcp else Mode.HTTP
+        port = _Port(key, str(name), number, target, mode, options, servers=())
+        port.servers = _servers(svc, port, out)
+        port.backend = f"{mode.value}_{key.namespace}_{key.name}_{number}"
+        for entry in tcp:
+            out.tcp_claims[entry].append(port)
+        result.append(port)
+    return result
+
+
+def _options(
+    spec: Mapping[str, Any],
+    annotations: dict[str, str],
+    key: ObjectKey,
+    settings: Settings,
+    out: _Result,
+) -> _Options | None:
+    for unknown in ann.unknown_keys(annotations):
+        out.problem(key, f"unknown annotation {unknown!r} is ignored")
+    try:
+        algorithm = ann.ALGORITHM.get(annotations) or settings.balance_algorithm
+        host = ann.HOST.get(annotations)
+        acl_match = ann.ACL_MATCH.get(annotations)
+        cookie = ann.COOKIE_STICKY.get(annotations)
+    except ann.AnnotationError as err:
+        out.problem(key, f"not served: {err}")
+        return None
+    client_ip = spec.get("sessionAffinity") == "ClientIP"
+    if cookie and not client_ip:
+        out.problem(key, f"{ann.COOKIE_STICKY.key} needs spec.sessionAffinity: ClientIP; ignored")
+    timeout = DEFAULT_AFFINITY_TIMEOUT
+    config = spec.get("sessionAffinityConfig") or {}
+    client_cfg = config.get("clientIP") if isinstance(config, dict) else None
+    if isinstance(client_cfg, dict):
+        raw_timeout = client_cfg.get("timeoutSeconds")
+        if isinstance(raw_timeout, int) and 0 < raw_timeout <= 86400:
+            timeout = raw_timeout
+        elif raw_timeout is not None:
+            out.problem(key, f"sessionAffinityConfig timeout {raw_timeout!r} ignored (1-86400)")
+    sticky_tcp = Stickiness.SOURCE_IP if client_ip else Stickiness.NONE
+    sticky_http = Stickiness.COOKIE if client_ip and cookie else sticky_tcp
+    return _Options(algorithm, host, acl_match, sticky_http, sticky_tcp, timeout)
+
+
+def _servers(svc: RawObject, port: _Port, out: _Result) -> tuple[Server, ...]:
+    key = port.key
+    spec = svc.get("spec") or {}
+    cluster_ip = spec.get("clusterIP")
+    addresses: list[tuple[str, object]]
+    if out.settings.forward_services and cluster_ip not in (None, "", "None"):
+        addresses = [(str(cluster_ip), port.number)]
+        subject = key
+    else:
+        service_slices = out.slices.get((key.namespace, key.name))
+        if service_slices:
+            addresses = list(_slice_addresses(service_slices, port.name, port.target))
+            subject = ObjectKey("EndpointSlice", key.namespace, key.name)
+        elif (core := out.endpoints.get((key.namespace, key.name))) is not None:
+            addresses = list(_endpoints_addresses(core, port.name, port.target))
+            subject = ObjectKey("Endpoints", key.namespace, key.name)
+        else:
+            return ()
+    servers: dict[str, Server] = {}
+    for address, number in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            out.problem(subject, f"address {address!r} is not an IP address; skipped")
+            continue
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+            out.problem(subject, f"port {number!r} of {address} is not a port number; skipped")
+            continue
+        name = f"s_{str(ip).replace('.', '_').replace(':', '_')}_{number}"
+        servers[name] = Server(name=name, address=str(ip), port=number)
+    return tuple(sorted(servers.values()))
+
+
+def _port_matches(ep_port: Mapping[str, Any], port_name: str, target: int | str | None) -> bool:
+    """An endpoint port serves a Service port when their names agree (the API names
+    endpoint ports after Service ports), or, for a numeric targetPort, by number."""
+    if (ep_port.get("name") or "") == port_name:
+        return True
+    return isinstance(target, int) and ep_port.get("port") == target and not port_name
+
+
+def _slice_addresses(
+    service_slices: Iterable[RawObject], port_name: str, target: int | str | None
+) -> Iterable[tuple[str, object]]:
+    for sl in service_slices:
+        if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
+            continue
+        matching = [p for p in sl.get("ports") or [] if isinstance(p, dict)]
+        port = next((p for p in matching if _port_matches(p, port_name, target)), None)
+        if port is None:
+            continue
+        for ep in sl.get("endpoints") or []:
+            if not isinstance(ep, dict):
+                continue
+            conditions = ep.get("conditions") or {}
+            # The API: a nil `ready` means unknown and is to be taken as ready.
+            if isinstance(conditions, dict) and conditions.get("ready") is False:
+                continue
+            addresses = ep.get("addresses") or []
+            # "Consumers ... may choose to only use the first element" (EndpointSlice API).
+            if addresses:
+                yield str(addresses[0]), port.get("port")
+
+
+def _endpoints_addresses(
+    core: RawObject, port_name: str, target: int | str | None
+) -> Iterable[tuple[str, object]]:
+    for subset in core.get("subsets") or []:
+        if not isinstance(subset, dict):
+            continue
+        ports = [p for p in subset.get("ports") or [] if isinstance(p, dict)]
+        port = next((p for p in ports if _port_matches(p, port_name, target)), None)
+        if port is None:
+            continue
+        for address in subset.get("addresses") or []:
+            if isinstance(address, dict) and "ip" in address:
+                yield str(address["ip"]), port.get("port")
+
+
+def _index_slices(all_slices: Iterable[RawObject]) -> dict[tuple[str, str], list[RawObject]]:
+    index: dict[tuple[str, str], list[RawObject]] = defaultdict(list)
+    for sl in all_slices:
+        labels = (sl.get("metadata") or {}).get("labels") or {}
+        service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
+        if service:
+            index[(key_of(sl).namespace, str(service))].append(sl)
+    return index
+
+
+def _resolve_tcp_names(
+    claims: dict[TcpService, list[_Port]], settings: Settings, out: _Result
+) -> None:
+    """A `--tcp-services` entry without a namespace may match Services in several
+    namespaces: the one in `default` wins, else the first; the rest go back to HTTP."""
+    for entry in settings.tcp_services:
+        ports = claims.get(entry, [])
+        if not ports:
+            out.problem(TCP_FLAG, f"no Service port matches {entry.service}:{entry.port}")
+            continue
+        if len(ports) == 1:
+            continue
+        winner = min(ports, key=lambda p: (p.key.namespace != "default", p.sort_key))
+        for loser in ports:
+            if loser is not winner:
+                out.problem(
+                    loser.key,
+                    f"--tcp-services {entry.service}:{entry.port} also matches "
+                    f"{winner.key.namespace}/{winner.key.name}, which gets it; "
+                    "this port is served as HTTP",
+                )
+                loser.mode = Mode.HTTP
+                loser.backend = loser.backend.replace("tcp_", "http_", 1)
+
+
+def _backend(port: _Port) -> Backend:
+    http = port.mode is Mode.HTTP
+    return Backend(
+        name=port.backend,
+        mode=port.mode,
+        service=port.key,
+        port=port.number,
+        algorithm=port.options.algorithm,
+        servers=port.servers,
+        stickiness=port.options.stickiness_http if http else port.options.stickiness_tcp,
+        stickiness_timeout=port.options.stickiness_timeout,
+    )
+
+
+def _with_strips(backend: Backend, prefixes: list[str]) -> Backend:
+    if not prefixes:
+        return backend
+    # Longest first, so a regex alternation tries the most specific prefix first.
+    ordered = tuple(sorted(set(prefixes), key=lambda p: (-len(p), p)))
+    return Backend(
+        name=backend.name,
+        mode=backend.mode,
+        service=backend.service,
+        port=backend.port,
+        algorithm=backend.algorithm,
+        servers=backend.servers,
+        stickiness=backend.stickiness,
+        stickiness_timeout=backend.stickiness_timeout,
+        strip_prefixes=ordered,
+    )
+
+
+def _suffix(port: _Port) -> str:
+    return "" if port.number == 80 else f":{port.number}"
+
+
+def _http_routes(ports: list[_Port], out: _Result) -> list[HttpRoute]:
+    """Routes for every HTTP port; on a clash the first by namespace/name/port wins."""
+    ports = sorted(ports, key=lambda p: p.sort_key)
+    short_owner = _short_name_owners(ports, out)
+    wanted: list[tuple[_Port, HttpRoute]] = []
+    for port in ports:
+        opts = port.options
+        if opts.acl_match is not None:
+            wanted.append((port, HttpRoute(path=opts.acl_match, backend=port.backend)))
+        else:
+            long_path = f"/{port.key.namespace}/{port.key.name}{_suffix(port)}"
+            wanted.append((port, HttpRoute(path=long_path, backend=port.backend, strip=True)))
+            if short_owner.get(port.key.name) == port.key.namespace:
+                short = f"/{port.key.name}{_suffix(port)}"
+                wanted.append((port, HttpRoute(path=short, backend=port.backend, strip=True)))
+        if opts.host is not None:
+            path = opts.acl_match or "/"
+            wanted.append((port, HttpRoute(path=path, backend=port.backend, host=opts.host)))
+
+    taken: dict[tuple[str | None, str], _Port] = {}
+    routes: list[HttpRoute] = []
+    for port, route in wanted:
+        slot = (route.host, route.path)
+        owner = taken.get(slot)
+        if owner is None:
+            taken[slot] = port
+            routes.append(route)
+        elif owner is not port:
+            where = f"{route.host}{route.path}" if route.host else route.path
+            out.problem(
+                port.key,
+                f"route {where} (port {port.number}) is already taken by "
+                f"{owner.key.namespace}/{owner.key.name} port {owner.number}; skipped",
+            )
+    return routes
+
+
+def _short_name_owners(ports: list[_Port], out: _Result) -> dict[str, str]:
+    """Which namespace owns `/<name>` for each Service name that wants it."""
+    namespaces: dict[str, set[str]] = defaultdict(set)
+    for port in ports:
+        if port.options.acl_match is None:
+            namespaces[port.key.name].add(port.key.namespace)
+    owners: dict[str, str] = {}
+    for name, found in namespaces.items():
+        if len(found) == 1:
+            owners[name] = next(iter(found))
+            continue
+        owner = "default" if "default" in found else None
+        if owner is not None:
+            owners[name] = owner
+        for namespace in sorted(found - {owner} if owner else found):
+            held = f"default/{name}" if owner else "nobody (no Service of that name in default)"
+            out.problem(
+                ObjectKey("Service", namespace, name),
+                f"short path /{name} is held by {held}; this Service is served "
+                f"at /{namespace}/{name} only",
+            )
+    return owners
+
+
+def _tcp_frontends(ports: list[_Port], settings: Settings, out: _Result) -> list[TcpFrontend]:
+    reserved = {
+        settings.http_port: "--http-port",
+        settings.stats_port: "--stats-port",
+        settings.healthz_port: "--healthz-port",
+    }
+    taken: dict[int, _Port] = {}
+    frontends: list[TcpFrontend] = []
+    for port in sorted(ports, key=lambda p: p.sort_key):
+        if port.number in reserved:
+            out.problem(
+                port.key,
+                f"TCP port {port.number} is the {reserved[port.number]}; not served",
+            )
+            continue
+        owner = taken.get(port.number)
+        if owner is not None:
+            out.problem(
+                port.key,
+                f"TCP port {port.number} is already served for "
+                f"{owner.key.namespace}/{owner.key.name}; not served",
+            )
+            continue
+        taken[port.number] = port
+        frontends.append(TcpFrontend(port=port.number, backend=port.backend))
+    return frontends
