@@ -46,7 +46,7 @@ test: setup lint typecheck
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) examples/demo.py
+	$(PY) -m service_loadbalancer.demo
 
 bench: setup
 	$(PY) benchmarks/render.py

@@ -1,0 +1,383 @@
+"""The command line: `run` (the default), `render` (same as --dry) and `check`.
+
+Flags keep the names of the original controller (--cfg, --dry, --tcp-services,
+--target-service, --forward-services, --http-port, --stats-port, --syslog,
+--error-page, --default-return-code, --balance-algorithm) so its users can move over
+unchanged; Go-style booleans (`--dry=true`) are accepted too. A wrong flag or config
+is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from service_loadbalancer import __version__
+from service_loadbalancer.haproxy.process import HAProxyProcess, check_config
+from service_loadbalancer.haproxy.render import TemplateError, check_template, render
+from service_loadbalancer.kube.objects import KNOWN_KINDS
+from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.model import Algorithm
+from service_loadbalancer.reconciler import Reconciler, write_files
+from service_loadbalancer.settings import (
+    LoadBalancerConfig,
+    Settings,
+    SettingsError,
+    load_config_file,
+    parse_namespaces,
+    parse_service_ref,
+    parse_tcp_services,
+    stats_credentials,
+)
+from service_loadbalancer.sources.files import ManifestSource, load_directory
+from service_loadbalancer.status import start_status_server
+from service_loadbalancer.store import Store
+from service_loadbalancer.translate import translate
+
+COMMANDS = ("run", "render", "check")
+EXIT_USAGE = 2
+log = logging.getLogger("service_loadbalancer")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _status_code(text: str) -> int:
+    try:
+        code = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an HTTP status code") from None
+    if not 200 <= code <= 599:
+        raise argparse.ArgumentTypeError(f"{code} is not an HTTP status code HAProxy can return")
+    return code
+
+
+def _address(text: str) -> str:
+    if text in ("", "*"):
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="service-loadbalancer",
+        description="Expose Kubernetes Services through HAProxy on bare metal. "
+        "Commands: run (default), render (print the config, like --dry), check.",
+    )
+    flag = p.add_argument
+    flag("--version", action="version", version=f"%(prog)s {__version__}")
+    flag("--cfg", type=Path, help="load-balancer config file (JSON or YAML)")
+    flag(
+        "--dry",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="render the config once to stdout and exit",
+    )
+    flag("--manifests", type=Path, help="directory of Kubernetes manifests to serve (watched)")
+    flag(
+        "--tcp-services",
+        default="",
+        help="Service ports served as TCP on their own port: name:port,ns/name:port",
+    )
+    flag("--target-service", default=None, help="serve only this Service (name or ns/name)")
+    flag(
+        "--forward-services",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="forward to the ClusterIP instead of the endpoints",
+    )
+    flag("--namespace", default="", help="namespaces to serve, comma separated (default: all)")
+    flag("--http-port", type=_port, default=80, help="port of the HTTP frontend (80)")
+    flag("--stats-port", type=_port, default=1936, help="port of the stats page (1936)")
+    flag("--healthz-port", type=_port, default=8081, help="port of /healthz and /metrics (8081)")
+    flag(
+        "--bind-address",
+        type=_address,
+        default="",
+        help="address HAProxy and the status server listen on (default: all)",
+    )
+    flag(
+        "--balance-algorithm",
+        type=Algorithm,
+        choices=list(Algorithm),
+        default=None,
+        help="default algorithm: roundrobin, leastconn, first, source (roundrobin)",
+    )
+    flag(
+        "--default-return-code",
+        type=_status_code,
+        default=404,
+        help="status answered to requests no route matches (404)",
+    )
+    flag("--error-page", type=Path, help="HTML page sent with the default return code")
+    flag(
+        "--syslog",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="HAProxy logs requests to the controller's stdout",
+    )
+    flag("--haproxy-bin", default="haproxy", help="the haproxy executable (haproxy)")
+    flag(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where sockets, the pid file and (unless --cfg says) the config go "
+        "(/var/run/service-loadbalancer)",
+    )
+    flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _paths_ok(path: Path, what: str) -> Path:
+    """Paths end up in the HAProxy config unquoted: keep them to a safe character set."""
+    text = str(path.absolute())
+    if any(c.isspace() or c in "\"'#\\$" for c in text):
+        raise SettingsError(f"{what} {text!r}: spaces, quotes, #, $ and \\ are not allowed")
+    return Path(text)
+
+
+def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    cfg = load_config_file(args.cfg) if args.cfg else LoadBalancerConfig()
+    user, password = stats_credentials(cfg=cfg, env=env)
+    run_dir = _paths_ok(
+        args.run_dir or cfg.runDir or Path("/var/run/service-loadbalancer"), "--run-dir"
+    )
+    config_path = _paths_ok(cfg.config or run_dir / "haproxy.cfg", "config")
+    template = None
+    if cfg.template is not None:
+        template_path = (
+            cfg.template
+            if cfg.template.is_absolute() or args.cfg is None
+            else (args.cfg.parent / cfg.template)
+        )
+        try:
+            template = template_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise SettingsError(f"template {template_path}: {err}") from None
+        try:
+            check_template(template)
+        except TemplateError as err:
+            raise SettingsError(f"template {template_path}: {err}") from None
+    error_page = None
+    if args.error_page is not None:
+        try:
+            error_page = args.error_page.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise SettingsError(f"--error-page {args.error_page}: {err}") from None
+    target = (
+        parse_service_ref(args.target_service, flag="--target-service")
+        if args.target_service
+        else None
+    )
+    manifests = args.manifests.absolute() if args.manifests else None
+    return Settings(
+        http_port=args.http_port,
+        stats_port=args.stats_port,
+        healthz_port=args.healthz_port,
+        bind_address=args.bind_address,
+        tcp_services=parse_tcp_services(args.tcp_services),
+        target_service=target,
+        forward_services=args.forward_services,
+        balance_algorithm=args.balance_algorithm or cfg.algorithm or Algorithm.ROUNDROBIN,
+        default_return_code=args.default_return_code,
+        error_page=error_page,
+        syslog=args.syslog or cfg.startSyslog,
+        namespaces=parse_namespaces(args.namespace),
+        manifests=manifests,
+        haproxy_bin=args.haproxy_bin,
+        template=template,
+        config_path=config_path,
+        run_dir=run_dir,
+        stats_user=user,
+        stats_password=password,
+        dry=args.dry,
+    )
+
+
+def _split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
+    if argv and argv[0] in COMMANDS:
+        return argv[0], list(argv[1:])
+    return "run", list(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command, rest = _split_command(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(rest)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = build_settings(args, os.environ)
+    except SettingsError as err:
+        parser.error(str(err))
+    if settings.manifests is None:
+        parser.error("no source: give --manifests DIR (the Kubernetes API source is not built yet)")
+    if command == "render" or settings.dry:
+        return render_once(settings)
+    if command == "check":
+        return asyncio.run(check_once(settings))
+    return asyncio.run(run(settings))
+
+
+def _load_store(settings: Settings) -> Store:
+    assert settings.manifests is not None
+    store = Store(KNOWN_KINDS)
+    objects, problems = load_directory(settings.manifests)
+    for kind in KNOWN_KINDS:
+        store.replace(kind, [o for o in objects if o.get("kind") == kind])
+    store.set_problems("files", problems)
+    return store
+
+
+def render_once(settings: Settings) -> int:
+    """--dry: print the config (and its map files) once; problems go to stderr."""
+    translation = translate(_load_store(settings).snapshot(), settings)
+    for problem in translation.problems:
+        log.warning("skipped: %s", problem)
+    try:
+        rendered = render(translation.model, settings)
+    except TemplateError as err:
+        sys.stderr.write(f"service-loadbalancer: {err}\n")
+        return 1
+    sys.stdout.write(rendered.config)
+    for name, text in rendered.files.items():
+        if name != "haproxy.cfg":
+            sys.stdout.write(f"\n# ==> {name} <==\n{text}")
+    return 0
+
+
+async def check_once(settings: Settings) -> int:
+    """`check`: translate, render and `haproxy -c` without starting anything.
+    Exit 0 when the config is valid and nothing was skipped, 1 otherwise."""
+    translation = translate(_load_store(settings).snapshot(), settings)
+    for problem in translation.problems:
+        print(f"problem: {problem}")
+    try:
+        rendered = render(translation.model, settings)
+    except TemplateError as err:
+        print(f"invalid template: {err}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="slb-check-") as tmp:
+        path = write_files(rendered, Path(tmp), "haproxy.cfg")
+        result = await check_config(settings.haproxy_bin, path, env=settings.haproxy_env())
+    model = translation.model
+    print(
+        f"{len(model.backends)} backends, {len(model.http_routes)} HTTP routes, "
+        f"{len(model.tcp_frontends)} TCP listeners, {len(translation.problems)} problems; "
+        f"haproxy -c: {'valid' if result.ok else 'INVALID'}"
+    )
+    if not result.ok:
+        print(result.output)
+    return 0 if result.ok and not translation.problems else 1
+
+
+async def run(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT: every task is named and supervised; if one
+    fails the others are cancelled and HAProxy is stopped."""
+    assert settings.manifests is not None
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.config_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
+    store = Store(KNOWN_KINDS)
+    haproxy = HAProxyProcess(
+        haproxy_bin=settings.haproxy_bin,
+        config_path=settings.config_path,
+        run_dir=settings.run_dir,
+        env=settings.haproxy_env(),
+    )
+    reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
+    source = ManifestSource(settings.manifests, store)
+
+    async def health() -> tuple[bool, str]:
+        if not reconciler.synced.is_set():
+            return False, "waiting for the first complete sync"
+        if not await haproxy.serving():
+            return False, "HAProxy is not serving"
+        return True, "ok"
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await start_status_server(
+        host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
+    )
+    log.info(
+        "serving %s: HTTP on :%d, stats on :%d, healthz on :%d",
+        settings.manifests,
+        settings.http_port,
+        settings.stats_port,
+        settings.healthz_port,
+    )
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(source.run(stop=stop), name="source:files"),
+                group.create_task(reconciler.run(), name="reconciler"),
+                group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
+            ]
+            await stop.wait()
+            log.info("stopping")
+            for task in tasks:
+                task.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await haproxy.stop()
+        await runner.cleanup()
+    return 0
+
+
+async def _supervise(haproxy: HAProxyProcess, reconciler: Reconciler) -> None:
+    """Restart HAProxy if it dies, once it has been started by the first sync."""
+    await reconciler.synced.wait()
+    await haproxy.supervise()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

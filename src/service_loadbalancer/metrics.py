@@ -1,0 +1,46 @@
+"""The controller's own Prometheus metrics, in a registry of their own (no global state).
+
+HAProxy's traffic metrics are its own exporter's (stats port, /metrics); these say how
+the controller is doing: reloads and why, failed validations, problems, sync times.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reloads = Counter(
+            "slb_haproxy_reloads",
+            "HAProxy reloads and restarts applied, by reason kind.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.validation_failures = Counter(
+            "slb_config_validation_failures",
+            "Rendered configs that haproxy -c refused (the last good one kept serving).",
+            registry=self.registry,
+        )
+        self.problems = Gauge(
+            "slb_problems",
+            "Objects, files or flags currently skipped with a problem.",
+            registry=self.registry,
+        )
+        self.syncs = Counter(
+            "slb_syncs",
+            "Sync runs (translate + render), whether or not they changed anything.",
+            registry=self.registry,
+        )
+        self.last_sync = Gauge(
+            "slb_last_successful_sync_timestamp_seconds",
+            "When HAProxy last ran the desired config (Unix time).",
+            registry=self.registry,
+        )
+        self.sync_seconds = Histogram(
+            "slb_sync_duration_seconds",
+            "Time from the first change of a batch to HAProxy running it.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )

@@ -1,0 +1,43 @@
+"""The status server on --healthz-port: /healthz for probes, /metrics for Prometheus.
+
+/healthz answers 200 only while HAProxy serves a config built from a complete view of
+the sources (a liveness probe restarts a pod whose HAProxy is gone); 503 otherwise,
+with the reason in the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service_loadbalancer.metrics import Metrics
+
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+def make_app(*, health: HealthCheck, metrics: Metrics) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        ok, reason = await health()
+        return web.Response(status=200 if ok else 503, text=reason + "\n")
+
+    async def prometheus(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    return app
+
+
+async def start_status_server(
+    *, host: str, port: int, health: HealthCheck, metrics: Metrics
+) -> web.AppRunner:
+    """Start serving; the caller cleans up with `await runner.cleanup()`."""
+    runner = web.AppRunner(make_app(health=health, metrics=metrics), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host=host or None, port=port, reuse_address=True)
+    await site.start()
+    return runner
