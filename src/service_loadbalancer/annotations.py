@@ -21,11 +21,11 @@ PREFIX = "serviceloadbalancer/"
 T = TypeVar("T")
 
 #: RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
-HOST_RE = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
+#: `\Z`, not `$`, everywhere: `$` also matches before a trailing newline.
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOST_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z")
 #: A URL path prefix: a strict, unreserved character set, no `//`, no dot segments.
-PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?/?$")
+PATH_RE = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*/?)?\Z")
 MAX_PATH_LEN = 512
 
 
@@ -75,7 +75,9 @@ def parse_algorithm(raw: str) -> Algorithm:
 
 
 def parse_host(raw: str) -> str:
-    value = raw.strip().lower()
+    value = raw.strip()
+    # ASCII first: some non-ASCII letters lower-case to ASCII (KELVIN SIGN to k).
+    value = value.lower() if value.isascii() else ""
     if not HOST_RE.match(value):
         raise AnnotationError(f"{_quote(raw)} is not an RFC 1123 host name")
     return value

@@ -39,13 +39,14 @@ from service_loadbalancer.settings import (
     parse_tcp_services,
     stats_credentials,
 )
-from service_loadbalancer.sources.files import ManifestSource, load_directory
+from service_loadbalancer.sources.files import ManifestSource
 from service_loadbalancer.status import start_status_server
 from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate
 
 COMMANDS = ("run", "render", "check")
 EXIT_USAGE = 2
+MAX_ERROR_PAGE = 8192
 log = logging.getLogger("service_loadbalancer")
 
 
@@ -207,6 +208,11 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
             error_page = args.error_page.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise SettingsError(f"--error-page {args.error_page}: {err}") from None
+        if len(error_page.encode()) > MAX_ERROR_PAGE:
+            # HAProxy must fit the whole answer in one buffer (16 kB with headers).
+            raise SettingsError(
+                f"--error-page {args.error_page}: larger than {MAX_ERROR_PAGE} bytes"
+            )
     target = (
         parse_service_ref(args.target_service, flag="--target-service")
         if args.target_service
@@ -268,10 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load_store(settings: Settings) -> Store:
     assert settings.manifests is not None
     store = Store(KNOWN_KINDS)
-    objects, problems = load_directory(settings.manifests)
-    for kind in KNOWN_KINDS:
-        store.replace(kind, [o for o in objects if o.get("kind") == kind])
-    store.set_problems("files", problems)
+    ManifestSource(settings.manifests, store).load()
     return store
 
 

@@ -22,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service_loadbalancer.model import Algorithm
 
-DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-STATS_USER_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, which would let
+# "web\n" through into the config.
+DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+STATS_USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 #: The password reaches HAProxy through its environment, never the config text, but
 #: HAProxy still parses it: keep it to printable ASCII without blanks or quotes.
-STATS_PASSWORD_RE = re.compile(r"^[!#-&(-~]{1,128}$")
+STATS_PASSWORD_RE = re.compile(r"[!#-&(-~]{1,128}\Z")
 
 ENV_STATS_USER = "SLB_STATS_USER"
 ENV_STATS_PASSWORD = "SLB_STATS_PASSWORD"
@@ -93,9 +95,9 @@ class Settings:
     def haproxy_env(self) -> dict[str, str]:
         """Environment for every haproxy invocation: secrets travel here, not in the
         config text, so a printed or leaked config holds no password."""
-        if not self.stats_auth:
+        if self.stats_user is None or self.stats_password is None:
             return {}
-        return {"SLB_STATS_AUTH": f"{self.stats_user}:{self.stats_password}"}
+        return {ENV_STATS_USER: self.stats_user, ENV_STATS_PASSWORD: self.stats_password}
 
 
 class LoadBalancerConfig(BaseModel):
@@ -154,10 +156,10 @@ def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
 
 
 def parse_port(text: str, *, flag: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise SettingsError(f"{flag}: {text!r} is not a port number") from None
+    # int() also takes "8_0" and non-ASCII digits; a port is plain ASCII digits.
+    if not (text.isascii() and text.isdigit()):
+        raise SettingsError(f"{flag}: {text!r} is not a port number")
+    port = int(text)
     if not 1 <= port <= 65535:
         raise SettingsError(f"{flag}: {port} is not a port number (1-65535)")
     return port
@@ -195,13 +197,22 @@ def stats_credentials(
     """The stats user and password, from the environment first, then the --cfg file;
     a password may come from a file (a mounted Secret)."""
     user = env.get(ENV_STATS_USER) or cfg.statsUser
-    password = env.get(ENV_STATS_PASSWORD) or cfg.statsPassword
-    password_file = env.get(ENV_STATS_PASSWORD_FILE) or cfg.statsPasswordFile
-    if password is None and password_file:
-        try:
-            password = Path(password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as err:
-            raise SettingsError(f"stats password file {password_file}: {err}") from None
+    password: str | None = None
+    # Each source in turn, the environment first; a password file counts as its source.
+    sources: tuple[tuple[str | None, str | Path | None], ...] = (
+        (env.get(ENV_STATS_PASSWORD), env.get(ENV_STATS_PASSWORD_FILE)),
+        (cfg.statsPassword, cfg.statsPasswordFile),
+    )
+    for value, path in sources:
+        if value:
+            password = value
+        elif path:
+            try:
+                password = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise SettingsError(f"stats password file {path}: {err}") from None
+        if password is not None:
+            break
     if user is not None and not STATS_USER_RE.match(user):
         raise SettingsError("stats user: must be 1-64 characters of letters, digits and . _ -")
     if password is not None and not STATS_PASSWORD_RE.match(password):

@@ -70,19 +70,31 @@ class Store:
 
         This is what a (re)list does: objects absent from the list are gone.
         """
-        new = {key_of(o): o for o in objects}
-        old = {k: v for k, v in self._objects.items() if k.kind == kind}
-        was_pending = kind in self._pending
-        self._pending.discard(kind)
-        if new == old:
-            if was_pending:
-                self._changed()
-            return was_pending
-        for key in old.keys() - new.keys():
-            del self._objects[key]
-        self._objects.update(new)
-        self._changed()
-        return True
+        return self.replace_many({kind: objects})
+
+    def replace_many(self, kinds: Mapping[str, Iterable[RawObject]]) -> bool:
+        """`replace` for several kinds as one change, so no snapshot ever holds new
+        Services beside old endpoints (the file source reads all kinds at once)."""
+        changed = False
+        for kind, objects in kinds.items():
+            new = {}
+            for obj in objects:
+                key = key_of(obj)
+                if key.kind != kind:
+                    raise ValueError(f"{key} given as a {kind}")
+                new[key] = obj
+            old = {k: v for k, v in self._objects.items() if k.kind == kind}
+            if kind in self._pending:
+                self._pending.discard(kind)
+                changed = True
+            if new != old:
+                for key in old.keys() - new.keys():
+                    del self._objects[key]
+                self._objects.update(new)
+                changed = True
+        if changed:
+            self._changed()
+        return changed
 
     def set_problems(self, source: str, problems: Iterable[Problem]) -> bool:
         value = tuple(sorted(set(problems)))

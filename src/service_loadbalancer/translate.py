@@ -145,7 +145,8 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: _Result) -> list[_Port]:
         out.problem(key, "type ExternalName is not served (no endpoints to balance over)")
         return []
     tcp_entries = [t for t in settings.tcp_services if t.service.matches(key.namespace, key.name)]
-    if (key.namespace, key.name) == API_SERVER and not tcp_entries:
+    api_server = (key.namespace, key.name) == API_SERVER
+    if api_server and not tcp_entries:
         return []
     annotations = (svc.get("metadata") or {}).get("annotations") or {}
     if not isinstance(annotations, dict):
@@ -175,6 +176,8 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: _Result) -> list[_Port]:
         if not isinstance(target, int | str) or isinstance(target, bool):
             target = None
         tcp = [t for t in tcp_entries if t.port == number]
+        if api_server and not tcp:
+            continue  # the API server only ever through the TCP ports named for it
         mode = Mode.TCP if tcp else Mode.HTTP
         port = _Port(key, str(name), number, target, mode, options, servers=())
         port.servers = _servers(svc, port, out)
@@ -244,6 +247,10 @@ def _servers(svc: RawObject, port: _Port, out: _Result) -> tuple[Server, ...]:
         except ValueError:
             out.problem(subject, f"address {address!r} is not an IP address; skipped")
             continue
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+            # A zone ("fe80::1%eth0") is free text: it would reach the config verbatim.
+            out.problem(subject, f"address {address!r} has an IPv6 zone; skipped")
+            continue
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
             out.problem(subject, f"port {number!r} of {address} is not a port number; skipped")
             continue
@@ -252,12 +259,21 @@ def _servers(svc: RawObject, port: _Port, out: _Result) -> tuple[Server, ...]:
     return tuple(sorted(servers.values()))
 
 
-def _port_matches(ep_port: Mapping[str, Any], port_name: str, target: int | str | None) -> bool:
-    """An endpoint port serves a Service port when their names agree (the API names
-    endpoint ports after Service ports), or, for a numeric targetPort, by number."""
-    if (ep_port.get("name") or "") == port_name:
-        return True
-    return isinstance(target, int) and ep_port.get("port") == target and not port_name
+def _find_port(
+    ep_ports: Iterable[object], port_name: str, target: int | str | None
+) -> Mapping[str, Any] | None:
+    """The endpoint port that serves a Service port: the one of the same name (the API
+    names endpoint ports after Service ports), else, for a numeric targetPort, the one
+    of that number where a name is missing on one side (hand-written Endpoints)."""
+    ports = [p for p in ep_ports if isinstance(p, dict)]
+    for p in ports:
+        if (p.get("name") or "") == port_name:
+            return p
+    if isinstance(target, int):
+        for p in ports:
+            if (not p.get("name") or not port_name) and p.get("port") == target:
+                return p
+    return None
 
 
 def _slice_addresses(
@@ -266,8 +282,7 @@ def _slice_addresses(
     for sl in service_slices:
         if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
             continue
-        matching = [p for p in sl.get("ports") or [] if isinstance(p, dict)]
-        port = next((p for p in matching if _port_matches(p, port_name, target)), None)
+        port = _find_port(sl.get("ports") or [], port_name, target)
         if port is None:
             continue
         for ep in sl.get("endpoints") or []:
@@ -289,8 +304,7 @@ def _endpoints_addresses(
     for subset in core.get("subsets") or []:
         if not isinstance(subset, dict):
             continue
-        ports = [p for p in subset.get("ports") or [] if isinstance(p, dict)]
-        port = next((p for p in ports if _port_matches(p, port_name, target)), None)
+        port = _find_port(subset.get("ports") or [], port_name, target)
         if port is None:
             continue
         for address in subset.get("addresses") or []:

@@ -89,6 +89,8 @@ def render(model: LoadBalancer, settings: Settings) -> Rendered:
         raise TemplateError(f"template line {err.lineno}: {err.message}") from None
     except jinja2.TemplateError as err:
         raise TemplateError(f"template: {err}") from None
+    except Exception as err:  # a user template can fail in any way: never crash the loop
+        raise TemplateError(f"template: {type(err).__name__}: {err}") from None
     files = {
         CONFIG_FILE: text,
         PATHS_MAP: _map_text(

@@ -25,7 +25,8 @@ Why it looks like this:
 - **Async only where I/O waits.** Watching is watchfiles' `awatch` (inotify through Rust; its
   worker thread is watchfiles', not ours). It wakes at least every `WATCH_TIMEOUT_MS` so that a
   directory that was deleted or replaced is noticed (inotify watches die with their inode) and so
-  that cancellation is prompt.
+  that cancellation is prompt. Where watching is impossible the directory is simply re-read
+  every POLL_INTERVAL seconds (see `ManifestSource`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 
 #: Watcher tuning: changes are collected for up to DEBOUNCE_MS (checking every STEP_MS), and the
 #: watcher wakes up at least every WATCH_TIMEOUT_MS to check that the directory is still the one
-#: it watches. POLL_INTERVAL is how often a missing directory is looked for.
+#: it watches. POLL_INTERVAL is how often a missing directory is looked for, and how often the
+#: directory is re-read where it cannot be watched.
 DEBOUNCE_MS: Final = 50
 STEP_MS: Final = 20
 WATCH_TIMEOUT_MS: Final = 250
@@ -488,7 +490,11 @@ def _scan(directory: Path) -> _Scan:
     problems: list[Problem] = []
     objects: list[RawObject] = []
     defined_in: dict[ObjectKey, str] = {}
-    files = _manifest_files(directory, problems)
+    try:
+        files = _manifest_files(directory, problems)
+    except OSError as error:  # the directory itself: as good as missing, not as empty
+        reason = f"cannot list directory: {error.strerror or error}"
+        return _Scan([], [Problem(ObjectKey("File", "", str(directory)), reason)], False, 0)
     for path in files:
         origin = str(path)
         subject = ObjectKey("File", "", origin)
@@ -518,7 +524,10 @@ def _scan(directory: Path) -> _Scan:
 
 
 def _manifest_files(directory: Path, problems: list[Problem]) -> list[Path]:
-    """Manifest files below `directory`, in path order; symlinks followed, loops cut."""
+    """Manifest files below `directory`, in path order; symlinks followed, loops cut.
+
+    A subdirectory that cannot be listed is a problem; `directory` itself raises OSError.
+    """
     found: list[Path] = []
     visited: set[tuple[int, int]] = set()
     pending = [directory]
@@ -532,6 +541,8 @@ def _manifest_files(directory: Path, problems: list[Problem]) -> list[Path]:
             with os.scandir(current) as entries:
                 listing = list(entries)
         except OSError as error:
+            if current == directory:
+                raise
             subject = ObjectKey("File", "", str(current))
             problems.append(Problem(subject, f"cannot list directory: {error.strerror or error}"))
             continue
@@ -544,9 +555,21 @@ def _manifest_files(directory: Path, problems: list[Problem]) -> list[Path]:
                 is_dir = False
             if is_dir:
                 pending.append(Path(entry.path))
-            elif entry.name.endswith(MANIFEST_SUFFIXES):
+            elif not entry.name.endswith(MANIFEST_SUFFIXES):
+                continue
+            elif _is_file(entry) or entry.is_symlink():  # a broken link is reported on reading
                 found.append(Path(entry.path))
+            else:  # a FIFO would block the reader for good
+                subject = ObjectKey("File", "", entry.path)
+                problems.append(Problem(subject, "not a regular file"))
     return sorted(found, key=lambda path: path.relative_to(directory).parts)
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()  # follows symlinks
+    except OSError:
+        return False
 
 
 #: Names editors give their temporary, backup and lock files (hidden ones are skipped anyway).
@@ -583,20 +606,36 @@ class _StopSignal(asyncio.Event):
 
 
 class ManifestSource:
-    """Keeps the store equal to a manifests directory, and its problems in the store."""
+    """Keeps the store equal to a manifests directory, and its problems in the store.
+
+    `poll` re-reads the directory every POLL_INTERVAL seconds instead of watching it, for file
+    systems without change notification (NFS, some container mounts); by default it is on when
+    watchfiles' WATCHFILES_FORCE_POLLING is set, and it is switched on when watching fails.
+    Polling is ours, not watchfiles': its poller compares whole-second mtimes and would miss a
+    second edit within the same second, while re-reading compares contents (through the store).
+    """
 
     def __init__(
-        self, directory: Path, store: Store, *, logger: logging.Logger | None = None
+        self,
+        directory: Path,
+        store: Store,
+        *,
+        logger: logging.Logger | None = None,
+        poll: bool | None = None,
     ) -> None:
         self._directory = directory
         self._store = store
         self._log = logger or _LOG
-        self._reported: frozenset[Problem] = frozenset()
-        self._force_polling = False
+        self._poll = _polling_requested() if poll is None else poll
 
     @property
     def directory(self) -> Path:
         return self._directory
+
+    @property
+    def polling(self) -> bool:
+        """Whether the directory is re-read on a timer rather than watched."""
+        return self._poll
 
     def load(self) -> bool:
         """Read the directory and make the store match it; True if anything in the store changed.
@@ -611,24 +650,14 @@ class ManifestSource:
             by_kind: dict[str, list[RawObject]] = {kind: [] for kind in KNOWN_KINDS}
             for obj in scan.objects:
                 by_kind[obj["kind"]].append(obj)
-            for kind, objects in by_kind.items():
-                changed = self._store.replace(kind, objects) or changed
+            changed = self._store.replace_many(by_kind)
             if changed:
                 counts = ", ".join(f"{len(objs)} {kind}" for kind, objs in by_kind.items())
                 self._log.info(
                     "manifests: %s from %d files in %s", counts, scan.files, self._directory
                 )
-        changed = self._store.set_problems(SOURCE_NAME, scan.problems) or changed
-        self._report(scan.problems)
-        return changed
-
-    def _report(self, problems: list[Problem]) -> None:
-        current = frozenset(problems)
-        for problem in sorted(current - self._reported):
-            self._log.warning("manifest problem: %s", problem)
-        for problem in sorted(self._reported - current):
-            self._log.info("manifest problem gone: %s", problem)
-        self._reported = current
+        # Problems are logged by whoever translates the snapshot (once, with the others).
+        return self._store.set_problems(SOURCE_NAME, scan.problems) or changed
 
     async def run(self, *, stop: asyncio.Event | None = None) -> None:
         """Load, then reload on every batch of changes until `stop` is set (or cancelled).
@@ -638,25 +667,23 @@ class ManifestSource:
         """
         self.load()
         while not (stop is not None and stop.is_set()):
-            if not self._directory.is_dir():
-                self.load()  # records the problem (and keeps the objects)
+            if self._poll or not self._directory.is_dir():
                 if await _stopped(stop, POLL_INTERVAL):
                     return
+                self.load()
                 continue
             try:
                 await self._watch(stop)
             except FileNotFoundError:
-                continue  # gone between the check and the watcher's start: poll for it
+                continue  # gone between the check and the watcher's start: look for it again
             except (OSError, WatchfilesRustInternalError) as error:
-                if not self._force_polling:
-                    self._log.warning(
-                        "cannot watch %s (%s); polling it instead", self._directory, error
-                    )
-                    self._force_polling = True
-                else:
-                    self._log.error("cannot watch %s: %s", self._directory, error)
-                if await _stopped(stop, POLL_INTERVAL):
-                    return
+                self._log.warning(
+                    "cannot watch %s (%s); re-reading it every %s s instead",
+                    self._directory,
+                    error,
+                    POLL_INTERVAL,
+                )
+                self._poll = True
 
     async def _watch(self, stop: asyncio.Event | None) -> None:
         """Watch the directory until stopped or until it is no longer the directory watched."""
@@ -670,8 +697,7 @@ class ManifestSource:
             rust_timeout=WATCH_TIMEOUT_MS,
             yield_on_timeout=True,
             recursive=True,
-            force_polling=self._force_polling or None,
-            poll_delay_ms=100,
+            force_polling=False,
         ):
             # The first load after the watcher started catches what changed before it did.
             if changes or first:
@@ -679,6 +705,12 @@ class ManifestSource:
             first = False
             if _identity(self._directory) != identity:
                 return
+
+
+def _polling_requested() -> bool:
+    """watchfiles' own switch, WATCHFILES_FORCE_POLLING, read the way watchfiles reads it."""
+    value = os.environ.get("WATCHFILES_FORCE_POLLING", "")
+    return bool(value) and value.lower() not in {"false", "disable", "disabled"}
 
 
 def _identity(directory: Path) -> tuple[int, int] | None:

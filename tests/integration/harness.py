@@ -1,0 +1,249 @@
+"""Helpers for integration tests: free ports, condition waits, manifests, backends, and
+the real controller as a subprocess in front of the real HAProxy.
+
+Everything binds to 127.0.0.0/8 and asks the OS for ports, so two test runs can go at
+once. Waits poll a condition until a deadline; nothing sleeps a fixed time to be safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from service_loadbalancer.demo import start_http_backend, start_tcp_backend
+
+DEADLINE = 20.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], *, within: float = DEADLINE, what: str = ""
+) -> None:
+    """Poll `predicate` until it is true; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(Exception):
+            if await predicate():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- objects
+
+
+def service(
+    name: str,
+    ports: list[int] | list[dict[str, Any]],
+    *,
+    namespace: str = "default",
+    annotations: dict[str, str] | None = None,
+    affinity: str | None = None,
+) -> dict[str, Any]:
+    spec_ports = [p if isinstance(p, dict) else {"port": p} for p in ports]
+    spec: dict[str, Any] = {"clusterIP": "10.0.0.1", "ports": spec_ports}
+    if affinity:
+        spec["sessionAffinity"] = affinity
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+
+def slices(
+    name: str, endpoints: list[tuple[str, int]], *, namespace: str = "default", port_name: str = ""
+) -> list[dict[str, Any]]:
+    """One EndpointSlice per endpoint (each backend has its own free port)."""
+    return [
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{name}-{i}",
+                "namespace": namespace,
+                "labels": {"kubernetes.io/service-name": name},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": port_name, "port": port}],
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        }
+        for i, (address, port) in enumerate(endpoints)
+    ]
+
+
+def write_manifest(path: Path, objects: list[dict[str, Any]]) -> None:
+    """Write atomically, as an editor or kubectl would leave a whole file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump_all(objects), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+@dataclass
+class Backends:
+    """Real HTTP and TCP servers on distinct loopback addresses with OS-given ports."""
+
+    runners: list[web.AppRunner] = field(default_factory=list)
+    servers: list[asyncio.Server] = field(default_factory=list)
+
+    async def http(self, name: str, address: str) -> tuple[str, int]:
+        runner = await start_http_backend(name, address, 0)
+        self.runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return str(host), int(port)
+
+    async def tcp(self, name: str, address: str) -> tuple[str, int]:
+        server = await start_tcp_backend(name, address, 0)
+        self.servers.append(server)
+        host, port = server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def close(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        for server in self.servers:
+            server.close()
+
+
+# -------------------------------------------------------------------------- controller
+
+
+@dataclass
+class Controller:
+    """The real controller (`python -m service_loadbalancer.cli`) as a subprocess."""
+
+    workdir: Path
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    http_port: int = field(default_factory=free_port)
+    stats_port: int = field(default_factory=free_port)
+    healthz_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def manifests(self) -> Path:
+        return self.workdir / "manifests"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / "run"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "controller.log"
+
+    def args(self) -> list[str]:
+        return [
+            "--manifests", str(self.manifests),
+            "--http-port", str(self.http_port),
+            "--stats-port", str(self.stats_port),
+            "--healthz-port", str(self.healthz_port),
+            "--bind-address", "127.0.0.1",
+            "--run-dir", str(self.run_dir),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service_loadbalancer.cli", *self.args()],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    async def healthz(self) -> int:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{self.healthz_port}/healthz") as r,
+        ):
+            return r.status
+
+    async def wait_healthy(self) -> None:
+        async def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"controller exited early:\n{self.log()}")
+            return await self.healthz() == 200
+
+        await wait_for(healthy, what=f"/healthz 200; log:\n{self.log()}")
+
+    async def get(
+        self, path: str, *, host: str | None = None, cookies: dict[str, str] | None = None
+    ) -> tuple[int, str, aiohttp.ClientResponse]:
+        """One request on a new connection; returns status, body and the response."""
+        headers = {"Host": host} if host else {}
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with (
+            aiohttp.ClientSession(connector=connector, cookies=cookies) as s,
+            s.get(f"http://127.0.0.1:{self.http_port}{path}", headers=headers) as r,
+        ):
+            return r.status, await r.text(), r
+
+    def haproxy_pids(self) -> list[int]:
+        """Every haproxy process whose command line names our run directory's config."""
+        pids = []
+        marker = str(self.run_dir).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes()
+                status = (entry / "status").read_text()
+                if b"haproxy" in cmdline and marker in cmdline and "State:\tZ" not in status:
+                    pids.append(int(entry.name))
+        return pids
+
+    def stop(self, *, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            for pid in self.haproxy_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
+
+
+def backend_names(bodies: list[str]) -> list[str]:
+    """The `backend=<name>` each demo backend puts first in its answer."""
+    return [b.split()[0].removeprefix("backend=") for b in bodies]
+
+
+@contextlib.contextmanager
+def running(controller: Controller) -> Iterator[Controller]:
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()

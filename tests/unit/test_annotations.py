@@ -1,0 +1,317 @@
+"""The annotation registry: every annotation's valid and invalid values, hostile input,
+and the README table generated from the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service_loadbalancer import annotations as ann
+from service_loadbalancer.annotations import (
+    ACL_MATCH,
+    ALGORITHM,
+    COOKIE_STICKY,
+    HOST,
+    PREFIX,
+    REGISTRY,
+    Annotation,
+    AnnotationError,
+    markdown_table,
+    unknown_keys,
+)
+from service_loadbalancer.model import Algorithm
+
+#: The keys of the original service-loadbalancer that users bring along unchanged.
+ORIGINAL_KEYS = {
+    "serviceloadbalancer/lb.algorithm",
+    "serviceloadbalancer/lb.host",
+    "serviceloadbalancer/lb.aclMatch",
+    "serviceloadbalancer/lb.cookie-sticky-session",
+}
+
+
+def get(annotation: Annotation[Any], value: str) -> Any:
+    return annotation.get({annotation.key: value})
+
+
+# --- Valid values -----------------------------------------------------------------------------
+
+VALID: list[tuple[Annotation[Any], str, object]] = [
+    (ALGORITHM, "roundrobin", Algorithm.ROUNDROBIN),
+    (ALGORITHM, "leastconn", Algorithm.LEASTCONN),
+    (ALGORITHM, "first", Algorithm.FIRST),
+    (ALGORITHM, "source", Algorithm.SOURCE),
+    (ALGORITHM, " leastconn ", Algorithm.LEASTCONN),
+    (HOST, "example.com", "example.com"),
+    (HOST, "a", "a"),
+    (HOST, "EXAMPLE.Com", "example.com"),
+    (HOST, "my-app.svc-1.example.com", "my-app.svc-1.example.com"),
+    (HOST, "1.2.3.4", "1.2.3.4"),
+    (HOST, "0a.b9", "0a.b9"),
+    (HOST, "a" * 63 + ".com", "a" * 63 + ".com"),
+    (HOST, ".".join(["a" * 61] * 4) + ".abcd", ".".join(["a" * 61] * 4) + ".abcd"),
+    (HOST, " example.com ", "example.com"),
+    (ACL_MATCH, "/", "/"),
+    (ACL_MATCH, "/api", "/api"),
+    (ACL_MATCH, "/api/", "/api"),
+    (ACL_MATCH, "/api/v1", "/api/v1"),
+    (ACL_MATCH, "/api/v1/", "/api/v1"),
+    (ACL_MATCH, "/a.b", "/a.b"),
+    (ACL_MATCH, "/~user", "/~user"),
+    (ACL_MATCH, "/A-Z_a-z.0-9~", "/A-Z_a-z.0-9~"),
+    (ACL_MATCH, "/...", "/..."),
+    (ACL_MATCH, "/.well-known", "/.well-known"),
+    (ACL_MATCH, "/" + "a" * 511, "/" + "a" * 511),
+    (ACL_MATCH, " /api ", "/api"),
+    (COOKIE_STICKY, "true", True),
+    (COOKIE_STICKY, "false", False),
+    (COOKIE_STICKY, "True", True),
+    (COOKIE_STICKY, "FALSE", False),
+    (COOKIE_STICKY, " true ", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "raw", "expected"),
+    VALID,
+    ids=[f"{a.key.removeprefix(PREFIX)}={raw[:20]!r}" for a, raw, _ in VALID],
+)
+def test_valid_values(annotation: Annotation[Any], raw: str, expected: object) -> None:
+    assert get(annotation, raw) == expected
+
+
+@pytest.mark.parametrize("annotation", REGISTRY, ids=[a.key for a in REGISTRY])
+def test_absent_gives_default(annotation: Annotation[Any]) -> None:
+    assert annotation.get({}) == annotation.default
+    assert annotation.get({"other/" + annotation.key: "x"}) == annotation.default
+
+
+def test_defaults() -> None:
+    assert ALGORITHM.default is None  # None: --balance-algorithm applies
+    assert HOST.default is None
+    assert ACL_MATCH.default is None
+    assert COOKIE_STICKY.default is False
+
+
+# --- Invalid values ---------------------------------------------------------------------------
+
+def invalid(annotation: Annotation[Any], raw: str, fragment: str, marks: Any = ()) -> Any:
+    key = annotation.key.removeprefix(PREFIX)
+    return pytest.param(annotation, raw, fragment, marks=marks, id=f"{key}={raw[:20]!r}")
+
+
+INVALID = [
+    invalid(ALGORITHM, "", "is not one of roundrobin, leastconn, first, source"),
+    invalid(ALGORITHM, "random", "is not one of"),
+    invalid(ALGORITHM, "RoundRobin", "is not one of"),
+    invalid(ALGORITHM, "static-rr", "is not one of"),
+    invalid(ALGORITHM, "uri", "is not one of"),
+    invalid(ALGORITHM, "source consistent", "is not one of"),
+    invalid(HOST, "", "is not an RFC 1123 host name"),
+    invalid(HOST, "-a.com", "RFC 1123"),
+    invalid(HOST, "a-.com", "RFC 1123"),
+    invalid(HOST, "a..com", "RFC 1123"),
+    invalid(HOST, ".a.com", "RFC 1123"),
+    invalid(HOST, "a.com.", "RFC 1123"),
+    invalid(HOST, "a_b.com", "RFC 1123"),
+    invalid(HOST, "*.example.com", "RFC 1123"),
+    invalid(HOST, "example.com:80", "RFC 1123"),
+    invalid(HOST, "example.com/path", "RFC 1123"),
+    invalid(HOST, "a" * 64 + ".com", "RFC 1123"),
+    invalid(HOST, ".".join(["a" * 63] * 4) + ".ab", "RFC 1123"),
+    invalid(HOST, "[::1]", "RFC 1123"),
+    invalid(HOST, "user@example.com", "RFC 1123"),
+    invalid(ACL_MATCH, "", "is not a path prefix"),
+    invalid(ACL_MATCH, "api", "is not a path prefix"),
+    invalid(ACL_MATCH, "//", "is not a path prefix"),
+    invalid(ACL_MATCH, "//api", "is not a path prefix"),
+    invalid(ACL_MATCH, "/a//b", "is not a path prefix"),
+    invalid(ACL_MATCH, "/api//", "is not a path prefix"),
+    invalid(ACL_MATCH, "/.", "has a dot segment"),
+    invalid(ACL_MATCH, "/..", "has a dot segment"),
+    invalid(ACL_MATCH, "/./a", "has a dot segment"),
+    invalid(ACL_MATCH, "/a/../b", "has a dot segment"),
+    invalid(ACL_MATCH, "/a/..", "has a dot segment"),
+    invalid(ACL_MATCH, "/a/./", "has a dot segment"),
+    invalid(ACL_MATCH, "/a?b=c", "is not a path prefix"),
+    invalid(ACL_MATCH, "/a;b", "is not a path prefix"),
+    invalid(ACL_MATCH, "/a%2fb", "is not a path prefix"),
+    invalid(ACL_MATCH, "/a:b", "is not a path prefix"),
+    invalid(ACL_MATCH, "/a+b", "is not a path prefix"),
+    invalid(ACL_MATCH, "/a|b", "is not a path prefix"),
+    invalid(ACL_MATCH, "/" + "a" * 512, "is not a path prefix"),
+    invalid(ACL_MATCH, "http://example.com/a", "is not a path prefix"),
+    invalid(COOKIE_STICKY, "", "is not a boolean (true or false)"),
+    invalid(COOKIE_STICKY, "yes", "is not a boolean"),
+    invalid(COOKIE_STICKY, "1", "is not a boolean"),
+    invalid(COOKIE_STICKY, "on", "is not a boolean"),
+    invalid(COOKIE_STICKY, "t", "is not a boolean"),
+    invalid(COOKIE_STICKY, "truee", "is not a boolean"),
+]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "raw", "fragment"),
+    INVALID,
+)
+def test_invalid_values(annotation: Annotation[Any], raw: str, fragment: str) -> None:
+    with pytest.raises(AnnotationError) as found:
+        get(annotation, raw)
+    message = str(found.value)
+    assert message.startswith(f"annotation {annotation.key}: ")
+    assert fragment in message
+
+
+# --- Hostile values ---------------------------------------------------------------------------
+
+#: A value each annotation accepts, to build hostile variants around.
+BASE = {ALGORITHM: "roundrobin", HOST: "example.com", ACL_MATCH: "/api", COOKIE_STICKY: "true"}
+
+
+def hostile(base: str) -> dict[str, str]:
+    return {
+        "newline": f"{base}\n    server evil 1.2.3.4:80",
+        "newline-front": f"x\n{base}",
+        "carriage-return": f"{base}\rx",
+        "double-quote": f'{base}"',
+        "single-quote": f"{base}'x'",
+        "hash": f"{base}#comment",
+        "braces": "{" + base + "}",
+        "jinja": "{{ " + base + " }}",
+        "space": f"{base} x",
+        "tab": f"{base}\tx",
+        "sample-fetch": f"{base}%[src]",
+        "env": f"{base}${{HOME}}",
+        "backslash": f"{base}\\x",
+        "nul": f"{base}\x00",
+        "unicode": f"{base}\u00e9",
+        "unicode-only": "\u00e9\u00e8",
+        "fullwidth": "\uff41\uff50\uff49",
+        "rtl-override": f"{base}\u202e",
+        "zero-width": f"{base}\u200b",
+        "very-long": base * 5000,
+        "very-long-valid-chars": "a" * 100_000,
+    }
+
+
+HOSTILE = [(a, name, value) for a in REGISTRY for name, value in hostile(BASE[a]).items()]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "name", "value"),
+    HOSTILE,
+    ids=[f"{a.key.removeprefix(PREFIX)}-{name}" for a, name, _ in HOSTILE],
+)
+def test_hostile_values_rejected(annotation: Annotation[Any], name: str, value: str) -> None:
+    with pytest.raises(AnnotationError) as found:
+        get(annotation, value)
+    message = str(found.value)
+    # The message quotes the value escaped and shortened: it cannot forge a log line.
+    assert "\n" not in message
+    assert "\r" not in message
+    assert "\x00" not in message
+    assert len(message) < 400
+
+
+def test_registry_covers_hostile_table() -> None:
+    assert set(BASE) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("annotation", REGISTRY, ids=[a.key for a in REGISTRY])
+def test_surrounding_whitespace_is_trimmed_and_value_is_clean(
+    annotation: Annotation[Any],
+) -> None:
+    """A YAML block scalar leaves a trailing newline: it is trimmed, never carried."""
+    value = get(annotation, f"  {BASE[annotation]}\n")
+    assert value == get(annotation, BASE[annotation])
+    assert "\n" not in str(value)
+
+
+def test_non_ascii_host_that_lowers_to_ascii_rejected() -> None:
+    with pytest.raises(AnnotationError):
+        get(HOST, "\u212aube.example.com")
+
+
+def test_error_message_quotes_and_shortens() -> None:
+    with pytest.raises(AnnotationError) as found:
+        get(ALGORITHM, "x" * 1000)
+    message = str(found.value)
+    assert "'" + "x" * 61 + "...'" in message
+    assert "x" * 62 not in message
+    with pytest.raises(AnnotationError) as newline:
+        get(HOST, "a\nb")
+    assert "'a\\nb'" in str(newline.value)
+
+
+# --- The parsers on their own ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("/", "/"), ("/a/", "/a"), ("/a/b/", "/a/b"), ("/a", "/a")],
+    ids=["root", "trailing", "nested-trailing", "plain"],
+)
+def test_parse_path_normalises_trailing_slash(raw: str, expected: str) -> None:
+    assert ann.parse_path(raw) == expected
+
+
+def test_parse_errors_have_no_key_prefix() -> None:
+    with pytest.raises(AnnotationError, match=r"^'maybe' is not a boolean"):
+        ann.parse_bool("maybe")
+
+
+# --- Registry, unknown keys and the README table --------------------------------------------
+
+
+def test_registry_keys() -> None:
+    keys = [a.key for a in REGISTRY]
+    assert len(keys) == len(set(keys))
+    assert all(k.startswith(PREFIX) for k in keys)
+    assert set(keys) >= ORIGINAL_KEYS
+    for a in REGISTRY:
+        assert a.doc.strip()
+        assert a.allowed.strip()
+        for text in (a.doc, a.allowed):  # would break the markdown table
+            assert "|" not in text
+            assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        ({}, []),
+        ({PREFIX + "lb.algorithm": "first", "other/lb.x": "y"}, []),
+        ({PREFIX + "lb.agorithm": "first"}, [PREFIX + "lb.agorithm"]),
+        (
+            {PREFIX + "z": "1", PREFIX + "a": "2", PREFIX + "lb.host": "a"},
+            [PREFIX + "a", PREFIX + "z"],
+        ),
+        ({"serviceloadbalancer.io/lb.host": "a"}, []),
+    ],
+    ids=["none", "known-and-foreign", "typo", "sorted", "other-prefix"],
+)
+def test_unknown_keys(annotations: dict[str, str], expected: list[str]) -> None:
+    assert unknown_keys(annotations) == expected
+
+
+def test_markdown_table_lists_every_key() -> None:
+    table = markdown_table()
+    lines = table.splitlines()
+    assert lines[0] == "| annotation | values | default | meaning |"
+    assert lines[1] == "| --- | --- | --- | --- |"
+    rows = lines[2:]
+    assert len(rows) == len(REGISTRY)
+    for row, a in zip(rows, REGISTRY, strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == f"`{a.key}`"
+        assert cells[1] == a.allowed
+        assert cells[3] == a.doc
+        assert len(cells) == 4
+    defaults = {a.key: row.split("|")[3].strip() for a, row in zip(REGISTRY, rows, strict=True)}
+    assert defaults == {
+        ALGORITHM.key: "-",
+        HOST.key: "-",
+        ACL_MATCH.key: "-",
+        COOKIE_STICKY.key: "false",
+    }

@@ -1,0 +1,682 @@
+"""The manifests source: parsing rules as tables, the directory reader, and the watcher.
+
+The watcher tests use a real temporary directory and real inotify (through watchfiles) and
+wait on conditions with a deadline; they never sleep a fixed time or assert on durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service_loadbalancer.kube.objects import KNOWN_KINDS, ObjectKey, RawObject
+from service_loadbalancer.model import Problem
+from service_loadbalancer.sources.files import (
+    SOURCE_NAME,
+    ManifestSource,
+    load_directory,
+    parse_manifests,
+)
+from service_loadbalancer.store import Store
+
+ORIGIN = "dir/web.yaml"
+FILE = ObjectKey("File", "", ORIGIN)
+
+
+def service(name: str, namespace: str | None = None, port: int = 80) -> str:
+    ns = f"\n  namespace: {namespace}" if namespace else ""
+    return (
+        f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}{ns}\n"
+        f"spec:\n  ports:\n  - port: {port}\n"
+    )
+
+
+def names(objects: list[RawObject]) -> list[tuple[str, str, str]]:
+    return [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects]
+
+
+# --------------------------------------------------------------------------- parse_manifests
+
+SLICE = """\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc12
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+endpoints: [{addresses: [127.0.1.1]}]
+"""
+ENDPOINTS = "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web.v2}\nsubsets: []\n"
+
+#: (id, text, the objects as (kind, namespace, name) in order, one entry per problem in order:
+#: a substring of its reason, or a tuple of substrings)
+PARSE_CASES: list[tuple[str, str, list[tuple[str, str, str]], list[str | tuple[str, ...]]]] = [
+    ("one service", service("web"), [("Service", "default", "web")], []),
+    (
+        "multi-document",
+        service("a") + "---\n" + SLICE + "---\n" + ENDPOINTS,
+        [
+            ("Service", "default", "a"),
+            ("EndpointSlice", "shop", "web-abc12"),
+            ("Endpoints", "default", "web.v2"),
+        ],
+        [],
+    ),
+    (
+        "empty documents are ignored",
+        "---\n---\n# only a comment\n---\n" + service("a") + "---\n...\n",
+        [("Service", "default", "a")],
+        [],
+    ),
+    ("empty file", "", [], []),
+    ("comments only", "# nothing here\n", [], []),
+    (
+        "List is flattened",
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Service, metadata: {name: a}}\n"
+        "- apiVersion: discovery.k8s.io/v1\n  kind: EndpointSlice\n"
+        "  metadata: {name: a-1, namespace: x}\n",
+        [("Service", "default", "a"), ("EndpointSlice", "x", "a-1")],
+        [],
+    ),
+    ("empty List", "apiVersion: v1\nkind: List\nitems: []\n", [], []),
+    (
+        "typed list as the API returns it (items without kind)",
+        "apiVersion: v1\nkind: ServiceList\nitems:\n- metadata: {name: a}\n- metadata: {name: b}\n",
+        [("Service", "default", "a"), ("Service", "default", "b")],
+        [],
+    ),
+    (
+        "List item errors name the item",
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Service, metadata: {name: a}}\n"
+        "- {apiVersion: v1, kind: Servise, metadata: {name: b}}\n",
+        [("Service", "default", "a")],
+        ['document 1, item 2 (Servise "b"): unknown kind "Servise"'],
+    ),
+    (
+        "List with the wrong apiVersion",
+        "apiVersion: v2\nkind: List\nitems: []\n",
+        [],
+        ['document 1 (List): List needs apiVersion "v1", not "v2"'],
+    ),
+    (
+        "List whose items is not a list",
+        "apiVersion: v1\nkind: List\nitems: {a: 1}\n",
+        [],
+        ["document 1 (List): items is a mapping, not a list"],
+    ),
+    (
+        "JSON",
+        json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "j"}}, indent=2),
+        [("Service", "default", "j")],
+        [],
+    ),
+    (
+        "JSON indented with tabs",
+        json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "t"}}, indent="\t"),
+        [("Service", "default", "t")],
+        [],
+    ),
+    (
+        "bad YAML: problem with line and column, earlier documents kept",
+        service("a") + "---\nkind: [Service\nmetadata: {name: b}\n",
+        [("Service", "default", "a")],
+        [
+            (
+                "invalid YAML: line 10, column 9: ",
+                "(while parsing a flow sequence at line 9, column 7)",
+                "documents after document 1 were not read",
+            )
+        ],
+    ),
+    (
+        "bad YAML in the first document",
+        "kind: Service\n  metadata: x\n",
+        [],
+        ["invalid YAML: line 2, column 11: mapping values are not allowed"],
+    ),
+    (
+        "unknown kind",
+        "apiVersion: v1\nkind: Servise\nmetadata: {name: web}\n",
+        [],
+        ['document 1 (Servise "web"): unknown kind "Servise" (did you mean "Service"?)'],
+    ),
+    (
+        "kind we do not read",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
+        [],
+        ['unknown kind "Deployment" (service-loadbalancer reads Service, Endpoints'],
+    ),
+    (
+        "no kind",
+        "apiVersion: v1\nmetadata: {name: web}\n",
+        [],
+        ['document 1 ("web"): no kind'],
+    ),
+    (
+        "wrong apiVersion",
+        "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: a}\n",
+        [],
+        ['EndpointSlice needs apiVersion "discovery.k8s.io/v1", not "discovery.k8s.io/v1beta1"'],
+    ),
+    (
+        "no apiVersion",
+        "kind: Service\nmetadata: {name: a}\n",
+        [],
+        ['document 1 (Service "a"): no apiVersion (Service is "v1")'],
+    ),
+    (
+        "missing name",
+        "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n",
+        [],
+        ["document 1 (Service): no metadata.name"],
+    ),
+    (
+        "no metadata at all",
+        "apiVersion: v1\nkind: Service\n",
+        [],
+        ["document 1 (Service): no metadata.name"],
+    ),
+    (
+        "name that is not a string",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: 42}\n",
+        [],
+        ["document 1 (Service): metadata.name is a number, not a string"],
+    ),
+    (
+        "Service name must be a DNS-1035 label",
+        service("9lives"),
+        [],
+        ['metadata.name "9lives" is invalid: a DNS-1035 label must consist of'],
+    ),
+    (
+        "Service name with a dot",
+        service("web.v2"),
+        [],
+        ['metadata.name "web.v2" is invalid: a DNS-1035 label'],
+    ),
+    ("Service name of 63 characters", service("a" * 63), [("Service", "default", "a" * 63)], []),
+    (
+        "Service name of 64 characters",
+        service("a" * 64),
+        [],
+        ["is invalid: must be no more than 63 characters"],
+    ),
+    (
+        "upper case name",
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: Web}\n",
+        [],
+        ['document 1 (Endpoints "Web"): metadata.name "Web" is invalid: a lowercase RFC 1123'],
+    ),
+    (
+        "bad namespace",
+        service("web", namespace="Shop_1"),
+        [],
+        ['metadata.namespace "Shop_1" is invalid: a lowercase RFC 1123 label'],
+    ),
+    (
+        "namespace given is kept",
+        service("web", namespace="shop"),
+        [("Service", "shop", "web")],
+        [],
+    ),
+    (
+        "empty namespace is the default one",
+        'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ""}\n',
+        [("Service", "default", "web")],
+        [],
+    ),
+    (
+        "non-mapping documents",
+        "- a\n- b\n---\njust a string\n---\n" + service("ok"),
+        [("Service", "default", "ok")],
+        ["document 1: not a mapping but a list", "document 2: not a mapping but a string"],
+    ),
+    (
+        "bad document beside good ones",
+        service("a")
+        + "---\napiVersion: v1\nkind: Servise\nmetadata: {name: b}\n---\n"
+        + service("c"),
+        [("Service", "default", "a"), ("Service", "default", "c")],
+        ['document 2 (Servise "b"): unknown kind "Servise"'],
+    ),
+    (
+        "duplicate key: the API's strict decoding refuses it",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nmetadata: {name: b}\n---\n"
+        + service("c"),
+        [("Service", "default", "c")],
+        ['document 1: line 4: key "metadata" is given twice (first at line 3)'],
+    ),
+    (
+        "unquoted boolean annotation",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n"
+        "    serviceloadbalancer/lb.sslTerm: true\n",
+        [],
+        [
+            'metadata.annotations["serviceloadbalancer/lb.sslTerm"] must be a string, '
+            "not a boolean true (quote it)"
+        ],
+    ),
+    (
+        "unknown YAML tag",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: !secret web}\n---\n" + service("b"),
+        [("Service", "default", "b")],
+        ["document 1: line 3, column 18: could not determine a constructor for the tag"],
+    ),
+    (
+        "self-referencing alias",
+        "&a [*a]\n---\n" + service("b"),
+        [("Service", "default", "b")],
+        ["document 1: a YAML alias refers to its own parent"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "reasons"),
+    [
+        pytest.param(text, expected, reasons, id=case)
+        for case, text, expected, reasons in PARSE_CASES
+    ],
+)
+def test_parse_manifests(
+    text: str, expected: list[tuple[str, str, str]], reasons: list[str | tuple[str, ...]]
+) -> None:
+    objects, problems = parse_manifests(text, origin=ORIGIN)
+    assert names(objects) == expected
+    assert all(p.subject == FILE for p in problems)
+    assert len(problems) == len(reasons), problems
+    for problem, reason in zip(problems, reasons, strict=True):
+        fragments = (reason,) if isinstance(reason, str) else reason
+        assert all(f in problem.reason for f in fragments), problem.reason
+
+
+def test_namespace_default_is_written_into_metadata() -> None:
+    (obj,), _ = parse_manifests(service("web"), origin=ORIGIN)
+    assert obj["metadata"] == {"name": "web", "namespace": "default"}
+    assert obj["spec"] == {"ports": [{"port": 80}]}
+
+
+def test_scalars_keep_their_kubernetes_meaning() -> None:
+    text = (
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n"
+        "    since: 2024-01-01\n    empty:\n  labels: {80: http}\n"
+    )
+    (obj,), problems = parse_manifests(text, origin=ORIGIN)
+    assert problems == []
+    # A date stays a string, a null annotation is "", and map keys are strings (as in JSON).
+    assert obj["metadata"]["annotations"] == {"since": "2024-01-01", "empty": ""}
+    assert obj["metadata"]["labels"] == {"80": "http"}
+
+
+def test_aliases_are_not_shared_between_objects() -> None:
+    text = (
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Service, metadata: {name: a}, spec: &s {ports: [{port: 80}]}}\n"
+        "- {apiVersion: v1, kind: Service, metadata: {name: b}, spec: *s}\n"
+    )
+    (a, b), problems = parse_manifests(text, origin=ORIGIN)
+    assert problems == []
+    assert a["spec"] == b["spec"]
+    assert a["spec"] is not b["spec"]
+
+
+# --------------------------------------------------------------------------- load_directory
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_load_directory_reads_recursively_in_path_order(tmp_path: Path) -> None:
+    write(tmp_path / "b.yaml", service("b"))
+    write(tmp_path / "a" / "z.yml", service("az"))
+    write(
+        tmp_path / "a.json",
+        json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "aj"}}),
+    )
+    write(tmp_path / "notes.txt", "apiVersion: v1\nkind: Nonsense\n")
+    objects, problems = load_directory(tmp_path)
+    assert problems == []
+    assert [o["metadata"]["name"] for o in objects] == ["az", "aj", "b"]
+
+
+def test_duplicates_first_by_path_wins(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service("web", port=1))
+    write(tmp_path / "b.yaml", service("web", port=2))
+    write(tmp_path / "c.yaml", service("web", namespace="other", port=3))
+    objects, problems = load_directory(tmp_path)
+    assert [(o["metadata"]["namespace"], o["spec"]["ports"][0]["port"]) for o in objects] == [
+        ("default", 1),
+        ("other", 3),
+    ]
+    (problem,) = problems
+    assert problem.subject == ObjectKey("File", "", str(tmp_path / "b.yaml"))
+    assert str(tmp_path / "a.yaml") in problem.reason
+    assert "Service default/web" in problem.reason
+
+
+def test_duplicate_within_one_file(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service("web", port=1) + "---\n" + service("web", port=2))
+    objects, problems = load_directory(tmp_path)
+    assert [o["spec"]["ports"][0]["port"] for o in objects] == [1]
+    (problem,) = problems
+    assert "earlier in this file" in problem.reason
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        ".hidden.yaml",
+        ".git/config.yaml",
+        ".#web.yaml",
+        "#web.yaml#",
+        "web.yaml~",
+        "web.yaml.swp",
+        "web.yaml___jb_tmp___",
+        "..2024_01_01/web.yaml",
+    ],
+)
+def test_hidden_and_editor_files_are_skipped(tmp_path: Path, relative: str) -> None:
+    write(tmp_path / relative, "this: [is not read\n")
+    write(tmp_path / "ok.yaml", service("ok"))
+    objects, problems = load_directory(tmp_path)
+    assert problems == []
+    assert names(objects) == [("Service", "default", "ok")]
+
+
+def test_non_utf8_file_is_a_problem(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.yaml", b"kind: Service\nname: caf\xe9\n")
+    write(tmp_path / "ok.yaml", service("ok"))
+    objects, problems = load_directory(tmp_path)
+    assert names(objects) == [("Service", "default", "ok")]
+    assert problems == [
+        Problem(ObjectKey("File", "", str(bad)), "not UTF-8 (byte 0xe9 at offset 23)")
+    ]
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    write(tmp_path / "bom.yaml", b"\xef\xbb\xbf" + service("bom").encode())
+    objects, problems = load_directory(tmp_path)
+    assert (names(objects), problems) == ([("Service", "default", "bom")], [])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_is_a_problem(tmp_path: Path) -> None:
+    secret = write(tmp_path / "secret.yaml", service("s"))
+    secret.chmod(0)
+    _, problems = load_directory(tmp_path)
+    assert problems == [
+        Problem(ObjectKey("File", "", str(secret)), "cannot read: Permission denied")
+    ]
+
+
+def test_fifo_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+    _, problems = load_directory(tmp_path)
+    assert problems == [
+        Problem(ObjectKey("File", "", str(tmp_path / "pipe.yaml")), "not a regular file")
+    ]
+
+
+def test_broken_symlink_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    _, problems = load_directory(tmp_path)
+    assert problems == [
+        Problem(
+            ObjectKey("File", "", str(tmp_path / "gone.yaml")),
+            "cannot read: No such file or directory",
+        )
+    ]
+
+
+def test_symlinked_directory_loop_is_read_once(tmp_path: Path) -> None:
+    write(tmp_path / "sub" / "a.yaml", service("a"))
+    (tmp_path / "sub" / "again").symlink_to(tmp_path)
+    objects, problems = load_directory(tmp_path)
+    assert (names(objects), problems) == ([("Service", "default", "a")], [])
+
+
+def test_missing_directory_is_a_problem(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    assert load_directory(missing) == (
+        [],
+        [Problem(ObjectKey("File", "", str(missing)), "directory does not exist")],
+    )
+    file = write(tmp_path / "file.yaml", service("a"))
+    assert load_directory(file) == (
+        [],
+        [Problem(ObjectKey("File", "", str(file)), "is not a directory")],
+    )
+
+
+# --------------------------------------------------------------------------- ManifestSource.load
+
+
+def new_store() -> Store:
+    return Store(KNOWN_KINDS)
+
+
+def test_load_makes_the_store_ready_and_reports_change(tmp_path: Path) -> None:
+    store = new_store()
+    source = ManifestSource(tmp_path, store)
+    assert source.load() is True  # empty directory: every kind listed, nothing else
+    assert store.ready
+    assert store.snapshot().objects == {}
+    assert source.load() is False
+
+    write(tmp_path / "a.yaml", service("a"))
+    version = store.version
+    assert source.load() is True
+    assert store.version > version
+    assert source.load() is False
+
+    (tmp_path / "a.yaml").unlink()
+    assert source.load() is True
+    assert store.snapshot().objects == {}
+
+
+def test_load_puts_problems_in_the_store_until_fixed(tmp_path: Path) -> None:
+    write(tmp_path / "bad.yaml", "kind: [\n")
+    store = new_store()
+    source = ManifestSource(tmp_path, store, logger=logging.getLogger("test.files"))
+    source.load()
+    assert source.load() is False  # the same problem again is no change
+    problems = store.snapshot().source_problems
+    assert [p.subject.name for p in problems] == [str(tmp_path / "bad.yaml")]
+
+    write(tmp_path / "bad.yaml", service("fixed"))
+    assert source.load() is True
+    assert store.snapshot().source_problems == ()
+
+
+def test_missing_directory_keeps_objects(tmp_path: Path) -> None:
+    directory = tmp_path / "manifests"
+    store = new_store()
+    source = ManifestSource(directory, store)
+    assert source.load() is True  # the problem
+    assert not store.ready  # nothing was listed: render nothing rather than an empty config
+    assert [p.reason for p in store.snapshot().source_problems] == ["directory does not exist"]
+
+    write(directory / "a.yaml", service("a"))
+    assert source.load() is True
+    assert store.ready
+    assert store.snapshot().source_problems == ()
+
+    shutil.rmtree(directory)  # a mount that went away: keep serving what we had
+    assert source.load() is True
+    snapshot = store.snapshot()
+    assert set(snapshot.objects) == {ObjectKey("Service", "default", "a")}
+    assert [p.reason for p in snapshot.source_problems] == ["directory does not exist"]
+
+    directory.mkdir()  # an existing, empty directory: its files are gone
+    assert source.load() is True
+    assert store.snapshot().objects == {}
+
+
+# --------------------------------------------------------------------------- ManifestSource.run
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Wait until `condition()` holds; fail after `within` seconds (a deadline, not a sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(source: ManifestSource) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.run(stop=stop), name="manifest-source")
+    try:
+        yield stop
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+
+
+def service_names(store: Store) -> dict[str, Any]:
+    """name -> first port of every Service in the store."""
+    return {
+        o["metadata"]["name"]: o["spec"]["ports"][0]["port"]
+        for o in store.snapshot().of_kind("Service")
+    }
+
+
+def problem_files(store: Store) -> set[str]:
+    return {p.subject.name for p in store.snapshot().source_problems}
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["watch", "poll"])
+async def test_run_follows_create_edit_delete_and_broken_files(tmp_path: Path, poll: bool) -> None:
+    store = new_store()
+    async with running(ManifestSource(tmp_path, store, poll=poll)):
+        await eventually(lambda: store.ready)
+
+        write(tmp_path / "web.yaml", service("web", port=80))
+        await eventually(lambda: service_names(store) == {"web": 80})
+
+        write(tmp_path / "web.yaml", service("web", port=8080))
+        await eventually(lambda: service_names(store) == {"web": 8080})
+
+        write(tmp_path / "sub" / "api.yaml", service("api", port=81))
+        await eventually(lambda: service_names(store) == {"web": 8080, "api": 81})
+
+        (tmp_path / "web.yaml").unlink()
+        await eventually(lambda: service_names(store) == {"api": 81})
+
+        broken = write(tmp_path / "broken.yaml", "kind: [Service\n")
+        await eventually(lambda: problem_files(store) == {str(broken)})
+        assert service_names(store) == {"api": 81}
+
+        broken.unlink()
+        await eventually(lambda: problem_files(store) == set())
+        assert service_names(store) == {"api": 81}
+
+
+async def test_run_waits_for_a_missing_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "later"
+    store = new_store()
+    async with running(ManifestSource(directory, store)):
+        await eventually(lambda: problem_files(store) == {str(directory)})
+        assert not store.ready
+        write(directory / "web.yaml", service("web"))
+        await eventually(lambda: service_names(store) == {"web": 80})
+        assert problem_files(store) == set()
+
+
+async def test_run_follows_a_replaced_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "manifests"
+    write(directory / "old.yaml", service("old"))
+    store = new_store()
+    async with running(ManifestSource(directory, store)):
+        await eventually(lambda: service_names(store) == {"old": 80})
+        (directory / "old.yaml").unlink()
+        directory.rmdir()
+        await eventually(lambda: problem_files(store) == {str(directory)})
+        write(directory / "new.yaml", service("new"))
+        await eventually(lambda: service_names(store) == {"new": 80})
+        write(directory / "newer.yaml", service("newer"))  # the new directory is watched
+        await eventually(lambda: service_names(store) == {"new": 80, "newer": 80})
+
+
+async def test_run_follows_a_configmap_volume(tmp_path: Path) -> None:
+    """Kubelet's layout: file -> ..data/file, ..data -> ..<timestamp>, swapped by rename."""
+    write(tmp_path / "..v1" / "svc.yaml", service("web", port=1))
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "svc.yaml").symlink_to("..data/svc.yaml")
+    store = new_store()
+    async with running(ManifestSource(tmp_path, store)):
+        await eventually(lambda: service_names(store) == {"web": 1})
+        write(tmp_path / "..v2" / "svc.yaml", service("web", port=2))
+        (tmp_path / "..data_tmp").symlink_to("..v2")
+        (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+        await eventually(lambda: service_names(store) == {"web": 2})
+
+
+async def test_run_returns_when_stopped_before_start(tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    stop.set()
+    store = new_store()
+    async with asyncio.timeout(10):
+        await ManifestSource(tmp_path, store).run(stop=stop)
+    assert store.ready
+
+
+async def test_cancelling_run_leaves_the_callers_stop_event_alone(tmp_path: Path) -> None:
+    store = new_store()
+    stop = asyncio.Event()
+    task = asyncio.create_task(ManifestSource(tmp_path, store).run(stop=stop))
+    await eventually(lambda: store.ready)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(10):
+            await task
+    assert not stop.is_set()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("1", True),
+        ("true", True),
+        ("false", False),
+        ("Disabled", False),
+    ],
+)
+def test_polling_follows_watchfiles_switch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None, expected: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv("WATCHFILES_FORCE_POLLING", raising=False)
+    else:
+        monkeypatch.setenv("WATCHFILES_FORCE_POLLING", value)
+    source = ManifestSource(tmp_path, new_store())
+    assert source.polling is expected
+    assert ManifestSource(tmp_path, new_store(), poll=not expected).polling is not expected
+
+
+def test_source_name() -> None:
+    assert SOURCE_NAME == "files"
