@@ -207,16 +207,21 @@ class Controller:
             return r.status, await r.text(), r
 
     def haproxy_pids(self) -> list[int]:
-        """Every haproxy process whose command line names our run directory's config."""
+        """Every live haproxy process (argv[0] is haproxy, not zombie) whose command line
+        names our run directory."""
         pids = []
         marker = str(self.run_dir).encode()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
                 status = (entry / "status").read_text()
-                if b"haproxy" in cmdline and marker in cmdline and "State:\tZ" not in status:
+                if (
+                    Path(argv[0].decode(errors="replace")).name == "haproxy"
+                    and any(marker in arg for arg in argv)
+                    and "State:\tZ" not in status
+                ):
                     pids.append(int(entry.name))
         return pids
 

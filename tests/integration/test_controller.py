@@ -4,6 +4,7 @@ subprocess, the real HAProxy, real backends on 127.0.0.0/8, real requests."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -217,6 +218,11 @@ async def test_service_without_endpoints_answers_503(tmp_path: Path) -> None:
         assert (await c.get("/lonely"))[0] == 503
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 async def test_stats_page_requires_the_password(tmp_path: Path) -> None:
     c = Controller(tmp_path, env={"SLB_STATS_USER": "admin", "SLB_STATS_PASSWORD": "s3cret!x"})
     c.manifests.mkdir(parents=True)
@@ -226,13 +232,13 @@ async def test_stats_page_requires_the_password(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s:
             async with s.get(url) as r:
                 assert r.status == 401
-            async with s.get(url, auth=aiohttp.BasicAuth("admin", "wrong")) as r:
+            async with s.get(url, headers=basic("admin", "wrong")) as r:
                 assert r.status == 401
-            async with s.get(url + "metrics", auth=aiohttp.BasicAuth("admin", "wrong")) as r:
+            async with s.get(url + "metrics", headers=basic("admin", "wrong")) as r:
                 assert r.status == 401
-            async with s.get(url, auth=aiohttp.BasicAuth("admin", "s3cret!x")) as r:
+            async with s.get(url, headers=basic("admin", "s3cret!x")) as r:
                 assert r.status == 200 and "Statistics Report" in await r.text()
-            async with s.get(url + "metrics", auth=aiohttp.BasicAuth("admin", "s3cret!x")) as r:
+            async with s.get(url + "metrics", headers=basic("admin", "s3cret!x")) as r:
                 assert r.status == 200 and "haproxy_process_" in await r.text()
         # The password is not in the config on disk.
         assert "s3cret" not in (c.run_dir / "haproxy.cfg").read_text()

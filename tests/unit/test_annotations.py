@@ -96,6 +96,7 @@ def test_defaults() -> None:
 
 # --- Invalid values ---------------------------------------------------------------------------
 
+
 def invalid(annotation: Annotation[Any], raw: str, fragment: str, marks: Any = ()) -> Any:
     key = annotation.key.removeprefix(PREFIX)
     return pytest.param(annotation, raw, fragment, marks=marks, id=f"{key}={raw[:20]!r}")
