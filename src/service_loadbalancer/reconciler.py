@@ -13,10 +13,13 @@ When the check fails the last good config stays on disk and keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from service_loadbalancer.haproxy.plan import reason_kind, reload_reasons
@@ -29,6 +32,24 @@ from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate
 
 log = logging.getLogger("service_loadbalancer.reconciler")
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around translate + render.
+
+    They allocate hundreds of thousands of small acyclic objects for a large cluster;
+    the collector, triggered by the allocation count, then walks the whole (large,
+    long-lived) store again and again: half the time of a 10,000-Service sync.
+    Reference counting still frees everything; the collector resumes afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def write_files(rendered: Rendered, directory: Path, config_name: str) -> Path:
@@ -114,14 +135,15 @@ class Reconciler:
         """Translate, render, check and apply. Returns whether HAProxy was changed."""
         started = started if started is not None else time.monotonic()
         self._metrics.syncs.inc()
-        translation = translate(self._store.snapshot(), self._settings)
-        self._report(translation.problems)
         try:
-            rendered = render(translation.model, self._settings)
+            with gc_paused():
+                translation = translate(self._store.snapshot(), self._settings)
+                rendered = render(translation.model, self._settings)
         except TemplateError as err:
             log.error("cannot render the config, keeping the running one: %s", err)
             self._metrics.validation_failures.inc()
             return False
+        self._report(translation.problems)
         if rendered == self._applied and self._haproxy.running():
             self._mark_synced()
             return False

@@ -22,6 +22,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from service_loadbalancer import annotations as ann
@@ -242,21 +243,30 @@ def _servers(svc: RawObject, port: _Port, out: _Result) -> tuple[Server, ...]:
             return ()
     servers: dict[str, Server] = {}
     for address, number in addresses:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            out.problem(subject, f"address {address!r} is not an IP address; skipped")
-            continue
-        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
-            # A zone ("fe80::1%eth0") is free text: it would reach the config verbatim.
-            out.problem(subject, f"address {address!r} has an IPv6 zone; skipped")
+        ip, error = _parse_ip(address)
+        if error:
+            out.problem(subject, f"address {address!r} {error}; skipped")
             continue
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
             out.problem(subject, f"port {number!r} of {address} is not a port number; skipped")
             continue
-        name = f"s_{str(ip).replace('.', '_').replace(':', '_')}_{number}"
-        servers[name] = Server(name=name, address=str(ip), port=number)
+        name = f"s_{ip.replace('.', '_').replace(':', '_')}_{number}"
+        servers[name] = Server(name=name, address=ip, port=number)
     return tuple(sorted(servers.values()))
+
+
+@lru_cache(maxsize=1 << 18)
+def _parse_ip(address: str) -> tuple[str, str]:
+    """(normalised address, "") or ("", what is wrong). Cached: every sync sees the
+    same addresses again, and parsing them dominated translation time."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "", "is not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # A zone ("fe80::1%eth0") is free text: it would reach the config verbatim.
+        return "", "has an IPv6 zone"
+    return str(ip), ""
 
 
 def _find_port(

@@ -14,7 +14,6 @@ environment (see `Settings.haproxy_env`), so the text can be printed with --dry.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -139,13 +138,12 @@ def bind_spec(address: str, port: int) -> str:
     """`:80` for every address, `127.0.0.1:80`, or `[::1]:80`."""
     if not address:
         return f":{port}"
-    if ipaddress.ip_address(address).version == 6:
-        return f"[{address}]:{port}"
-    return f"{address}:{port}"
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def server_endpoint(server: Server) -> str:
-    if ipaddress.ip_address(server.address).version == 6:
+    """`address:port`, bracketed for IPv6 (addresses are normalised by translation)."""
+    if ":" in server.address:
         return f"[{server.address}]:{server.port}"
     return f"{server.address}:{server.port}"
 
@@ -158,7 +156,7 @@ def strip_regex(prefixes: tuple[str, ...]) -> str:
 
 
 def _backend_context(backend: Backend) -> dict[str, Any]:
-    v6 = any(ipaddress.ip_address(s.address).version == 6 for s in backend.servers)
+    v6 = any(":" in s.address for s in backend.servers)
     return {
         "name": backend.name,
         "mode": backend.mode.value,
