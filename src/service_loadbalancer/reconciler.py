@@ -156,8 +156,8 @@ class Reconciler:
         else:
             log.info("starting HAProxy: %s", "; ".join(reasons))
             await self._haproxy.start()
-        for reason in reasons:
-            self._metrics.reloads.labels(reason=reason_kind(reason)).inc()
+        for kind in sorted({reason_kind(reason) for reason in reasons}):
+            self._metrics.reloads.labels(reason=kind).inc()
         self._applied = rendered
         self._model = translation.model
         self._metrics.sync_seconds.observe(time.monotonic() - started)
