@@ -70,6 +70,9 @@ class Store:
         self._changed()
         return True
 
+    def get(self, key: ObjectKey) -> RawObject | None:
+        return self._objects.get(key)
+
     def add_listener(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 

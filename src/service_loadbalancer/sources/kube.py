@@ -62,6 +62,16 @@ LIST_TIMEOUT: Final = 60.0
 CONNECT_TIMEOUT: Final = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class KubeOptions:
+    """How to reach the cluster and what to read from it (the Kubernetes flags)."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = True
+    kinds: tuple[str, ...] = DEFAULT_KINDS
+
+
 class ConfigError(Exception):
     """No usable cluster configuration (no kubeconfig, unknown context, ...)."""
 
@@ -212,6 +222,21 @@ class KubeSource:
         self._page_size = page_size
         self._watch_timeout = watch_timeout
         self._log = logger or _LOG
+
+    async def list_once(self) -> None:
+        """List every unit once (for `render` and `check`); the first failure raises
+        ConfigError with its reason."""
+        for unit in self._units:
+            try:
+                await self._list(unit)
+            except _Failed as failed:
+                message = forbidden_message(
+                    verb="list", resource=unit.resource, namespace=unit.namespace,
+                    failure=failed.failure,
+                )  # fmt: skip
+                raise ConfigError(message) from None
+            except (aiohttp.ClientError, TimeoutError) as err:
+                raise ConfigError(f"cannot list {unit}: {err}") from None
 
     def problems(self) -> list[str]:
         return [unit.forbidden for unit in self._units if unit.forbidden]
