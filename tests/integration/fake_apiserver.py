@@ -112,7 +112,7 @@ class FakeAPIServer:
     _history: list[_Change] = field(default_factory=list)
     _snapshots: dict[tuple[str, str, int], list[dict[str, Any]]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _watches: set[web.Request] = field(default_factory=set)
+    _watches: dict[int, web.Request] = field(default_factory=dict)  # by id(): unhashable
     _expired_generation: int = 0
     _runner: web.AppRunner | None = None
     _ca: trustme.CA = field(default_factory=trustme.CA)
@@ -224,7 +224,7 @@ class FakeAPIServer:
     async def drop_watches(self) -> None:
         """Cut every open watch connection without a goodbye (a load balancer's idle
         timeout, an API server restart)."""
-        for request in list(self._watches):
+        for request in list(self._watches.values()):
             if request.transport is not None:
                 request.transport.abort()
         self._watches.clear()
@@ -348,8 +348,7 @@ class FakeAPIServer:
         timeout = float(request.query.get("timeoutSeconds") or 1800)
         since_text = request.query.get("resourceVersion", "")
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        self._watches.add(request)
+        self._watches[id(request)] = request
         generation = self._expired_generation
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
@@ -359,6 +358,7 @@ class FakeAPIServer:
             await response.write(line.encode())
 
         try:
+            await response.prepare(request)
             if since_text in ("", "0"):
                 # "Start at most recent": synthetic ADDED for every object, then changes.
                 since = self.version
@@ -372,7 +372,7 @@ class FakeAPIServer:
                 return response
             sent = since
             last_bookmark = loop.time()
-            while loop.time() < end and request in self._watches:
+            while loop.time() < end and id(request) in self._watches:
                 if generation != self._expired_generation:
                     await send("ERROR", status_object(410, "Expired", "too old resource version"))
                     return response
@@ -396,7 +396,7 @@ class FakeAPIServer:
         except (ConnectionResetError, RuntimeError):
             pass  # the client went away, or we cut it
         finally:
-            self._watches.discard(request)
+            self._watches.pop(id(request), None)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
