@@ -153,7 +153,11 @@ class Backoff:
     the random source, so tests pass their own."""
 
     base: float = 0.2
-    cap: float = 10.0
+    #: Low on purpose: after an API outage the controller must catch up within ~2 s of the
+    #: API returning. A retry is one cheap watch request (a list only after a 410), a
+    #: loaded server says so with 429 and Retry-After, which is honoured, and the jitter
+    #: spreads the few load-balancer nodes apart.
+    cap: float = 1.6
     #: Longer cap for 401/403: a permission fix is a human action, not a blip.
     forbidden_cap: float = 30.0
 
