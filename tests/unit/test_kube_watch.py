@@ -77,7 +77,7 @@ def test_first_relist_is_immediate_a_repeated_one_backs_off() -> None:
 
 def test_default_cap_lets_the_controller_catch_up_within_two_seconds() -> None:
     """After an outage the next try comes within the cap, well inside 2 s."""
-    assert Backoff().cap <= 1.6
+    assert Backoff().cap <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -157,7 +157,7 @@ class Backoff:
     #: API returning. A retry is one cheap watch request (a list only after a 410), a
     #: loaded server says so with 429 and Retry-After, which is honoured, and the jitter
     #: spreads the few load-balancer nodes apart.
-    cap: float = 1.6
+    cap: float = 1.0
     #: Longer cap for 401/403: a permission fix is a human action, not a blip.
     forbidden_cap: float = 30.0
 
