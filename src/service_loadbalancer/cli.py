@@ -429,17 +429,18 @@ async def run(settings: Settings, kube: KubeOptions | None = None) -> int:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.config_path.parent.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
-    active = await _open_source(settings, kube or KubeOptions())
-    store = active.store
+    active: _Source | None = None
+    reconciler: Reconciler | None = None
     haproxy = HAProxyProcess(
         haproxy_bin=settings.haproxy_bin,
         config_path=settings.config_path,
         run_dir=settings.run_dir,
         env=settings.haproxy_env(),
     )
-    reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
 
     async def health() -> tuple[bool, str]:
+        if active is None or reconciler is None:
+            return False, "connecting to the Kubernetes API"
         if active.problems():
             return False, "not ready: " + "; ".join(active.problems())
         if not reconciler.synced.is_set():
@@ -452,9 +453,19 @@ async def run(settings: Settings, kube: KubeOptions | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Up before the source: /healthz answers (503) while the API is still out of reach.
     runner = await start_status_server(
         host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
     )
+    try:
+        active = await _until_stopped(_open_source(settings, kube or KubeOptions()), stop)
+    finally:
+        if active is None:
+            await runner.cleanup()
+    if active is None:
+        return 0
+    store = active.store
+    reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
     log.info(
         "serving %s: HTTP on :%d, stats on :%d, healthz on :%d",
         active.describe,
@@ -483,6 +494,20 @@ async def run(settings: Settings, kube: KubeOptions | None = None) -> int:
         if active.api is not None:
             await active.api.close()
     return 0
+
+
+async def _until_stopped(work: Coroutine[Any, Any, _Source], stop: asyncio.Event) -> _Source | None:
+    """`work`'s result, or None if `stop` is set first (SIGTERM while connecting)."""
+    task = asyncio.create_task(work, name="source:connect")
+    stopped = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
 
 
 def _event_recorder(api: ApiClient, reconciler: Reconciler, store: Store) -> EventRecorder:

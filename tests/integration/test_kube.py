@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -304,3 +305,47 @@ async def test_large_cluster_paginated(
         assert sum("/endpointslices?" in r for r in pages) == 10
         rendered = (controller.run_dir / "haproxy.cfg").read_text()
         assert rendered.count("\nbackend ") >= 5000
+
+
+async def test_api_down_at_start_healthz_answers_then_it_serves(
+    tmp_path: Path, backends: Backends
+) -> None:
+    api = FakeAPIServer(tmp_path)
+    await api.start()  # for its port and CA; then down before the controller starts
+    web = await backends.http("web-1", "127.0.4.81")
+    await api.create(service("web", [80]))
+    await api.create(slices("web", [web])[0])
+    c = kube_controller(tmp_path, api)
+    await api.stop()
+    with running(c):
+
+        async def connecting() -> bool:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.get(f"http://127.0.0.1:{c.healthz_port}/healthz") as r,
+            ):
+                return r.status == 503 and "connecting" in await r.text()
+
+        await wait_for(connecting, what=f"/healthz 503 while connecting; log:\n{c.log()}")
+        await api.start()
+        try:
+            await c.wait_healthy()
+            await until_served(c, "/web", {"web-1"})
+        finally:
+            await api.stop()
+
+
+async def test_check_command_reads_the_cluster_once(tmp_path: Path, api: FakeAPIServer) -> None:
+    await api.create(service("web", [80]))
+    await api.create(service("bad", [80], annotations={"serviceloadbalancer/lb.host": "-x-"}))
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service_loadbalancer.cli", "check", "--kubeconfig", str(kubeconfig),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 1, text  # one problem: the bad Service
+    assert "problem: Service default/bad" in text
+    assert "1 backends" in text and "haproxy -c: valid" in text
+    assert not any("watch=" in r for r in api.requests)

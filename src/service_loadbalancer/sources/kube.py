@@ -83,6 +83,8 @@ async def connect(*, kubeconfig: Path | None, context: str | None, in_cluster: b
     as kubelet makes it, by KUBERNETES_SERVICE_HOST; an explicit --kubeconfig wins.
     """
     configuration = Configuration()
+    # The library logs "Config not found" itself before raising; our error says it once.
+    logging.getLogger("kubernetes_asyncio.config").setLevel(logging.ERROR)
     try:
         if in_cluster and kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -94,7 +96,9 @@ async def connect(*, kubeconfig: Path | None, context: str | None, in_cluster: b
                 persist_config=False,
             )
     except Exception as err:  # the library raises ConfigException, OSError, TypeError ...
-        raise ConfigError(f"no Kubernetes configuration: {err}") from None
+        raise ConfigError(
+            f"no source: give --manifests DIR, or a Kubernetes configuration ({err})"
+        ) from None
     return ApiClient(configuration)
 
 
@@ -253,12 +257,16 @@ class KubeSource:
             try:
                 if not unit.version:
                     await self._list(unit)
-                await self._watch(unit)
-                continue  # the server ended the watch (timeoutSeconds): resume from version
+                if await self._watch(unit):
+                    continue  # the server ended the watch (timeoutSeconds): resume at once
+                # Ended without a single event (not even a bookmark): something between
+                # us and the server cuts streams; do not spin, back off as for a drop.
+                failure, verb = classify(0, error="watch ended without events"), "watch"
             except _Failed as failed:
                 failure, verb = failed.failure, failed.verb
             except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-                failure, verb = classify(0, error=str(err) or type(err).__name__), "watch"
+                failure = classify(0, error=str(err) or type(err).__name__)
+                verb = "watch" if unit.version else "list"
             unit.attempt += 1
             self._failed(unit, failure, verb)
             delay = self._backoff.delay(unit.attempt, failure.action, unit.rng)
@@ -328,8 +336,9 @@ class KubeSource:
         unit.attempt = 0
         unit.version = version
 
-    async def _watch(self, unit: _Unit) -> None:
-        """One watch request, from unit.version, applying events until the server ends it."""
+    async def _watch(self, unit: _Unit) -> int:
+        """One watch request, from unit.version, applying events until the server ends it;
+        how many events it brought."""
         timeout = self._watch_timeout + unit.rng.randint(0, self._watch_timeout)
         query = [
             ("watch", "true"),
@@ -361,13 +370,16 @@ class KubeSource:
                     "watch",
                 )
             buffer = b""
+            events = 0
             # Not readline(): aiohttp limits a line to 64 kB, and an object can be larger.
             async for chunk in response.content.iter_any():
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
+                        events += 1
                         self._apply(unit, json.loads(line))
+            return events
 
     def _apply(self, unit: _Unit, data: Any) -> None:
         if not isinstance(data, dict):
