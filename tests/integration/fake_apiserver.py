@@ -40,7 +40,7 @@ import itertools
 import json
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,8 @@ class FakeAPIServer:
     fail_next: list[int] = field(default_factory=list)  # HTTP codes for the next requests
     delay: float = 0.0
     requests: list[str] = field(default_factory=list)  # "GET /api/v1/services?..." log
+    #: Called with each authenticated request before it is served (to act between pages).
+    hooks: list[Callable[[web.Request], Awaitable[None]]] = field(default_factory=list)
     _history: list[_Change] = field(default_factory=list)
     _snapshots: dict[tuple[str, str, int], list[dict[str, Any]]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -250,6 +252,8 @@ class FakeAPIServer:
         self.requests.append(f"{request.method} {request.path_qs}")
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return status(401, "Unauthorized", "Unauthorized")
+        for hook in self.hooks:
+            await hook(request)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_next:
