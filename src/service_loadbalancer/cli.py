@@ -404,11 +404,14 @@ async def _open_source(settings: Settings, kube: KubeOptions) -> _Source:
         return _Source(
             "source:files", store, lambda stop: files.run(stop=stop), list, str(settings.manifests)
         )
+    namespaces = settings.namespaces or ("",)
     api = await connect(
-        kubeconfig=kube.kubeconfig, context=kube.context, in_cluster=kube.in_cluster
+        kubeconfig=kube.kubeconfig,
+        context=kube.context,
+        in_cluster=kube.in_cluster,
+        watches=(len(kube.kinds) + 1) * len(namespaces),
     )
     kinds = await served_kinds(api, kube.kinds)
-    namespaces = settings.namespaces or ("",)
     store = Store(kinds, namespaces=namespaces)
     source = KubeSource(api=api, store=store, kinds=kinds, namespaces=namespaces)
     where = ", ".join(settings.namespaces) or "all namespaces"

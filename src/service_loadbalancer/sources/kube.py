@@ -76,11 +76,15 @@ class ConfigError(Exception):
     """No usable cluster configuration (no kubeconfig, unknown context, ...)."""
 
 
-async def connect(*, kubeconfig: Path | None, context: str | None, in_cluster: bool) -> ApiClient:
+async def connect(
+    *, kubeconfig: Path | None, context: str | None, in_cluster: bool, watches: int = 0
+) -> ApiClient:
     """An ApiClient from the pod's service account or from a kubeconfig.
 
     `in_cluster` (--use-kubernetes-cluster-service) applies only inside a pod, recognised
     as kubelet makes it, by KUBERNETES_SERVICE_HOST; an explicit --kubeconfig wins.
+    Each open watch holds a connection, so the pool must hold `watches` and room for lists
+    and Events besides: with the library's default of 100, 50 namespaces would hang.
     """
     configuration = Configuration()
     # The library logs "Config not found" itself before raising; our error says it once.
@@ -99,6 +103,7 @@ async def connect(*, kubeconfig: Path | None, context: str | None, in_cluster: b
         raise ConfigError(
             f"no source: give --manifests DIR, or a Kubernetes configuration ({err})"
         ) from None
+    configuration.connection_pool_maxsize = max(100, watches + 16)
     return ApiClient(configuration)
 
 
