@@ -50,6 +50,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/render.py
+	$(PY) benchmarks/kube_sync.py --outage 60
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo

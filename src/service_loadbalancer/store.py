@@ -34,11 +34,17 @@ class Snapshot:
 
 
 class Store:
-    """Objects by key, per-kind readiness, and per-source problems."""
+    """Objects by key, per-(kind, namespace) readiness, and per-source problems.
 
-    def __init__(self, kinds: Iterable[str]) -> None:
+    A source that lists each namespace on its own (the Kubernetes source with
+    `--namespace a,b`) gives `namespaces`: the store is then ready only once every kind has
+    been listed in every one of them, and a relist of one namespace replaces that
+    namespace's objects only. The default, `("",)`, is one list of all namespaces per kind.
+    """
+
+    def __init__(self, kinds: Iterable[str], *, namespaces: Iterable[str] = ("",)) -> None:
         self._objects: dict[ObjectKey, RawObject] = {}
-        self._pending: set[str] = set(kinds)
+        self._pending: set[tuple[str, str]] = {(k, ns) for k in kinds for ns in namespaces}
         self._problems: dict[str, tuple[Problem, ...]] = {}
         self._listeners: list[Callable[[], None]] = []
         self.version = 0
@@ -47,6 +53,25 @@ class Store:
     def ready(self) -> bool:
         """True once every kind has been listed (or loaded) at least once."""
         return not self._pending
+
+    def pending(self) -> list[tuple[str, str]]:
+        """The (kind, namespace) lists still awaited ("" = all namespaces), sorted."""
+        return sorted(self._pending)
+
+    def mark_listed(self, kind: str, *, namespace: str = "") -> bool:
+        """Stop waiting for one list without changing any object.
+
+        For a list the source cannot make (403: it is reported elsewhere): waiting for it
+        would keep every other Service off the air, while it has no objects to lose.
+        """
+        if (kind, namespace) not in self._pending:
+            return False
+        self._pending.discard((kind, namespace))
+        self._changed()
+        return True
+
+    def get(self, key: ObjectKey) -> RawObject | None:
+        return self._objects.get(key)
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
@@ -65,14 +90,18 @@ class Store:
         self._changed()
         return True
 
-    def replace(self, kind: str, objects: Iterable[RawObject]) -> bool:
-        """Make the objects of `kind` exactly `objects`, in one step, and mark it listed.
+    def replace(self, kind: str, objects: Iterable[RawObject], *, namespace: str = "") -> bool:
+        """Make the objects of `kind` (in `namespace`, or all when "") exactly `objects`,
+        in one step, and mark that list done.
 
-        This is what a (re)list does: objects absent from the list are gone.
+        This is what a (re)list does: objects absent from the list are gone, but only from
+        the namespace listed (a relist of `a` must not delete `b`'s objects).
         """
-        return self.replace_many({kind: objects})
+        return self.replace_many({kind: objects}, namespace=namespace)
 
-    def replace_many(self, kinds: Mapping[str, Iterable[RawObject]]) -> bool:
+    def replace_many(
+        self, kinds: Mapping[str, Iterable[RawObject]], *, namespace: str = ""
+    ) -> bool:
         """`replace` for several kinds as one change, so no snapshot ever holds new
         Services beside old endpoints (the file source reads all kinds at once)."""
         changed = False
@@ -80,12 +109,16 @@ class Store:
             new = {}
             for obj in objects:
                 key = key_of(obj)
-                if key.kind != kind:
-                    raise ValueError(f"{key} given as a {kind}")
+                if key.kind != kind or (namespace and key.namespace != namespace):
+                    raise ValueError(f"{key} given as a {kind} of {namespace or 'any namespace'}")
                 new[key] = obj
-            old = {k: v for k, v in self._objects.items() if k.kind == kind}
-            if kind in self._pending:
-                self._pending.discard(kind)
+            old = {
+                k: v
+                for k, v in self._objects.items()
+                if k.kind == kind and (not namespace or k.namespace == namespace)
+            }
+            if (kind, namespace) in self._pending:
+                self._pending.discard((kind, namespace))
                 changed = True
             if new != old:
                 for key in old.keys() - new.keys():

@@ -141,6 +141,8 @@ class Controller:
     stats_port: int = field(default_factory=free_port)
     healthz_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: False: no --manifests, the controller reads the Kubernetes API (give --kubeconfig).
+    use_manifests: bool = True
 
     @property
     def manifests(self) -> Path:
@@ -155,8 +157,9 @@ class Controller:
         return self.workdir / "controller.log"
 
     def args(self) -> list[str]:
+        source = ["--manifests", str(self.manifests)] if self.use_manifests else []
         return [
-            "--manifests", str(self.manifests),
+            *source,
             "--http-port", str(self.http_port),
             "--stats-port", str(self.stats_port),
             "--healthz-port", str(self.healthz_port),
@@ -172,7 +175,10 @@ class Controller:
             [sys.executable, "-m", "service_loadbalancer.cli", *self.args()],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+                **self.env,
+            },
         )
 
     def log(self) -> str:

@@ -192,3 +192,33 @@ def test_objects_without_namespace_are_keyed_as_default(store: Store) -> None:
     store.upsert({"kind": "Service", "metadata": {"name": "a"}})
     assert set(store.snapshot().objects) == {key("Service", "a")}
     assert store.delete(key("Service", "a")) is True
+
+
+def test_namespaced_lists_each_gate_readiness_and_replace_only_their_namespace() -> None:
+    store = Store(["Service"], namespaces=["a", "b"])
+    assert store.pending() == [("Service", "a"), ("Service", "b")]
+    store.replace("Service", [obj("Service", "x", "a"), obj("Service", "y", "a")], namespace="a")
+    assert not store.ready
+    store.replace("Service", [obj("Service", "x", "b")], namespace="b")
+    assert store.ready
+    # A relist of `a` that lost y: y goes, b's x stays.
+    assert store.replace("Service", [obj("Service", "x", "a")], namespace="a")
+    assert set(store.snapshot().objects) == {key("Service", "x", "a"), key("Service", "x", "b")}
+
+
+def test_a_namespaced_replace_refuses_objects_of_another_namespace() -> None:
+    store = Store(["Service"], namespaces=["a"])
+    with pytest.raises(ValueError, match="given as a Service of a"):
+        store.replace("Service", [obj("Service", "x", "b")], namespace="a")
+
+
+def test_mark_listed_stops_waiting_without_touching_objects() -> None:
+    store = Store(["Service", "Secret"])
+    store.replace("Service", [obj("Service", "x")])
+    assert store.pending() == [("Secret", "")]
+    version = store.version
+    assert store.mark_listed("Secret") is True
+    assert store.ready and store.version == version + 1
+    assert store.mark_listed("Secret") is False
+    assert set(store.snapshot().objects) == {key("Service", "x")}
+    assert store.get(key("Service", "x")) == obj("Service", "x")

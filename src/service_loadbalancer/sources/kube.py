@@ -1,0 +1,405 @@
+"""The Kubernetes API source: list+watch each (kind, namespace) into the store.
+
+Why it looks like this:
+
+- **Auth is the library's.** kubernetes_asyncio loads the kubeconfig (contexts, client
+  certificates, bearer tokens, exec credential plugins, CA bundles) or the pod's service
+  account, and sends our requests; we only ask it for raw responses, so objects stay the
+  plain JSON dicts `kube/objects.py` describes, exactly as the file source gives them.
+- **The decisions are data.** What a 410, a 403 or a dropped stream means, and how long to
+  wait, is decided by the pure functions in `kube/watch.py`; this module only moves bytes.
+- **A failed list never empties anything.** Pages are collected first and handed to the
+  store in one `replace` only when the last page has arrived; a failure midway leaves the
+  cache (and HAProxy) as they were. The same holds for a relist after 410: objects gone in
+  the gap are deleted and the rest updated, in one step, so no snapshot is half old.
+- **One watch per namespace** with `--namespace a,b` (RBAC may grant only those), one
+  cluster-wide watch otherwise. The store waits for each before the first render.
+- **401/403 is not fatal.** It is logged once per state change with the permission that is
+  missing, shown on /healthz, and retried slowly; a unit that has never listed stops
+  holding back the first render (it has no objects to lose), so the rest is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+
+from service_loadbalancer.kube.objects import RawObject, key_of
+from service_loadbalancer.kube.watch import (
+    RESOURCES,
+    Action,
+    Backoff,
+    EventType,
+    Failure,
+    Resource,
+    classify,
+    forbidden_message,
+    parse_event,
+    resource_version,
+)
+from service_loadbalancer.store import Store
+
+_LOG = logging.getLogger(__name__)
+
+#: Kinds watched by default, before the EndpointSlice -> Endpoints fallback.
+DEFAULT_KINDS: Final = ("Service", "EndpointSlice")
+PAGE_SIZE: Final = 500
+#: The server ends each watch after timeoutSeconds; like client-go we pick it at random in
+#: [WATCH_TIMEOUT, 2 * WATCH_TIMEOUT] so that many watchers do not reconnect together.
+WATCH_TIMEOUT: Final = 300
+LIST_TIMEOUT: Final = 60.0
+CONNECT_TIMEOUT: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class KubeOptions:
+    """How to reach the cluster and what to read from it (the Kubernetes flags)."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = True
+    kinds: tuple[str, ...] = DEFAULT_KINDS
+
+
+class ConfigError(Exception):
+    """No usable cluster configuration (no kubeconfig, unknown context, ...)."""
+
+
+async def connect(
+    *, kubeconfig: Path | None, context: str | None, in_cluster: bool, watches: int = 0
+) -> ApiClient:
+    """An ApiClient from the pod's service account or from a kubeconfig.
+
+    `in_cluster` (--use-kubernetes-cluster-service) applies only inside a pod, recognised
+    as kubelet makes it, by KUBERNETES_SERVICE_HOST; an explicit --kubeconfig wins.
+    Each open watch holds a connection, so the pool must hold `watches` and room for lists
+    and Events besides: with the library's default of 100, 50 namespaces would hang.
+    """
+    configuration = Configuration()
+    # The library logs "Config not found" itself before raising; our error says it once.
+    logging.getLogger("kubernetes_asyncio.config").setLevel(logging.ERROR)
+    try:
+        if in_cluster and kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await load_kube_config(
+                config_file=str(kubeconfig) if kubeconfig else None,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except Exception as err:  # the library raises ConfigException, OSError, TypeError ...
+        raise ConfigError(
+            f"no source: give --manifests DIR, or a Kubernetes configuration ({err})"
+        ) from None
+    configuration.connection_pool_maxsize = max(100, watches + 16)
+    return ApiClient(configuration)
+
+
+async def _request(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, str]] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+    limits: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """A raw response (not read yet); the caller reads it and checks the status."""
+    response: aiohttp.ClientResponse = await api.call_api(
+        path,
+        method,
+        query_params=query or [],
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _request_timeout=limits,
+    )
+    return response
+
+
+async def request_json(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, str]] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+    seconds: float = LIST_TIMEOUT,
+) -> tuple[int, Any]:
+    """Status code and decoded JSON body (None if not JSON); network errors propagate."""
+    response = await _request(
+        api,
+        method,
+        path,
+        query=query,
+        body=body,
+        content_type=content_type,
+        limits=aiohttp.ClientTimeout(total=seconds, connect=CONNECT_TIMEOUT),
+    )
+    async with response:
+        data = await response.read()
+    try:
+        return response.status, json.loads(data)
+    except ValueError:
+        return response.status, None
+
+
+async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
+    """`wanted`, with EndpointSlice replaced by core/v1 Endpoints where the server does
+    not serve discovery.k8s.io/v1 (clusters older than 1.21). Retries until it knows."""
+    if "EndpointSlice" not in wanted:
+        return list(wanted)
+    backoff, attempt = Backoff(), 0
+    while True:
+        try:
+            status, _ = await request_json(api, "GET", "/apis/discovery.k8s.io/v1")
+        except (aiohttp.ClientError, TimeoutError) as err:
+            status = 0
+            _LOG.warning("API discovery failed: %s", err or type(err).__name__)
+        if status == 404:
+            _LOG.warning("discovery.k8s.io/v1 is not served: reading core/v1 Endpoints instead")
+            kinds = [k for k in wanted if k != "EndpointSlice"]
+            return [*kinds, "Endpoints"] if "Endpoints" not in kinds else kinds
+        if 200 <= status < 300 or status in (401, 403):
+            return list(wanted)  # 401/403 is reported by the list that follows
+        attempt += 1
+        await asyncio.sleep(backoff.delay(attempt, Action.RETRY))
+
+
+class _Failed(Exception):
+    def __init__(self, failure: Failure, verb: str) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+        self.verb = verb
+
+
+@dataclass
+class _Unit:
+    """One informer: one kind in one namespace ("" = all)."""
+
+    resource: Resource
+    namespace: str
+    version: str = ""
+    attempt: int = 0
+    listed: bool = False
+    forbidden: str = ""
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __str__(self) -> str:
+        return f"{self.resource.plural} in {self.namespace or 'all namespaces'}"
+
+
+class KubeSource:
+    """Keeps the store equal to what the API server has, for the given kinds and namespaces.
+
+    `problems()` names every permission that is missing right now (for /healthz).
+    """
+
+    def __init__(
+        self,
+        *,
+        api: ApiClient,
+        store: Store,
+        kinds: Sequence[str],
+        namespaces: Sequence[str] = (),
+        backoff: Backoff | None = None,
+        page_size: int = PAGE_SIZE,
+        watch_timeout: int = WATCH_TIMEOUT,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._units = [
+            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in namespaces or ("",)
+        ]
+        self._backoff = backoff or Backoff()
+        self._page_size = page_size
+        self._watch_timeout = watch_timeout
+        self._log = logger or _LOG
+
+    async def list_once(self) -> None:
+        """List every unit once (for `render` and `check`); the first failure raises
+        ConfigError with its reason."""
+        for unit in self._units:
+            try:
+                await self._list(unit)
+            except _Failed as failed:
+                message = forbidden_message(
+                    verb="list", resource=unit.resource, namespace=unit.namespace,
+                    failure=failed.failure,
+                )  # fmt: skip
+                raise ConfigError(message) from None
+            except (aiohttp.ClientError, TimeoutError) as err:
+                raise ConfigError(f"cannot list {unit}: {err}") from None
+
+    def problems(self) -> list[str]:
+        return [unit.forbidden for unit in self._units if unit.forbidden]
+
+    async def run(self) -> None:
+        """Inform every unit, forever (until cancelled)."""
+        async with asyncio.TaskGroup() as group:
+            for unit in self._units:
+                group.create_task(self._inform(unit), name=f"informer:{unit.resource.plural}:"
+                                  f"{unit.namespace or '*'}")  # fmt: skip
+
+    async def _inform(self, unit: _Unit) -> None:
+        while True:
+            try:
+                if not unit.version:
+                    await self._list(unit)
+                if await self._watch(unit):
+                    continue  # the server ended the watch (timeoutSeconds): resume at once
+                # Ended without a single event (not even a bookmark): something between
+                # us and the server cuts streams; do not spin, back off as for a drop.
+                failure, verb = classify(0, error="watch ended without events"), "watch"
+            except _Failed as failed:
+                failure, verb = failed.failure, failed.verb
+            except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+                failure = classify(0, error=str(err) or type(err).__name__)
+                verb = "watch" if unit.version else "list"
+            unit.attempt += 1
+            self._failed(unit, failure, verb)
+            delay = self._backoff.delay(unit.attempt, failure.action, unit.rng)
+            await asyncio.sleep(max(delay, min(failure.retry_after, self._backoff.forbidden_cap)))
+
+    def _failed(self, unit: _Unit, failure: Failure, verb: str) -> None:
+        if failure.action is Action.RELIST:
+            self._log.info(
+                "%s: resourceVersion %s expired (%s), listing again",
+                unit,
+                unit.version or "(list)",
+                failure.reason,
+            )
+            unit.version = ""
+        elif failure.action is Action.FORBIDDEN:
+            message = forbidden_message(
+                verb=verb, resource=unit.resource, namespace=unit.namespace, failure=failure
+            )
+            if message != unit.forbidden:
+                self._log.error("%s; keeping what was listed, retrying", message)
+            unit.forbidden = message
+            unit.version = ""  # permissions changed: start over with a list
+            # Never listed: it has nothing to lose, so it stops holding back the others.
+            self._store.mark_listed(unit.resource.kind, namespace=unit.namespace)
+        elif unit.attempt == 1 or unit.attempt % 10 == 0:
+            self._log.warning(
+                "%s: %s %s (attempt %d), keeping the cache and retrying",
+                unit,
+                verb,
+                failure.reason or failure.code,
+                unit.attempt,
+            )
+
+    async def _list(self, unit: _Unit) -> None:
+        """All pages, then one atomic replace. A continue token that expired (410) makes
+        the whole list start over, through RELIST."""
+        items: list[RawObject] = []
+        token = ""
+        version = ""
+        kind, api_version = unit.resource.kind, unit.resource.group_version
+        while True:
+            query = [("limit", str(self._page_size))]
+            if token:
+                query.append(("continue", token))
+            status, body = await request_json(
+                self._api, "GET", unit.resource.path(unit.namespace), query=query
+            )
+            if not 200 <= status < 300 or not isinstance(body, dict):
+                raise _Failed(classify(status, body if isinstance(body, dict) else None), "list")
+            for item in body.get("items") or []:
+                # Items of a typed list carry neither kind nor apiVersion.
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", api_version)
+                items.append(item)
+            meta = body.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or version)
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        self._store.replace(kind, items, namespace=unit.namespace)
+        if unit.forbidden:
+            self._log.info("%s: allowed again", unit)
+        if not unit.listed or unit.forbidden:
+            self._log.info("%s: listed %d objects at version %s", unit, len(items), version)
+        unit.forbidden = ""
+        unit.listed = True
+        unit.attempt = 0
+        unit.version = version
+
+    async def _watch(self, unit: _Unit) -> int:
+        """One watch request, from unit.version, applying events until the server ends it;
+        how many events it brought."""
+        timeout = self._watch_timeout + unit.rng.randint(0, self._watch_timeout)
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", unit.version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout)),
+        ]
+        response = await _request(
+            self._api,
+            "GET",
+            unit.resource.path(unit.namespace),
+            query=query,
+            limits=aiohttp.ClientTimeout(
+                total=timeout + 30, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT
+            ),
+        )
+        async with response:
+            if response.status != 200:
+                try:
+                    body = json.loads(await response.read())
+                except ValueError:
+                    body = None
+                raise _Failed(
+                    classify(
+                        response.status,
+                        body if isinstance(body, dict) else None,
+                        retry_after=response.headers.get("Retry-After", ""),
+                    ),
+                    "watch",
+                )
+            buffer = b""
+            events = 0
+            # Not readline(): aiohttp limits a line to 64 kB, and an object can be larger.
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        events += 1
+                        self._apply(unit, json.loads(line))
+            return events
+
+    def _apply(self, unit: _Unit, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        event = parse_event(data, kind=unit.resource.kind, api_version=unit.resource.group_version)
+        if event is None:
+            self._log.warning("%s: ignoring a watch line that is not an event", unit)
+            return
+        if event.type is EventType.ERROR:
+            raise _Failed(classify(200, event.object), "watch")
+        unit.attempt = 0
+        version = resource_version(event.object)
+        if event.type is EventType.DELETED:
+            self._store.delete(key_of(event.object))
+        elif event.type is not EventType.BOOKMARK:
+            self._store.upsert(event.object)
+        if version:
+            unit.version = version
