@@ -105,6 +105,20 @@ class EndpointSlice(TypedDict, total=False):
     ports: list[EndpointPort]
 
 
+class Secret(TypedDict, total=False):
+    """core/v1 Secret; only `kubernetes.io/tls` ones, and only when an annotation names
+    them (lb.ssl-secret) and --tls-secrets allows it. `data` values are base64."""
+
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    type: str
+    data: dict[str, str]
+
+
+#: The type of a Secret holding a certificate and its key.
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
 #: The label that ties an EndpointSlice to its Service.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -113,6 +127,7 @@ KNOWN_KINDS: dict[str, str] = {
     "Service": "v1",
     "Endpoints": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
+    "Secret": "v1",
 }
 
 RawObject = dict[str, Any]
