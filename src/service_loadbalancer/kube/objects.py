@@ -146,9 +146,18 @@ class ObjectKey:
     name: str
 
     def __str__(self) -> str:
-        if self.namespace:
-            return f"{self.kind} {self.namespace}/{self.name}"
-        return f"{self.kind} {self.name}"
+        kind, namespace, name = (_shown(p) for p in (self.kind, self.namespace, self.name))
+        if namespace:
+            return f"{kind} {namespace}/{name}"
+        return f"{kind} {name}"
+
+
+def _shown(part: str) -> str:
+    """A key part as it may appear in a log line: a hostile name (with a line break, a
+    bidi control or 100 kB of text) is escaped and shortened, so it cannot forge lines."""
+    if part.isprintable() and len(part) <= 253:
+        return part
+    return repr(part if len(part) <= 64 else part[:61] + "...")
 
 
 def key_of(obj: RawObject) -> ObjectKey:
