@@ -212,11 +212,11 @@ def _tls_file(path: Path | None, flag: str, *, key: bool) -> Path | None:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(path)
         else:
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
-    except OSError as err:
-        raise SettingsError(f"{flag} {path}: {err.strerror or 'cannot read'}") from None
-    except (ssl.SSLError, ValueError):
+    except (ssl.SSLError, ValueError):  # before OSError: SSLError is one
         what = "a certificate and its key (PEM)" if key else "CA certificates (PEM)"
         raise SettingsError(f"{flag} {path}: does not hold {what}") from None
+    except OSError as err:
+        raise SettingsError(f"{flag} {path}: {err.strerror or 'cannot read'}") from None
     return path
 
 

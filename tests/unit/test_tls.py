@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+import yaml
 from factories import (
     assert_haproxy_accepts,
     endpoint_slice,
@@ -18,8 +19,10 @@ from factories import (
     tls_secret,
 )
 
+from service_loadbalancer import cli
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret
 from service_loadbalancer.haproxy.certs import remove_unused, write_certificates
+from service_loadbalancer.haproxy.plan import reason_kind, reload_reasons
 from service_loadbalancer.haproxy.render import (
     CERTS_DIR,
     CRT_LIST,
@@ -322,3 +325,75 @@ def test_certificate_files_are_private_and_pruned(tmp_path: Path) -> None:
     assert sorted(p.name for p in directory.iterdir()) == ["a_x_1.pem"]
     with pytest.raises(ValueError, match="not a certificate file name"):
         write_certificates(directory, {"../evil.pem": "x"})
+
+
+# --- flags: files checked at start, one line and exit 2 -----------------------------------
+
+
+def main_exit(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["render", "--manifests", "/nonexistent-manifests", *args])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_flag_files_are_checked(
+    ca: trustme.CA, default_cert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert_only = tmp_path / "cert-only.pem"
+    ca.issue_cert("x.example").cert_chain_pems[0].write_to_path(str(cert_only))
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN PRIVATE KEY-----\nsecret\n")
+    assert "--ssl-cert" in main_exit(["--ssl-cert", str(tmp_path / "missing.pem")], capsys)
+    err = main_exit(["--ssl-cert", str(cert_only)], capsys)
+    assert "does not hold a certificate and its key" in err
+    err = main_exit(["--ssl-cert", str(junk)], capsys)
+    assert "secret" not in err  # never quotes the file
+    err = main_exit(["--ssl-ca-cert", str(junk)], capsys)
+    assert "does not hold CA certificates" in err
+    spaced = tmp_path / "a b.pem"
+    spaced.write_bytes(default_cert.read_bytes())
+    assert "spaces" in main_exit(["--ssl-cert", str(spaced)], capsys)
+    assert "--ssl-redirect-code" in main_exit(["--ssl-redirect-code", "200"], capsys)
+    assert "--https-port" in main_exit(["--https-port", "0"], capsys)
+
+
+def test_check_command_with_https(
+    ca: trustme.CA, default_cert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check` writes certificates to a temporary directory, not the run directory."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    objects = [
+        service("web", annotations={**TERM, P + "lb.ssl-secret": "w"}),
+        secret_for(ca, "w", "web.example"),
+    ]
+    (manifests / "a.yaml").write_text(yaml.safe_dump_all(objects))
+    run_dir = tmp_path / "run"
+    args = ["check", "--manifests", str(manifests), "--run-dir", str(run_dir)]
+    code = cli.main([*args, "--tls-secrets", "--ssl-cert", str(default_cert)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "haproxy -c: valid" in out and "0 problems" in out
+    assert not (run_dir / CERTS_DIR).exists()
+
+
+def test_reload_reasons_for_https(ca: trustme.CA, default_cert: Path) -> None:
+    settings = Settings(tls_secrets=True, ssl_cert=default_cert)
+    svc = service("web", annotations={**TERM, P + "lb.ssl-secret": "w"})
+    before = translate(snapshot(svc, secret_for(ca, "w", "web.example")), settings).model
+    after = translate(snapshot(svc, secret_for(ca, "w", "web.example")), settings).model
+    reasons = reload_reasons(before, after)
+    assert len(reasons) == 1 and reasons[0].startswith("certificates changed (default_w_")
+    assert "PRIVATE" not in reasons[0]
+    assert reason_kind(reasons[0]) == "certificates changed"
+    plain = translate(snapshot(service("web")), settings).model
+    assert "HTTPS routes changed" in reload_reasons(plain, before)
+    redirect = service("web", annotations={**TERM, P + "lb.sslRedirect": "true"})
+    with_redirect = translate(snapshot(redirect), settings).model
+    term_only = translate(snapshot(service("web", annotations=TERM)), settings).model
+    assert reload_reasons(term_only, with_redirect) == [
+        "http backend default/web:80 options changed"
+    ]
