@@ -81,11 +81,16 @@ def parse_algorithm(raw: str) -> Algorithm:
 
 
 def parse_host(raw: str) -> str:
+    """An RFC 1123 host name, or one with a leading wildcard label (`*.example.com`,
+    which matches exactly one label in its place, as in a Kubernetes Ingress)."""
     value = raw.strip()
     # ASCII first: some non-ASCII letters lower-case to ASCII (KELVIN SIGN to k).
     value = value.lower() if value.isascii() else ""
-    if not HOST_RE.match(value):
-        raise AnnotationError(f"{_quote(raw)} is not an RFC 1123 host name")
+    rest = value[2:] if value.startswith("*.") else value
+    if not HOST_RE.match(rest) or len(value) > 253:
+        raise AnnotationError(
+            f"{_quote(raw)} is not an RFC 1123 host name (optionally with a leading *.)"
+        )
     return value
 
 
@@ -132,7 +137,7 @@ HOST: Annotation[str | None] = Annotation(
     key=PREFIX + "lb.host",
     parse=parse_host,
     default=None,
-    allowed="an RFC 1123 host name",
+    allowed="an RFC 1123 host name, or *. and one",
     doc="Also route requests whose Host header is this name to the Service (any path, "
     "or the lb.aclMatch path), without stripping a prefix.",
 )

@@ -175,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the TLS Secrets that lb.ssl-secret annotations name",
     )
     flag(
+        "--tls-tickets",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="allow TLS session tickets on terminated connections",
+    )
+    flag(
         "--ssl-redirect-code",
         type=int,
         choices=[301, 302, 303, 307, 308],
@@ -284,6 +292,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         ssl_cert=_tls_file(args.ssl_cert, "--ssl-cert", key=True),
         ssl_ca_cert=_tls_file(args.ssl_ca_cert, "--ssl-ca-cert", key=False),
         tls_secrets=args.tls_secrets,
+        tls_tickets=args.tls_tickets,
         ssl_redirect_code=args.ssl_redirect_code,
     )
 

@@ -95,6 +95,8 @@ class Settings:
     ssl_ca_cert: Path | None = None
     #: Whether Secrets named by lb.ssl-secret may be read (and their keys written to disk).
     tls_secrets: bool = False
+    #: TLS session tickets on terminated connections (off: forward secrecy, no key to rotate).
+    tls_tickets: bool = False
     #: Status of the redirect to HTTPS (lb.sslRedirect).
     ssl_redirect_code: int = 308
 

@@ -55,7 +55,8 @@ async def test_termination_by_sni_passthrough_redirect_and_hsts(
     a = await backends.http("a-1", "127.0.5.1")
     b = await backends.http("b-1", "127.0.5.2")
     plain = await backends.http("plain-1", "127.0.5.3")
-    pod = await backends.https("p-1", "127.0.5.4", pod_ca.issue_cert("p.example"))
+    pod = await backends.https("p-1", "127.0.5.4", pod_ca.issue_cert("p.example", "*.pw.example"))
+    wild = await backends.http("w-1", "127.0.5.5")
     c = Controller(
         tmp_path, extra_args=["--tls-secrets", "--ssl-cert", str(default_cert(ca, tmp_path))]
     )
@@ -78,6 +79,11 @@ async def test_termination_by_sni_passthrough_redirect_and_hsts(
             service("p", [443], annotations={P + "lb.sslPassthrough": "true",
                                              P + "lb.host": "p.example"}),
             *slices("p", [pod]),
+            service("pw", [443], annotations={P + "lb.sslPassthrough": "true",
+                                              P + "lb.host": "*.pw.example"}),
+            *slices("pw", [pod]),
+            service("w", [80], annotations={P + "lb.host": "*.w.example"}),
+            *slices("w", [wild]),
         ],
     )  # fmt: skip
     client = trusting(ca, pod_ca)
@@ -102,8 +108,20 @@ async def test_termination_by_sni_passthrough_redirect_and_hsts(
         assert got.status == 404
         # Passthrough on the same port: the pod's own certificate, end to end.
         got = await request(port, "/secret", tls=client, sni="p.example")
-        assert got.peer_names == ("p.example",)
+        assert got.peer_names == ("p.example", "*.pw.example")
         assert got.status == 200 and got.body.startswith("backend=p-1 path=/secret ")
+        # A wildcard SNI name: one label in its place.
+        got = await request(port, "/", tls=client, sni="any.pw.example")
+        assert got.status == 200 and got.body.startswith("backend=p-1")
+        lax = trusting(ca)
+        lax.check_hostname = False
+        got = await request(port, "/", tls=lax, sni="a.b.pw.example")  # terminated here
+        assert got.peer_names == ("default.example",) and got.status == 404
+        # A wildcard Host over HTTP: one label, and an exact host would win.
+        got = await request(c.http_port, "/w/", host="x.w.example")
+        assert got.body.startswith("backend=w-1 path=/w/ ")
+        got = await request(c.http_port, "/", host="x.y.w.example")
+        assert got.status == 404
         # Redirect: plain HTTP to a's routes gets a 308 to HTTPS; b's and plain's do not.
         got = await request(c.http_port, "/q?x=1", host="a.example")
         assert got.status == 308

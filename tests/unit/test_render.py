@@ -728,6 +728,7 @@ def test_template_context_variables() -> None:
         "http_bind",
         "paths_map",
         "hosts_map",
+        "wildcard_hosts",
         "default_return_code",
         "error_page",
         "backends",

@@ -397,3 +397,24 @@ def test_reload_reasons_for_https(ca: trustme.CA, default_cert: Path) -> None:
     assert reload_reasons(term_only, with_redirect) == [
         "http backend default/web:80 options changed"
     ]
+
+
+def test_wildcard_hosts_render_and_haproxy_accepts(default_cert: Path, tmp_path: Path) -> None:
+    settings = Settings(ssl_cert=default_cert, run_dir=tmp_path, tls_tickets=True)
+    objects = [
+        service("w", annotations={**TERM, P + "lb.host": "*.example.com"}),
+        service("e", annotations={P + "lb.host": "a.example.com"}),
+        passthrough("p", "*.pass.example", 443),
+    ]
+    t = translate(snapshot(*objects), settings)
+    assert t.problems == ()
+    rendered = render(t.model, settings)
+    assert "*.example.com/ http_default_w_80|0\n" in rendered.files["hosts.map"]
+    assert "*.example.com/ http_default_w_80|0\n" in rendered.files[HTTPS_HOSTS_MAP]
+    assert rendered.files[SNI_MAP] == "*.pass.example tcp_default_p_443\n"
+    assert rendered.config.count("regsub(^[^.]*,*)") == 4  # http, https, SNI (twice)
+    assert "no-tls-tickets" not in rendered.config  # --tls-tickets
+    assert_haproxy_accepts(rendered, settings)
+    # Without a wildcard the config has no extra lookup.
+    plain = render(translate(snapshot(objects[1]), settings).model, settings)
+    assert "regsub" not in plain.config
