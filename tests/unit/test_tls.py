@@ -418,3 +418,22 @@ def test_wildcard_hosts_render_and_haproxy_accepts(default_cert: Path, tmp_path:
     # Without a wildcard the config has no extra lookup.
     plain = render(translate(snapshot(objects[1]), settings).model, settings)
     assert "regsub" not in plain.config
+
+
+def test_render_command_prints_no_key_material(
+    ca: trustme.CA, default_cert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    objects = [
+        service("web", annotations={**TERM, P + "lb.ssl-secret": "w"}),
+        secret_for(ca, "w", "web.example"),
+    ]
+    (manifests / "a.yaml").write_text(yaml.safe_dump_all(objects))
+    args = ["render", "--manifests", str(manifests), "--run-dir", str(tmp_path / "run")]
+    assert cli.main([*args, "--tls-secrets", "--ssl-cert", str(default_cert)]) == 0
+    captured = capsys.readouterr()
+    assert "# ==> certs.list <==" in captured.out and "default_w_" in captured.out
+    for text in (captured.out, captured.err):
+        assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text
+    assert not (tmp_path / "run").exists()  # render writes nothing
