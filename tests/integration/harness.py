@@ -132,6 +132,22 @@ class Backends:
         host, port = runner.addresses[0][:2]
         return str(host), int(port)
 
+    async def headers(self, name: str, address: str) -> tuple[str, int]:
+        """An HTTP server that answers with the forwarding headers it received."""
+
+        async def handle(request: web.Request) -> web.Response:
+            seen = {h: request.headers.get(h, "") for h in ("X-Forwarded-For", "X-Forwarded-Proto")}
+            return web.json_response({"backend": name, **seen})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, host=address, port=0).start()
+        self.runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return str(host), int(port)
+
     async def https(self, name: str, address: str, cert: trustme.LeafCert) -> tuple[str, int]:
         """An HTTPS server with its own certificate (a pod that terminates TLS itself)."""
 
@@ -298,14 +314,22 @@ async def request(
     tls: ssl.SSLContext | None = None,
     sni: str | None = None,
     address: str = "127.0.0.1",
+    source: str | None = None,
     limit: float = 10.0,
 ) -> Answer:
     """One HTTP/1.1 request on a new connection, over TLS with `tls` (SNI `sni`).
 
     Raw on purpose: a redirect is not followed, and the certificate the server showed
-    is part of the answer. Errors (a refused handshake) propagate."""
+    is part of the answer. `source`: the client's own address. Errors (a refused
+    handshake) propagate."""
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(address, port, ssl=tls, server_hostname=sni if tls else None),
+        asyncio.open_connection(
+            address,
+            port,
+            ssl=tls,
+            server_hostname=sni if tls else None,
+            local_addr=(source, 0) if source else None,
+        ),
         limit,
     )
     try:

@@ -4,6 +4,7 @@ here (trustme), backends on 127.0.0.0/8, clients that check the certificate they
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -148,7 +149,7 @@ async def test_termination_by_sni_passthrough_redirect_and_hsts(
 
 async def test_client_certificate_required(tmp_path: Path, backends: Backends) -> None:
     ca, clients = trustme.CA(), trustme.CA()
-    web = await backends.http("web-1", "127.0.5.10")
+    web = await backends.headers("web-1", "127.0.5.10")
     ca_file = tmp_path / "clients.pem"
     clients.cert_pem.write_to_path(str(ca_file))
     c = Controller(tmp_path, extra_args=[
@@ -161,8 +162,15 @@ async def test_client_certificate_required(tmp_path: Path, backends: Backends) -
     with running(c):
         await c.wait_healthy()
         good = trusting(ca, client=clients.issue_cert("alice@example.org"))
-        got = await request(c.https_port, "/web/hi", tls=good, sni="default.example")
-        assert got.status == 200 and got.body.startswith("backend=web-1 path=/hi ")
+        got = await request(
+            c.https_port, "/web/hi", tls=good, sni="default.example", source="127.0.5.99"
+        )
+        # The client's address survives the hop between the two HTTPS frontends.
+        assert got.status == 200 and json.loads(got.body) == {
+            "backend": "web-1",
+            "X-Forwarded-For": "127.0.5.99",
+            "X-Forwarded-Proto": "https",
+        }
         for context in (trusting(ca), trusting(ca, client=trustme.CA().issue_cert("eve"))):
             # TLS 1.3 reports the refusal after the handshake: on the first read.
             with pytest.raises((ssl.SSLError, ConnectionError)):
