@@ -27,6 +27,12 @@ HOST_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z")
 #: A URL path prefix: a strict, unreserved character set, no `//`, no dot segments.
 PATH_RE = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*/?)?\Z")
 MAX_PATH_LEN = 512
+#: A Secret name: a DNS-1123 subdomain, as the API server requires.
+SECRET_NAME_RE = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
+)
+#: HSTS max-age: at most two years, the preload list's recommendation.
+MAX_HSTS_AGE = 63072000
 
 
 class AnnotationError(ValueError):
@@ -75,11 +81,16 @@ def parse_algorithm(raw: str) -> Algorithm:
 
 
 def parse_host(raw: str) -> str:
+    """An RFC 1123 host name, or one with a leading wildcard label (`*.example.com`,
+    which matches exactly one label in its place, as in a Kubernetes Ingress)."""
     value = raw.strip()
     # ASCII first: some non-ASCII letters lower-case to ASCII (KELVIN SIGN to k).
     value = value.lower() if value.isascii() else ""
-    if not HOST_RE.match(value):
-        raise AnnotationError(f"{_quote(raw)} is not an RFC 1123 host name")
+    rest = value[2:] if value.startswith("*.") else value
+    if not HOST_RE.match(rest) or len(value) > 253:
+        raise AnnotationError(
+            f"{_quote(raw)} is not an RFC 1123 host name (optionally with a leading *.)"
+        )
     return value
 
 
@@ -97,6 +108,24 @@ def parse_path(raw: str) -> str:
     return "/" + "/".join(segments)
 
 
+def parse_secret_name(raw: str) -> str:
+    value = raw.strip()
+    if not SECRET_NAME_RE.match(value):
+        raise AnnotationError(f"{_quote(raw)} is not a Secret name (a DNS-1123 subdomain)")
+    return value
+
+
+def parse_hsts(raw: str) -> int:
+    """max-age in seconds; plain ASCII digits only (int() would take "1_0" or "\u0661")."""
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        raise AnnotationError(f"{_quote(raw)} is not a number of seconds")
+    age = int(value)
+    if not 0 < age <= MAX_HSTS_AGE:
+        raise AnnotationError(f"{age} is not between 1 and {MAX_HSTS_AGE} seconds")
+    return age
+
+
 ALGORITHM: Annotation[Algorithm | None] = Annotation(
     key=PREFIX + "lb.algorithm",
     parse=parse_algorithm,
@@ -108,7 +137,7 @@ HOST: Annotation[str | None] = Annotation(
     key=PREFIX + "lb.host",
     parse=parse_host,
     default=None,
-    allowed="an RFC 1123 host name",
+    allowed="an RFC 1123 host name, or *. and one",
     doc="Also route requests whose Host header is this name to the Service (any path, "
     "or the lb.aclMatch path), without stripping a prefix.",
 )
@@ -129,12 +158,58 @@ COOKIE_STICKY: Annotation[bool] = Annotation(
     "(SERVERID) instead of by source address.",
 )
 
+SSL_TERM: Annotation[bool] = Annotation(
+    key=PREFIX + "lb.sslTerm",
+    parse=parse_bool,
+    default=False,
+    allowed="true, false",
+    doc="Also serve the Service's HTTP routes over HTTPS on --https-port, terminated with "
+    "the lb.ssl-secret certificate (chosen by SNI) or else the --ssl-cert one.",
+)
+SSL_SECRET: Annotation[str | None] = Annotation(
+    key=PREFIX + "lb.ssl-secret",
+    parse=parse_secret_name,
+    default=None,
+    allowed="a Secret name (DNS-1123 subdomain) in the Service's namespace",
+    doc="With lb.sslTerm, the kubernetes.io/tls Secret (tls.crt, tls.key) whose certificate "
+    "serves this Service; read only with --tls-secrets.",
+)
+SSL_PASSTHROUGH: Annotation[bool] = Annotation(
+    key=PREFIX + "lb.sslPassthrough",
+    parse=parse_bool,
+    default=False,
+    allowed="true, false",
+    doc="Pass TLS connections whose SNI is lb.host, still encrypted, to the Service's port "
+    "443 (or its only port) on --https-port. Needs lb.host; not with lb.sslTerm.",
+)
+SSL_REDIRECT: Annotation[bool] = Annotation(
+    key=PREFIX + "lb.sslRedirect",
+    parse=parse_bool,
+    default=False,
+    allowed="true, false",
+    doc="Answer plain HTTP requests to the Service's routes with a redirect to HTTPS "
+    "(--ssl-redirect-code, 308). Needs lb.sslTerm or lb.sslPassthrough.",
+)
+HSTS: Annotation[int | None] = Annotation(
+    key=PREFIX + "lb.hsts",
+    parse=parse_hsts,
+    default=None,
+    allowed=f"seconds, 1 to {MAX_HSTS_AGE}",
+    doc="With lb.sslTerm, add Strict-Transport-Security: max-age=<seconds> to responses "
+    "sent over HTTPS.",
+)
+
 #: Every annotation, in the order the README documents them.
 REGISTRY: tuple[Annotation[Any], ...] = (
     ALGORITHM,
     HOST,
     ACL_MATCH,
     COOKIE_STICKY,
+    SSL_TERM,
+    SSL_SECRET,
+    SSL_PASSTHROUGH,
+    SSL_REDIRECT,
+    HSTS,
 )
 
 

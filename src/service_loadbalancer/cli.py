@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -26,8 +28,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from service_loadbalancer import __version__
 from service_loadbalancer.events import EventRecorder
+from service_loadbalancer.haproxy.certs import write_certificates
 from service_loadbalancer.haproxy.process import HAProxyProcess, check_config
-from service_loadbalancer.haproxy.render import TemplateError, check_template, render
+from service_loadbalancer.haproxy.render import CERTS_DIR, TemplateError, check_template, render
 from service_loadbalancer.kube.objects import KNOWN_KINDS
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.model import Algorithm
@@ -44,6 +47,7 @@ from service_loadbalancer.settings import (
 )
 from service_loadbalancer.sources.files import ManifestSource
 from service_loadbalancer.sources.kube import (
+    DEFAULT_KINDS,
     ConfigError,
     KubeOptions,
     KubeSource,
@@ -173,6 +177,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="HAProxy logs requests to the controller's stdout",
     )
+    flag("--https-port", type=_port, default=443, help="port of the HTTPS frontend (443)")
+    flag("--ssl-cert", type=Path, help="default certificate: PEM with the certificate and key")
+    flag("--ssl-ca-cert", type=Path, help="PEM of CAs that client certificates must chain to")
+    flag(
+        "--tls-secrets",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="read the TLS Secrets that lb.ssl-secret annotations name",
+    )
+    flag(
+        "--tls-tickets",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="allow TLS session tickets on terminated connections",
+    )
+    flag(
+        "--ssl-redirect-code",
+        type=int,
+        choices=[301, 302, 303, 307, 308],
+        default=308,
+        help="status of the lb.sslRedirect redirect to HTTPS (308)",
+    )
     flag("--haproxy-bin", default="haproxy", help="the haproxy executable (haproxy)")
     flag(
         "--run-dir",
@@ -207,10 +237,13 @@ def _kube_flags(p: argparse.ArgumentParser) -> None:
 
 
 def kube_options(args: argparse.Namespace) -> KubeOptions:
+    # Secrets are read (and RBAC for them needed) only when --tls-secrets asks for them.
+    kinds = (*DEFAULT_KINDS, "Secret") if args.tls_secrets else DEFAULT_KINDS
     return KubeOptions(
         kubeconfig=args.kubeconfig,
         context=args.context,
         in_cluster=args.use_kubernetes_cluster_service,
+        kinds=kinds,
     )
 
 
@@ -220,6 +253,25 @@ def _paths_ok(path: Path, what: str) -> Path:
     if any(c.isspace() or c in "\"'#\\$" for c in text):
         raise SettingsError(f"{what} {text!r}: spaces, quotes, #, $ and \\ are not allowed")
     return Path(text)
+
+
+def _tls_file(path: Path | None, flag: str, *, key: bool) -> Path | None:
+    """Check a PEM file at start (a bad one would make every config fail `haproxy -c`):
+    the certificate and its matching key, or CA certificates. The error never quotes it."""
+    if path is None:
+        return None
+    path = _paths_ok(path, flag)
+    try:
+        if key:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(path)
+        else:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (ssl.SSLError, ValueError):  # before OSError: SSLError is one
+        what = "a certificate and its key (PEM)" if key else "CA certificates (PEM)"
+        raise SettingsError(f"{flag} {path}: does not hold {what}") from None
+    except OSError as err:
+        raise SettingsError(f"{flag} {path}: {err.strerror or 'cannot read'}") from None
+    return path
 
 
 def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -282,6 +334,12 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         stats_user=user,
         stats_password=password,
         dry=args.dry,
+        https_port=args.https_port,
+        ssl_cert=_tls_file(args.ssl_cert, "--ssl-cert", key=True),
+        ssl_ca_cert=_tls_file(args.ssl_ca_cert, "--ssl-ca-cert", key=False),
+        tls_secrets=args.tls_secrets,
+        tls_tickets=args.tls_tickets,
+        ssl_redirect_code=args.ssl_redirect_code,
     )
 
 
@@ -369,6 +427,10 @@ async def check_once(settings: Settings, kube: KubeOptions | None = None) -> int
         print(f"invalid template: {err}")
         return 1
     with tempfile.TemporaryDirectory(prefix="slb-check-") as tmp:
+        # Certificates go to the temporary directory, not the real run directory.
+        settings = dataclasses.replace(settings, run_dir=Path(tmp))
+        rendered = render(translation.model, settings)
+        write_certificates(Path(tmp) / CERTS_DIR, rendered.certificates)
         path = write_files(rendered, Path(tmp), "haproxy.cfg")
         result = await check_config(settings.haproxy_bin, path, env=settings.haproxy_env())
     model = translation.model

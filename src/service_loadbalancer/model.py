@@ -56,6 +56,10 @@ class Backend:
     #: Path prefixes (without trailing slash) removed before the request reaches a
     #: server; only applied when the request came in through such a path route.
     strip_prefixes: tuple[str, ...] = ()
+    #: Plain HTTP requests get a redirect to HTTPS (lb.sslRedirect).
+    ssl_redirect: bool = False
+    #: Strict-Transport-Security max-age for responses sent over HTTPS (lb.hsts).
+    hsts_max_age: int | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -77,6 +81,28 @@ class TcpFrontend:
     backend: str
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Certificate:
+    """A certificate chain and its key from a TLS Secret, as one PEM text.
+
+    `name` is a file name made of the Secret's namespace, name and a hash of the content,
+    so a rotated certificate is a new file and an old worker keeps reading its own.
+    The PEM is re-encoded by translation (never the Secret's bytes verbatim) and is kept
+    out of repr() so that it cannot reach a log line.
+    """
+
+    name: str
+    pem: str = field(repr=False, compare=True)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TlsPassthrough:
+    """A TLS connection whose SNI is `host` goes, still encrypted, to `backend`."""
+
+    host: str
+    backend: str
+
+
 @dataclass(frozen=True, slots=True)
 class LoadBalancer:
     """Everything HAProxy must serve. Sorted tuples, so equal inputs give equal models."""
@@ -84,6 +110,16 @@ class LoadBalancer:
     backends: tuple[Backend, ...] = ()
     http_routes: tuple[HttpRoute, ...] = ()
     tcp_frontends: tuple[TcpFrontend, ...] = ()
+    #: Routes also served over HTTPS, terminated here (lb.sslTerm).
+    https_routes: tuple[HttpRoute, ...] = ()
+    #: Certificates from Secrets, chosen by SNI; --ssl-cert is the default before them.
+    certificates: tuple[Certificate, ...] = ()
+    passthrough: tuple[TlsPassthrough, ...] = ()
+
+    @property
+    def https(self) -> bool:
+        """Whether anything is served on the HTTPS port."""
+        return bool(self.https_routes or self.passthrough)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -22,9 +22,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from service_loadbalancer.haproxy.certs import remove_unused, write_certificates
 from service_loadbalancer.haproxy.plan import reason_kind, reload_reasons
 from service_loadbalancer.haproxy.process import HAProxyError, HAProxyProcess, check_config
-from service_loadbalancer.haproxy.render import CONFIG_FILE, Rendered, TemplateError, render
+from service_loadbalancer.haproxy.render import (
+    CERTS_DIR,
+    CONFIG_FILE,
+    Rendered,
+    TemplateError,
+    render,
+)
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.model import LoadBalancer, Problem
 from service_loadbalancer.settings import Settings
@@ -159,6 +166,8 @@ class Reconciler:
         for kind in sorted({reason_kind(reason) for reason in reasons}):
             self._metrics.reloads.labels(reason=kind).inc()
         self._applied = rendered
+        # Only now: the worker that used an old certificate file has loaded the new set.
+        remove_unused(self._settings.run_dir / CERTS_DIR, rendered.certificates)
         self._model = translation.model
         self._metrics.sync_seconds.observe(time.monotonic() - started)
         self._mark_synced()
@@ -172,6 +181,8 @@ class Reconciler:
         config_path = self._settings.config_path
         candidate = config_path.parent / ".candidate"
         shutil.rmtree(candidate, ignore_errors=True)
+        # Content-addressed names: writing new certificates never touches the running set.
+        write_certificates(self._settings.run_dir / CERTS_DIR, rendered.certificates)
         path = write_files(rendered, candidate, config_path.name)
         result = await check_config(
             self._settings.haproxy_bin, path, env=self._settings.haproxy_env()

@@ -87,6 +87,18 @@ class Settings:
     stats_user: str | None = None
     stats_password: str | None = field(default=None, repr=False)
     dry: bool = False
+    #: Port of the HTTPS frontend (termination and SNI passthrough share it).
+    https_port: int = 443
+    #: The default certificate (PEM with its key), checked at start; referenced, not copied.
+    ssl_cert: Path | None = None
+    #: CA certificates that client certificates must chain to (verify required).
+    ssl_ca_cert: Path | None = None
+    #: Whether Secrets named by lb.ssl-secret may be read (and their keys written to disk).
+    tls_secrets: bool = False
+    #: TLS session tickets on terminated connections (off: forward secrecy, no key to rotate).
+    tls_tickets: bool = False
+    #: Status of the redirect to HTTPS (lb.sslRedirect).
+    ssl_redirect_code: int = 308
 
     @property
     def stats_auth(self) -> bool:

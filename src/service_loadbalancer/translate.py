@@ -13,7 +13,9 @@ namespaces:
   when names collide; every collision is reported;
 - a port named in `--tcp-services` gets a TCP listener on the same port number;
 - servers are the ready endpoints (EndpointSlices when the Service has any, else the
-  core/v1 Endpoints), or the ClusterIP with `--forward-services`.
+  core/v1 Endpoints), or the ClusterIP with `--forward-services`;
+- HTTPS (lb.sslTerm, lb.sslPassthrough, lb.sslRedirect, lb.hsts) is decided per Service:
+  a missing or bad certificate takes away that Service's HTTPS only, never its HTTP.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from functools import lru_cache
 from typing import Any
 
 from service_loadbalancer import annotations as ann
+from service_loadbalancer.certificates import CertificateError, certificate_from_secret
 from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
 from service_loadbalancer.model import (
     Algorithm,
     Backend,
+    Certificate,
     HttpRoute,
     LoadBalancer,
     Mode,
@@ -37,6 +41,7 @@ from service_loadbalancer.model import (
     Server,
     Stickiness,
     TcpFrontend,
+    TlsPassthrough,
     Translation,
 )
 from service_loadbalancer.settings import DNS_LABEL_RE, Settings, TcpService
@@ -57,6 +62,11 @@ class _Options:
     stickiness_http: Stickiness
     stickiness_tcp: Stickiness
     stickiness_timeout: int
+    ssl_term: bool = False
+    ssl_secret: str | None = None
+    passthrough: bool = False
+    ssl_redirect: bool = False
+    hsts: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +81,10 @@ class _Port:
     options: _Options
     servers: tuple[Server, ...]
     backend: str = ""
+    #: Named in --tcp-services (a TCP listener of its own); a passthrough port is TCP
+    #: without one.
+    listener: bool = False
+    passthrough: bool = False
 
     @property
     def sort_key(self) -> tuple[str, str, int]:
@@ -85,6 +99,7 @@ class _Result:
     slices: Mapping[tuple[str, str], list[RawObject]] = field(default_factory=dict)
     endpoints: Mapping[tuple[str, str], RawObject] = field(default_factory=dict)
     tcp_claims: dict[TcpService, list[_Port]] = field(default_factory=lambda: defaultdict(list))
+    secrets: Mapping[tuple[str, str], RawObject] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def problem(self, subject: ObjectKey, reason: str) -> None:
@@ -98,6 +113,9 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         slices=_index_slices(snapshot.of_kind("EndpointSlice")),
         endpoints={(key_of(e).namespace, key_of(e).name): e for e in snapshot.of_kind("Endpoints")},
         problems=list(snapshot.source_problems),
+        secrets={(key_of(s).namespace, key_of(s).name): s for s in snapshot.of_kind("Secret")}
+        if settings.tls_secrets
+        else {},
     )
     ports: list[_Port] = []
     for svc in snapshot.of_kind("Service"):
@@ -106,9 +124,14 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
             ports.extend(_service_ports(svc, key, out))
 
     _resolve_tcp_names(out.tcp_claims, settings, out)
-    backends = [_backend(p) for p in ports]
     routes = _http_routes([p for p in ports if p.mode is Mode.HTTP], out)
-    frontends = _tcp_frontends([p for p in ports if p.mode is Mode.TCP], settings, out)
+    certificates, terminated = _certificates(ports, out)
+    https_routes = [r for r in routes if r.backend in terminated]
+    passthrough = _passthrough([p for p in ports if p.passthrough], out)
+    https = bool(https_routes or passthrough)
+    secure = terminated | _passed_services(passthrough, ports)
+    backends = [_backend(p, https=p.backend in secure) for p in ports]
+    frontends = _tcp_frontends([p for p in ports if p.listener], settings, out, https=https)
     strips: dict[str, list[str]] = defaultdict(list)
     for route in routes:
         if route.strip:
@@ -120,6 +143,9 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         backends=tuple(backends),
         http_routes=tuple(sorted(routes, key=lambda r: (r.host or "", r.path))),
         tcp_frontends=tuple(sorted(frontends)),
+        https_routes=tuple(sorted(https_routes, key=lambda r: (r.host or "", r.path))),
+        certificates=tuple(sorted(certificates)),
+        passthrough=tuple(sorted(passthrough)),
     )
     return Translation(model=model, problems=tuple(sorted(set(out.problems))))
 
@@ -180,12 +206,20 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: _Result) -> list[_Port]:
         if api_server and not tcp:
             continue  # the API server only ever through the TCP ports named for it
         mode = Mode.TCP if tcp else Mode.HTTP
-        port = _Port(key, str(name), number, target, mode, options, servers=())
+        port = _Port(key, str(name), number, target, mode, options, servers=(), listener=bool(tcp))
         port.servers = _servers(svc, port, out)
         port.backend = f"{mode.value}_{key.namespace}_{key.name}_{number}"
         for entry in tcp:
             out.tcp_claims[entry].append(port)
         result.append(port)
+    if options.passthrough and result:
+        chosen = [p for p in result if p.number == 443] or (result if len(result) == 1 else [])
+        if not chosen:
+            out.problem(key, "lb.sslPassthrough needs a port 443 or a single port; not passed")
+        for port in chosen:
+            port.passthrough = True
+            port.mode = Mode.TCP
+            port.backend = f"tcp_{key.namespace}_{key.name}_{port.number}"
     return result
 
 
@@ -203,9 +237,23 @@ def _options(
         host = ann.HOST.get(annotations)
         acl_match = ann.ACL_MATCH.get(annotations)
         cookie = ann.COOKIE_STICKY.get(annotations)
+        ssl_term = ann.SSL_TERM.get(annotations)
+        ssl_secret = ann.SSL_SECRET.get(annotations)
+        passthrough = ann.SSL_PASSTHROUGH.get(annotations)
+        ssl_redirect = ann.SSL_REDIRECT.get(annotations)
+        hsts = ann.HSTS.get(annotations)
     except ann.AnnotationError as err:
         out.problem(key, f"not served: {err}")
         return None
+    conflict = _tls_conflict(ssl_term, passthrough, ssl_redirect, host)
+    if conflict:
+        out.problem(key, f"not served: {conflict}")
+        return None
+    if not ssl_term and (ssl_secret is not None or hsts is not None):
+        out.problem(
+            key, f"{ann.SSL_SECRET.key} and {ann.HSTS.key} need {ann.SSL_TERM.key}; ignored"
+        )
+        ssl_secret, hsts = None, None
     client_ip = spec.get("sessionAffinity") == "ClientIP"
     if cookie and not client_ip:
         out.problem(key, f"{ann.COOKIE_STICKY.key} needs spec.sessionAffinity: ClientIP; ignored")
@@ -220,7 +268,102 @@ def _options(
             out.problem(key, f"sessionAffinityConfig timeout {raw_timeout!r} ignored (1-86400)")
     sticky_tcp = Stickiness.SOURCE_IP if client_ip else Stickiness.NONE
     sticky_http = Stickiness.COOKIE if client_ip and cookie else sticky_tcp
-    return _Options(algorithm, host, acl_match, sticky_http, sticky_tcp, timeout)
+    return _Options(
+        algorithm,
+        host,
+        acl_match,
+        sticky_http,
+        sticky_tcp,
+        timeout,
+        ssl_term=ssl_term,
+        ssl_secret=ssl_secret,
+        passthrough=passthrough,
+        ssl_redirect=ssl_redirect,
+        hsts=hsts,
+    )
+
+
+def _tls_conflict(term: bool, passthrough: bool, redirect: bool, host: str | None) -> str:
+    """Combinations that cannot mean anything: the whole Service is skipped, since
+    serving half of what was asked (plain HTTP for a "TLS only" Service) is worse."""
+    if term and passthrough:
+        return f"{ann.SSL_TERM.key} and {ann.SSL_PASSTHROUGH.key} exclude each other"
+    if passthrough and host is None:
+        return f"{ann.SSL_PASSTHROUGH.key} needs {ann.HOST.key} (the SNI name to route by)"
+    if redirect and not (term or passthrough):
+        return f"{ann.SSL_REDIRECT.key} needs {ann.SSL_TERM.key} or {ann.SSL_PASSTHROUGH.key}"
+    return ""
+
+
+def _certificates(ports: list[_Port], out: _Result) -> tuple[list[Certificate], set[str]]:
+    """The certificates of the sslTerm Services, and the backends served over HTTPS.
+
+    Only Secrets named by an annotation are looked at (and only with --tls-secrets); a
+    Service whose certificate is missing or bad loses HTTPS, not HTTP."""
+    settings = out.settings
+    certificates: dict[str, Certificate] = {}
+    served: set[str] = set()
+    failed: set[ObjectKey] = set()
+    for port in sorted(ports, key=lambda p: p.sort_key):
+        opts = port.options
+        if not opts.ssl_term or port.mode is not Mode.HTTP or port.key in failed:
+            continue
+        if opts.ssl_secret is None:
+            if settings.ssl_cert is None:
+                out.problem(port.key, "HTTPS not served: no lb.ssl-secret and no --ssl-cert")
+                failed.add(port.key)
+                continue
+        else:
+            cert = _secret_certificate(port.key, opts.ssl_secret, out)
+            if cert is None:
+                failed.add(port.key)
+                continue
+            certificates[cert.name] = cert
+        served.add(port.backend)
+    return list(certificates.values()), served
+
+
+def _secret_certificate(key: ObjectKey, name: str, out: _Result) -> Certificate | None:
+    subject = ObjectKey("Secret", key.namespace, name)
+    if not out.settings.tls_secrets:
+        out.problem(key, f"HTTPS not served: Secret {name!r} named but --tls-secrets is off")
+        return None
+    secret = out.secrets.get((key.namespace, name))
+    if secret is None:
+        out.problem(key, f"HTTPS not served: Secret {key.namespace}/{name} not found")
+        return None
+    try:
+        return certificate_from_secret(secret)
+    except CertificateError as err:
+        out.problem(subject, f"{err}; HTTPS of Service {key.namespace}/{key.name} not served")
+        return None
+
+
+def _passthrough(ports: list[_Port], out: _Result) -> list[TlsPassthrough]:
+    """One SNI name, one Service: the first by namespace/name/port wins."""
+    taken: dict[str, _Port] = {}
+    result: list[TlsPassthrough] = []
+    for port in sorted(ports, key=lambda p: p.sort_key):
+        host = port.options.host
+        assert host is not None  # _tls_conflict made sure
+        owner = taken.get(host)
+        if owner is not None:
+            out.problem(
+                port.key,
+                f"SNI name {host} is already passed to {owner.key.namespace}/{owner.key.name}; "
+                "not passed",
+            )
+            continue
+        taken[host] = port
+        result.append(TlsPassthrough(host=host, backend=port.backend))
+    return result
+
+
+def _passed_services(passthrough: list[TlsPassthrough], ports: list[_Port]) -> set[str]:
+    """The Services (backend names of their ports) that pass TLS through."""
+    passed = {t.backend for t in passthrough}
+    services = {p.key for p in ports if p.backend in passed}
+    return {p.backend for p in ports if p.key in services}
 
 
 def _servers(svc: RawObject, port: _Port, out: _Result) -> tuple[Server, ...]:
@@ -353,11 +496,14 @@ def _resolve_tcp_names(
                     f"{winner.key.namespace}/{winner.key.name}, which gets it; "
                     "this port is served as HTTP",
                 )
-                loser.mode = Mode.HTTP
-                loser.backend = loser.backend.replace("tcp_", "http_", 1)
+                loser.listener = False
+                if not loser.passthrough:
+                    loser.mode = Mode.HTTP
+                    loser.backend = loser.backend.replace("tcp_", "http_", 1)
 
 
-def _backend(port: _Port) -> Backend:
+def _backend(port: _Port, *, https: bool) -> Backend:
+    """`https`: the Service is reachable over HTTPS, so redirect and HSTS make sense."""
     http = port.mode is Mode.HTTP
     return Backend(
         name=port.backend,
@@ -368,6 +514,8 @@ def _backend(port: _Port) -> Backend:
         servers=port.servers,
         stickiness=port.options.stickiness_http if http else port.options.stickiness_tcp,
         stickiness_timeout=port.options.stickiness_timeout,
+        ssl_redirect=http and https and port.options.ssl_redirect,
+        hsts_max_age=port.options.hsts if http and https else None,
     )
 
 
@@ -386,6 +534,8 @@ def _with_strips(backend: Backend, prefixes: list[str]) -> Backend:
         stickiness=backend.stickiness,
         stickiness_timeout=backend.stickiness_timeout,
         strip_prefixes=ordered,
+        ssl_redirect=backend.ssl_redirect,
+        hsts_max_age=backend.hsts_max_age,
     )
 
 
@@ -454,12 +604,16 @@ def _short_name_owners(ports: list[_Port], out: _Result) -> dict[str, str]:
     return owners
 
 
-def _tcp_frontends(ports: list[_Port], settings: Settings, out: _Result) -> list[TcpFrontend]:
+def _tcp_frontends(
+    ports: list[_Port], settings: Settings, out: _Result, *, https: bool
+) -> list[TcpFrontend]:
     reserved = {
         settings.http_port: "--http-port",
         settings.stats_port: "--stats-port",
         settings.healthz_port: "--healthz-port",
     }
+    if https:  # only then: the original's users serve their own TLS on 443 with TCP
+        reserved[settings.https_port] = "--https-port"
     taken: dict[int, _Port] = {}
     frontends: list[TcpFrontend] = []
     for port in sorted(ports, key=lambda p: p.sort_key):

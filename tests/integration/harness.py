@@ -8,10 +8,12 @@ once. Waits poll a condition until a deadline; nothing sleeps a fixed time to be
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import trustme
 import yaml
 from aiohttp import web
 
-from service_loadbalancer.demo import start_http_backend, start_tcp_backend
+from service_loadbalancer.demo import echo_body, start_http_backend, start_tcp_backend
 
 DEADLINE = 20.0
 
@@ -91,6 +94,21 @@ def slices(
     ]
 
 
+def tls_secret(name: str, cert: trustme.LeafCert, *, namespace: str = "default") -> dict[str, Any]:
+    """A kubernetes.io/tls Secret holding `cert` (chain and key, base64 as the API has it)."""
+    chain = b"".join(b.bytes() for b in cert.cert_chain_pems)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(chain).decode(),
+            "tls.key": base64.b64encode(cert.private_key_pem.bytes()).decode(),
+        },
+    }
+
+
 def write_manifest(path: Path, objects: list[dict[str, Any]]) -> None:
     """Write atomically, as an editor or kubectl would leave a whole file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -110,6 +128,39 @@ class Backends:
 
     async def http(self, name: str, address: str) -> tuple[str, int]:
         runner = await start_http_backend(name, address, 0)
+        self.runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return str(host), int(port)
+
+    async def headers(self, name: str, address: str) -> tuple[str, int]:
+        """An HTTP server that answers with the forwarding headers it received."""
+
+        async def handle(request: web.Request) -> web.Response:
+            seen = {h: request.headers.get(h, "") for h in ("X-Forwarded-For", "X-Forwarded-Proto")}
+            return web.json_response({"backend": name, **seen})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, host=address, port=0).start()
+        self.runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return str(host), int(port)
+
+    async def https(self, name: str, address: str, cert: trustme.LeafCert) -> tuple[str, int]:
+        """An HTTPS server with its own certificate (a pod that terminates TLS itself)."""
+
+        async def handle(request: web.Request) -> web.Response:
+            return web.Response(text=echo_body(name, request))
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, host=address, port=0, ssl_context=context).start()
         self.runners.append(runner)
         host, port = runner.addresses[0][:2]
         return str(host), int(port)
@@ -140,6 +191,7 @@ class Controller:
     http_port: int = field(default_factory=free_port)
     stats_port: int = field(default_factory=free_port)
     healthz_port: int = field(default_factory=free_port)
+    https_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     #: False: no --manifests, the controller reads the Kubernetes API (give --kubeconfig).
     use_manifests: bool = True
@@ -163,6 +215,7 @@ class Controller:
             "--http-port", str(self.http_port),
             "--stats-port", str(self.stats_port),
             "--healthz-port", str(self.healthz_port),
+            "--https-port", str(self.https_port),
             "--bind-address", "127.0.0.1",
             "--run-dir", str(self.run_dir),
             *self.extra_args,
@@ -244,6 +297,70 @@ class Controller:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             raise
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, read off the wire."""
+
+    status: int
+    #: Header names in lower case.
+    headers: dict[str, str]
+    body: str
+    #: The DNS names of the certificate the server showed (TLS only).
+    peer_names: tuple[str, ...] = ()
+    peer_serial: str = ""
+
+
+async def request(
+    port: int,
+    path: str = "/",
+    *,
+    host: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    sni: str | None = None,
+    address: str = "127.0.0.1",
+    source: str | None = None,
+    limit: float = 10.0,
+) -> Answer:
+    """One HTTP/1.1 request on a new connection, over TLS with `tls` (SNI `sni`).
+
+    Raw on purpose: a redirect is not followed, and the certificate the server showed
+    is part of the answer. `source`: the client's own address. Errors (a refused
+    handshake) propagate."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(
+            address,
+            port,
+            ssl=tls,
+            server_hostname=sni if tls else None,
+            local_addr=(source, 0) if source else None,
+        ),
+        limit,
+    )
+    try:
+        peer = writer.get_extra_info("peercert") or {}
+        names = tuple(str(v) for k, v in peer.get("subjectAltName", ()) if k == "DNS")
+        head = f"GET {path} HTTP/1.1\r\nHost: {host or sni or address}\r\nConnection: close\r\n\r\n"
+        writer.write(head.encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), limit)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    header, _, body = raw.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    if not lines[0].startswith("HTTP/"):
+        raise ConnectionError(f"no HTTP answer: {raw[:80]!r}")
+    fields = (line.partition(":") for line in lines[1:])
+    return Answer(
+        status=int(lines[0].split()[1]),
+        headers={k.strip().lower(): v.strip() for k, _, v in fields},
+        body=body.decode(errors="replace"),
+        peer_names=names,
+        peer_serial=str(peer.get("serialNumber", "")),
+    )
 
 
 def backend_names(bodies: list[str]) -> list[str]:

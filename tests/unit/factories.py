@@ -8,6 +8,7 @@ files outside a package. Keep it free of pytest fixtures so it stays a plain mod
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import shutil
@@ -235,3 +236,27 @@ def block(config: str, header: str) -> str:
             break
         out.append(line)
     return "\n".join(out).rstrip() + "\n"
+
+
+# --- TLS Secrets ------------------------------------------------------------------------
+
+
+def tls_secret(
+    name: str,
+    chain_pem: bytes,
+    key_pem: bytes,
+    *,
+    namespace: str = "default",
+    type_: str = "kubernetes.io/tls",
+) -> RawObject:
+    """A v1 Secret of type kubernetes.io/tls: `data` holds base64, as the API returns it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": type_,
+        "data": {
+            "tls.crt": base64.b64encode(chain_pem).decode(),
+            "tls.key": base64.b64encode(key_pem).decode(),
+        },
+    }

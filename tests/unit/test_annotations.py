@@ -13,8 +13,13 @@ from service_loadbalancer.annotations import (
     ALGORITHM,
     COOKIE_STICKY,
     HOST,
+    HSTS,
     PREFIX,
     REGISTRY,
+    SSL_PASSTHROUGH,
+    SSL_REDIRECT,
+    SSL_SECRET,
+    SSL_TERM,
     Annotation,
     AnnotationError,
     markdown_table,
@@ -28,6 +33,7 @@ ORIGINAL_KEYS = {
     "serviceloadbalancer/lb.host",
     "serviceloadbalancer/lb.aclMatch",
     "serviceloadbalancer/lb.cookie-sticky-session",
+    "serviceloadbalancer/lb.sslTerm",
 }
 
 
@@ -52,6 +58,8 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (HOST, "a" * 63 + ".com", "a" * 63 + ".com"),
     (HOST, ".".join(["a" * 61] * 4) + ".abcd", ".".join(["a" * 61] * 4) + ".abcd"),
     (HOST, " example.com ", "example.com"),
+    (HOST, "*.example.com", "*.example.com"),
+    (HOST, "*.A.b", "*.a.b"),
     (ACL_MATCH, "/", "/"),
     (ACL_MATCH, "/api", "/api"),
     (ACL_MATCH, "/api/", "/api"),
@@ -69,6 +77,18 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (COOKIE_STICKY, "True", True),
     (COOKIE_STICKY, "FALSE", False),
     (COOKIE_STICKY, " true ", True),
+    (SSL_TERM, "true", True),
+    (SSL_PASSTHROUGH, "False", False),
+    (SSL_REDIRECT, "TRUE", True),
+    (SSL_SECRET, "web-tls", "web-tls"),
+    (SSL_SECRET, "web.tls.v2", "web.tls.v2"),
+    (SSL_SECRET, "0", "0"),
+    (SSL_SECRET, " a-b ", "a-b"),
+    (SSL_SECRET, "a" * 253, "a" * 253),
+    (HSTS, "1", 1),
+    (HSTS, "31536000", 31536000),
+    (HSTS, "63072000", 63072000),
+    (HSTS, " 600 ", 600),
 ]
 
 
@@ -116,7 +136,13 @@ INVALID = [
     invalid(HOST, ".a.com", "RFC 1123"),
     invalid(HOST, "a.com.", "RFC 1123"),
     invalid(HOST, "a_b.com", "RFC 1123"),
-    invalid(HOST, "*.example.com", "RFC 1123"),
+    invalid(HOST, "*", "RFC 1123"),
+    invalid(HOST, "*.", "RFC 1123"),
+    invalid(HOST, "*example.com", "RFC 1123"),
+    invalid(HOST, "a.*.example.com", "RFC 1123"),
+    invalid(HOST, "*.*.example.com", "RFC 1123"),
+    invalid(HOST, "**.example.com", "RFC 1123"),
+    invalid(HOST, "*." + ".".join(["a" * 63] * 4), "RFC 1123"),
     invalid(HOST, "example.com:80", "RFC 1123"),
     invalid(HOST, "example.com/path", "RFC 1123"),
     invalid(HOST, "a" * 64 + ".com", "RFC 1123"),
@@ -149,6 +175,26 @@ INVALID = [
     invalid(COOKIE_STICKY, "on", "is not a boolean"),
     invalid(COOKIE_STICKY, "t", "is not a boolean"),
     invalid(COOKIE_STICKY, "truee", "is not a boolean"),
+    invalid(SSL_TERM, "yes", "is not a boolean"),
+    invalid(SSL_PASSTHROUGH, "1", "is not a boolean"),
+    invalid(SSL_REDIRECT, "308", "is not a boolean"),
+    invalid(SSL_SECRET, "", "is not a Secret name"),
+    invalid(SSL_SECRET, "Web-TLS", "is not a Secret name"),
+    invalid(SSL_SECRET, "-a", "is not a Secret name"),
+    invalid(SSL_SECRET, "a.", "is not a Secret name"),
+    invalid(SSL_SECRET, "a..b", "is not a Secret name"),
+    invalid(SSL_SECRET, "a_b", "is not a Secret name"),
+    invalid(SSL_SECRET, "ns/a", "is not a Secret name"),
+    invalid(SSL_SECRET, "a" * 254, "is not a Secret name"),
+    invalid(HSTS, "", "is not a number of seconds"),
+    invalid(HSTS, "0", "is not between 1 and 63072000"),
+    invalid(HSTS, "63072001", "is not between"),
+    invalid(HSTS, "-1", "is not a number of seconds"),
+    invalid(HSTS, "1e6", "is not a number of seconds"),
+    invalid(HSTS, "1_000", "is not a number of seconds"),
+    invalid(HSTS, "\u0661\u0662", "is not a number of seconds"),
+    invalid(HSTS, "9" * 10, "is not a number of seconds"),
+    invalid(HSTS, "max-age=600", "is not a number of seconds"),
 ]
 
 
@@ -167,7 +213,17 @@ def test_invalid_values(annotation: Annotation[Any], raw: str, fragment: str) ->
 # --- Hostile values ---------------------------------------------------------------------------
 
 #: A value each annotation accepts, to build hostile variants around.
-BASE = {ALGORITHM: "roundrobin", HOST: "example.com", ACL_MATCH: "/api", COOKIE_STICKY: "true"}
+BASE = {
+    ALGORITHM: "roundrobin",
+    HOST: "example.com",
+    ACL_MATCH: "/api",
+    COOKIE_STICKY: "true",
+    SSL_TERM: "true",
+    SSL_SECRET: "web-tls",
+    SSL_PASSTHROUGH: "true",
+    SSL_REDIRECT: "false",
+    HSTS: "600",
+}
 
 
 def hostile(base: str) -> dict[str, str]:
@@ -315,4 +371,9 @@ def test_markdown_table_lists_every_key() -> None:
         HOST.key: "-",
         ACL_MATCH.key: "-",
         COOKIE_STICKY.key: "false",
+        SSL_TERM.key: "false",
+        SSL_SECRET.key: "-",
+        SSL_PASSTHROUGH.key: "false",
+        SSL_REDIRECT.key: "false",
+        HSTS.key: "-",
     }

@@ -728,11 +728,14 @@ def test_template_context_variables() -> None:
         "http_bind",
         "paths_map",
         "hosts_map",
+        "wildcard_hosts",
         "default_return_code",
         "error_page",
         "backends",
         "tcp_frontends",
+        "https",
     }
+    assert context["https"] is None  # nothing asks for TLS
     assert context["stats_bind"] == "[::1]:1936"
     assert context["http_bind"] == "[::1]:80"
     assert context["error_page"] == ERROR_PAGE
@@ -747,6 +750,8 @@ def test_template_context_variables() -> None:
         "strip_regex": "^/(?:web)(?:/|$)(.*)",
         "servers": [{"name": "s_10_0_0_1_8080", "endpoint": "10.0.0.1:8080"}],
         "cookie": True,
+        "ssl_redirect": False,
+        "hsts_max_age": None,
     }
     assert context["backends"][1]["mode"] == "tcp"
     assert context["backends"][1]["strip_regex"] == ""

@@ -41,12 +41,20 @@ def reload_reasons(
             b.stickiness,
             b.stickiness_timeout,
             b.strip_prefixes,
-        ):
+        ) or (a.ssl_redirect, a.hsts_max_age) != (b.ssl_redirect, b.hsts_max_age):
             reasons.append(f"{_label(b)} options changed")
     if old.http_routes != new.http_routes:
         reasons.append("HTTP routes changed")
     if old.tcp_frontends != new.tcp_frontends:
         reasons.append("TCP listeners changed")
+    if old.https_routes != new.https_routes:
+        reasons.append("HTTPS routes changed")
+    if old.passthrough != new.passthrough:
+        reasons.append("TLS passthrough routes changed")
+    if old.certificates != new.certificates:
+        # Names only: they say which Secret changed, and never hold key material.
+        names = sorted({c.name for c in old.certificates} ^ {c.name for c in new.certificates})
+        reasons.append(f"certificates changed ({', '.join(names)})")
     return reasons or ["config text changed"]
 
 
@@ -54,6 +62,8 @@ def reason_kind(reason: str) -> str:
     """A low-cardinality label for the reloads metric ("backend added", ...)."""
     if reason in ("initial config", "settings or template changed", "config text changed"):
         return reason
+    if reason.startswith("certificates changed"):
+        return "certificates changed"
     for suffix in ("added", "removed", "options changed", "routes changed", "listeners changed"):
         if reason.endswith(suffix):
             return suffix

@@ -8,15 +8,21 @@ the number of services:
 - `paths.map`: `<path>/` -> `<backend>|<strip>` (longest prefix match with `map_beg`)
 - `hosts.map`: `<host><path>/` -> `<backend>|0`, looked up first
 
+HTTPS adds `https-paths.map` and `https-hosts.map` (the same format, only the routes of
+lb.sslTerm Services), `sni.map` (`<host>` -> `<backend>`, for passthrough) and
+`certs.list` (a crt-list: the default certificate first, then one file per Secret).
+
 Secrets are not rendered: the stats user and password reach HAProxy through its
-environment (see `Settings.haproxy_env`), so the text can be printed with --dry.
+environment (see `Settings.haproxy_env`), so the text can be printed with --dry. Key
+material is not a config file either: it travels in `Rendered.certificates` and is
+written by `haproxy/certs.py` into a private directory, never beside the config.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -24,7 +30,7 @@ from typing import Any
 
 import jinja2
 
-from service_loadbalancer.model import Backend, LoadBalancer, Server, Stickiness
+from service_loadbalancer.model import Backend, HttpRoute, LoadBalancer, Server, Stickiness
 from service_loadbalancer.settings import Settings
 
 CONFIG_FILE = "haproxy.cfg"
@@ -32,6 +38,14 @@ PATHS_MAP = "paths.map"
 HOSTS_MAP = "hosts.map"
 ERROR_PAGE = "error-page.html"
 RUNTIME_SOCKET = "haproxy.sock"
+HTTPS_PATHS_MAP = "https-paths.map"
+HTTPS_HOSTS_MAP = "https-hosts.map"
+SNI_MAP = "sni.map"
+CRT_LIST = "certs.list"
+#: Where certificate files go, below the run directory (mode 0700, files 0600).
+CERTS_DIR = "certs"
+#: The internal socket between the TLS-inspecting and the TLS-terminating frontends.
+TLS_SOCKET = "tls.sock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +53,8 @@ class Rendered:
     """The files of one config: names relative to the config directory -> content."""
 
     files: Mapping[str, str]
+    #: Certificate file name (in the private certs directory) -> PEM with its key.
+    certificates: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def config(self) -> str:
@@ -105,7 +121,34 @@ def render(model: LoadBalancer, settings: Settings) -> Rendered:
     }
     if settings.error_page is not None:
         files[ERROR_PAGE] = settings.error_page
-    return Rendered(files=MappingProxyType(files))
+    if model.https:
+        files.update(_https_files(model, settings))
+    return Rendered(
+        files=MappingProxyType(files),
+        certificates=MappingProxyType({c.name: c.pem for c in model.certificates}),
+    )
+
+
+def _https_files(model: LoadBalancer, settings: Settings) -> dict[str, str]:
+    routes: tuple[HttpRoute, ...] = model.https_routes
+    certs = settings.run_dir / CERTS_DIR
+    # The default certificate first: HAProxy serves it when no SNI name matches.
+    crt_list = [str(settings.ssl_cert)] if settings.ssl_cert is not None else []
+    crt_list += [str(certs / c.name) for c in model.certificates]
+    return {
+        HTTPS_PATHS_MAP: _map_text(
+            (f"{r.path.rstrip('/')}/", f"{r.backend}|{int(r.strip)}")
+            for r in routes
+            if r.host is None
+        ),
+        HTTPS_HOSTS_MAP: _map_text(
+            (f"{r.host}{r.path.rstrip('/')}/", f"{r.backend}|0")
+            for r in routes
+            if r.host is not None
+        ),
+        SNI_MAP: _map_text((t.host, t.backend) for t in model.passthrough),
+        CRT_LIST: "".join(line + "\n" for line in crt_list),
+    }
 
 
 def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
@@ -120,9 +163,11 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
         "http_bind": bind_spec(settings.bind_address, settings.http_port),
         "paths_map": PATHS_MAP,
         "hosts_map": HOSTS_MAP,
+        "wildcard_hosts": any(r.host and r.host.startswith("*.") for r in model.http_routes),
         "default_return_code": settings.default_return_code,
         "error_page": ERROR_PAGE if settings.error_page is not None else None,
         "backends": [_backend_context(b) for b in model.backends],
+        "https": _https_context(model, settings),
         "tcp_frontends": [
             {
                 "port": f.port,
@@ -131,6 +176,29 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
             }
             for f in model.tcp_frontends
         ],
+    }
+
+
+def _https_context(model: LoadBalancer, settings: Settings) -> dict[str, Any] | None:
+    """What the HTTPS frontends need, or None when nothing is served over TLS."""
+    if not model.https:
+        return None
+    ca = settings.ssl_ca_cert
+    return {
+        "bind": bind_spec(settings.bind_address, settings.https_port),
+        "socket": str(settings.run_dir / TLS_SOCKET),
+        "terminate": bool(model.https_routes),
+        "passthrough": bool(model.passthrough),
+        "wildcard_sni": any(t.host.startswith("*.") for t in model.passthrough),
+        "tickets": settings.tls_tickets,
+        "crt_list": CRT_LIST,
+        "ca_file": str(ca) if ca is not None else None,
+        "paths_map": HTTPS_PATHS_MAP,
+        "hosts_map": HTTPS_HOSTS_MAP,
+        "sni_map": SNI_MAP,
+        "port": settings.https_port,
+        "redirect_code": settings.ssl_redirect_code,
+        "port_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",
     }
 
 
@@ -167,6 +235,8 @@ def _backend_context(backend: Backend) -> dict[str, Any]:
         "strip_regex": strip_regex(backend.strip_prefixes) if backend.strip_prefixes else "",
         "servers": [{"name": s.name, "endpoint": server_endpoint(s)} for s in backend.servers],
         "cookie": backend.stickiness is Stickiness.COOKIE,
+        "ssl_redirect": backend.ssl_redirect,
+        "hsts_max_age": backend.hsts_max_age,
     }
 
 

@@ -105,6 +105,20 @@ class EndpointSlice(TypedDict, total=False):
     ports: list[EndpointPort]
 
 
+class Secret(TypedDict, total=False):
+    """core/v1 Secret; only `kubernetes.io/tls` ones, and only when an annotation names
+    them (lb.ssl-secret) and --tls-secrets allows it. `data` values are base64."""
+
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    type: str
+    data: dict[str, str]
+
+
+#: The type of a Secret holding a certificate and its key.
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
 #: The label that ties an EndpointSlice to its Service.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -113,6 +127,7 @@ KNOWN_KINDS: dict[str, str] = {
     "Service": "v1",
     "Endpoints": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
+    "Secret": "v1",
 }
 
 RawObject = dict[str, Any]
@@ -131,9 +146,18 @@ class ObjectKey:
     name: str
 
     def __str__(self) -> str:
-        if self.namespace:
-            return f"{self.kind} {self.namespace}/{self.name}"
-        return f"{self.kind} {self.name}"
+        kind, namespace, name = (_shown(p) for p in (self.kind, self.namespace, self.name))
+        if namespace:
+            return f"{kind} {namespace}/{name}"
+        return f"{kind} {name}"
+
+
+def _shown(part: str) -> str:
+    """A key part as it may appear in a log line: a hostile name (with a line break, a
+    bidi control or 100 kB of text) is escaped and shortened, so it cannot forge lines."""
+    if part.isprintable() and len(part) <= 253:
+        return part
+    return repr(part if len(part) <= 64 else part[:61] + "...")
 
 
 def key_of(obj: RawObject) -> ObjectKey:

@@ -118,6 +118,7 @@ _NAME_FORMAT_OF_KIND: Final = {
     "Service": "dns-1035-label",
     "Endpoints": "dns-1123-subdomain",
     "EndpointSlice": "dns-1123-subdomain",
+    "Secret": "dns-1123-subdomain",
 }
 
 

@@ -1,0 +1,90 @@
+"""TLS Secrets to certificates HAProxy can load. Pure: no I/O, no logging.
+
+A Secret is hostile input like any other object: its `tls.crt` and `tls.key` are parsed
+with `cryptography` and the PEM handed to HAProxy is *re-encoded* from the parsed
+objects, so nothing of the Secret's bytes reaches a file verbatim. The key must match
+the first certificate (HAProxy would refuse the whole config otherwise, taking every
+other Service down with it). Errors never quote key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from functools import lru_cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from service_loadbalancer.kube.objects import TLS_SECRET_TYPE, RawObject, key_of
+from service_loadbalancer.model import Certificate
+
+#: A certificate bundle larger than this is refused (a chain is a few kB).
+MAX_PEM_BYTES = 1 << 16
+_PUBLIC = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class CertificateError(ValueError):
+    """A Secret that cannot serve as a certificate; the message never holds key material."""
+
+
+def certificate_from_secret(secret: RawObject) -> Certificate:
+    """The certificate of a `kubernetes.io/tls` Secret, or CertificateError saying why."""
+    if secret.get("type") != TLS_SECRET_TYPE:
+        raise CertificateError(f"is not of type {TLS_SECRET_TYPE}")
+    data = secret.get("data")
+    if not isinstance(data, dict):
+        raise CertificateError("has no data")
+    crt, key = data.get("tls.crt"), data.get("tls.key")
+    if not isinstance(crt, str) or not isinstance(key, str):
+        raise CertificateError("needs data tls.crt and tls.key (base64 strings)")
+    ident = key_of(secret)
+    pem, digest = _parse(crt, key)
+    name = f"{ident.namespace}_{ident.name}_{digest[:16]}.pem"
+    return Certificate(name=name, pem=pem)
+
+
+@lru_cache(maxsize=1024)
+def _parse(crt_b64: str, key_b64: str) -> tuple[str, str]:
+    """(re-encoded PEM: chain then key, sha256 of it). Cached: every sync sees the same
+    Secrets again, and loading an RSA key costs milliseconds."""
+    crt_pem = _b64(crt_b64, "tls.crt")
+    key_pem = _b64(key_b64, "tls.key")
+    try:
+        chain = x509.load_pem_x509_certificates(crt_pem)
+    except ValueError:
+        raise CertificateError("tls.crt is not a PEM certificate chain") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise CertificateError("tls.key is not an unencrypted PEM private key") from None
+    except Exception:  # cryptography raises UnsupportedAlgorithm and others
+        raise CertificateError("tls.key is not a supported private key") from None
+    if not isinstance(
+        key,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey,
+    ):
+        raise CertificateError("tls.key is not an RSA, EC or EdDSA key")
+    if chain[0].public_key().public_bytes(*_PUBLIC) != key.public_key().public_bytes(*_PUBLIC):
+        raise CertificateError("tls.key does not match the first certificate of tls.crt")
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    pem += key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem.decode("ascii"), hashlib.sha256(pem).hexdigest()
+
+
+def _b64(value: str, field: str) -> bytes:
+    if len(value) > MAX_PEM_BYTES * 4 // 3 + 4:
+        raise CertificateError(f"{field} is larger than {MAX_PEM_BYTES} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise CertificateError(f"{field} is not base64") from None
