@@ -87,6 +87,16 @@ def _status_code(text: str) -> int:
     return code
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 3600 seconds")
+    return value
+
+
 def _address(text: str) -> str:
     if text in ("", "*"):
         return ""
@@ -168,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where sockets, the pid file and (unless --cfg says) the config go "
         "(/var/run/service-loadbalancer)",
     )
+    flag(
+        "--drain-timeout",
+        type=_seconds,
+        default=30.0,
+        help="seconds a removed endpoint keeps its connections before they are cut (30)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -240,6 +256,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         stats_user=user,
         stats_password=password,
         dry=args.dry,
+        drain_timeout=args.drain_timeout,
     )
 
 

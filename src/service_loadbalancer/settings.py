@@ -87,6 +87,9 @@ class Settings:
     stats_user: str | None = None
     stats_password: str | None = field(default=None, repr=False)
     dry: bool = False
+    #: Longest wait, in seconds, for a removed endpoint's connections to end before
+    #: they are cut and the server deleted.
+    drain_timeout: float = 30.0
 
     @property
     def stats_auth(self) -> bool:

@@ -32,6 +32,8 @@ PATHS_MAP = "paths.map"
 HOSTS_MAP = "hosts.map"
 ERROR_PAGE = "error-page.html"
 RUNTIME_SOCKET = "haproxy.sock"
+#: `show servers state`, saved before every reload and loaded by the new worker.
+SERVER_STATE_FILE = "server-state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
     """The variables a template sees. Documented in the README; keep both in step."""
     return {
         "runtime_socket": str(settings.run_dir / RUNTIME_SOCKET),
+        "server_state_file": str(settings.run_dir / SERVER_STATE_FILE),
         "syslog": settings.syslog,
         "stats_auth": settings.stats_auth,
         "stats_bind": bind_spec(
