@@ -2,8 +2,10 @@
 
 Changes are coalesced: after the first change of a batch we wait until the store has
 been quiet for `quiet` seconds (or `max_delay` has passed since that first change), so
-a burst of a thousand object changes gives a handful of syncs, not a thousand. A sync
-that renders exactly what is running does nothing.
+a burst of a thousand object changes gives a handful of syncs, not a thousand; changes
+that arrive while a sync runs make one more sync after it. `quiet` is short (5 ms), as
+an endpoint change costs HAProxy no reload and its latency is the point. A sync that
+renders exactly what is running does nothing.
 
 Endpoint changes do not reload: `haproxy.plan.plan` turns them into Runtime API
 operations (add a server, drain a removed one, make a draining one ready again), which
@@ -37,7 +39,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
+from service_loadbalancer.fastpath import (
+    endpoint_changes,
+    patch_model,
+    replace_sections,
+    sub_snapshot,
+)
 from service_loadbalancer.haproxy.plan import OpKind, ServerOp, plan, reason_kind, reload_reasons
 from service_loadbalancer.haproxy.process import HAProxyError, HAProxyProcess, check_config
 from service_loadbalancer.haproxy.render import (
@@ -52,13 +61,17 @@ from service_loadbalancer.haproxy.runtime import RuntimeApi, RuntimeApiError
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.model import LoadBalancer, Problem
 from service_loadbalancer.settings import Settings
-from service_loadbalancer.store import Store
+from service_loadbalancer.store import Snapshot, Store
 from service_loadbalancer.translate import translate
 
 log = logging.getLogger("service_loadbalancer.reconciler")
 
 #: How often draining servers are looked at (sessions in flight, drain deadline).
 DRAIN_POLL = 0.2
+#: After endpoint fast-path syncs, a full sync checks the result once the store has been
+#: quiet this long, and at the latest this long after the first unchecked one.
+VERIFY_QUIET = 1.0
+VERIFY_MAX = 30.0
 
 
 @contextlib.contextmanager
@@ -141,7 +154,7 @@ class Reconciler:
         settings: Settings,
         haproxy: HAProxyProcess,
         metrics: Metrics,
-        quiet: float = 0.05,
+        quiet: float = 0.005,
         max_delay: float = 1.0,
     ) -> None:
         self._store = store
@@ -152,6 +165,13 @@ class Reconciler:
         self._max_delay = max_delay
         self._changed = asyncio.Event()
         self._first_change: float | None = None
+        self._last_change = 0.0
+        #: The snapshot the running model was built from (fast path: what changed since).
+        self._snapshot: Snapshot | None = None
+        #: When the first fast-path sync not yet checked by a full sync happened.
+        self._unverified_since: float | None = None
+        #: id(rendered) -> (rendered, split_servers of it); holding `rendered` keeps the id.
+        self._splits: dict[int, tuple[Rendered, tuple[str, dict[tuple[str, str], str]]]] = {}
         self._applied: Rendered | None = None
         self._model: LoadBalancer | None = None
         self._problems: frozenset[Problem] = frozenset()
@@ -168,8 +188,9 @@ class Reconciler:
         store.add_listener(self._on_change)
 
     def _on_change(self) -> None:
+        self._last_change = time.monotonic()
         if self._first_change is None:
-            self._first_change = time.monotonic()
+            self._first_change = self._last_change
         self._changed.set()
 
     async def run(self) -> None:
@@ -181,16 +202,35 @@ class Reconciler:
     async def _sync_loop(self) -> None:
         self._changed.set()
         while True:
-            await self._changed.wait()
+            if not await self._wait_for_change():
+                try:  # quiet after fast-path syncs: check them with a full one
+                    await self.sync()
+                except HAProxyError as err:
+                    log.error("HAProxy did not take the new config: %s", err)
+                continue
             await self._settle()
             if not self._store.ready:
                 continue
             started = self._first_change or time.monotonic()
             self._first_change = None
             try:
-                await self.sync(started=started)
+                if not await self._fast_sync(started):
+                    await self.sync(started=started)
             except HAProxyError as err:
                 log.error("HAProxy did not take the new config: %s", err)
+
+    async def _wait_for_change(self) -> bool:
+        """Wait for a store change (True), or until a full check of fast-path syncs is due
+        (False)."""
+        if self._unverified_since is None:
+            await self._changed.wait()
+            return True
+        due = min(self._last_change + VERIFY_QUIET, self._unverified_since + VERIFY_MAX)
+        try:
+            await asyncio.wait_for(self._changed.wait(), max(due - time.monotonic(), 0.0))
+        except TimeoutError:
+            return False
+        return True
 
     async def _settle(self) -> None:
         """Wait for a quiet moment: no change for `quiet` s, or `max_delay` s overall."""
@@ -212,10 +252,13 @@ class Reconciler:
             return await self._sync(started)
 
     async def _sync(self, started: float) -> bool:
+        begun = time.monotonic()
         self._metrics.syncs.inc()
+        snapshot = self._store.snapshot()
+        unverified, self._unverified_since = self._unverified_since is not None, None
         try:
             with gc_paused():
-                translation = translate(self._store.snapshot(), self._settings)
+                translation = translate(snapshot, self._settings)
                 rendered = render(translation.model, self._settings)
         except TemplateError as err:
             log.error("cannot render the config, keeping the running one: %s", err)
@@ -223,9 +266,17 @@ class Reconciler:
             return False
         self._report(translation.problems)
         model = translation.model
+        log.debug(
+            "sync: %.1f ms after the first change, translated and rendered in %.1f ms",
+            1000 * (time.monotonic() - started),
+            1000 * (time.monotonic() - begun),
+        )
+        self._snapshot = snapshot
         if rendered == self._applied and self._haproxy.running():
             self._mark_synced()
             return False
+        if unverified and self._store.version == snapshot.version:
+            log.warning("the endpoint fast path left a config the full sync renders otherwise")
         if self._haproxy.running() and self._model is not None and self._applied is not None:
             decision = plan(self._model, model, draining=self._draining_names())
             if not decision.reload:
@@ -261,8 +312,58 @@ class Reconciler:
         self._done(started, "reload")
         return True
 
+    async def _fast_sync(self, started: float) -> bool:
+        """Apply an endpoints-only change without a full translate and render (see
+        fastpath.py). False when it does not apply; the caller then does a full sync."""
+        async with self._lock:
+            previous, model, applied = self._snapshot, self._model, self._applied
+            if previous is None or model is None or applied is None:
+                return False
+            if not self._haproxy.running():
+                return False
+            snapshot = self._store.snapshot()
+            services = endpoint_changes(previous, snapshot)
+            if services is None:
+                return False
+            self._metrics.syncs.inc()
+            try:
+                with gc_paused():
+                    partial = translate(sub_snapshot(snapshot, services), self._settings)
+                    patch = patch_model(
+                        model, partial.model, partial.problems, services, self._problems
+                    )
+                    if patch is None:
+                        return False
+                    tiny = render(LoadBalancer(backends=patch.backends), self._settings)
+                    text = replace_sections(
+                        applied.config, {b.name: tiny.config for b in patch.backends}
+                    )
+            except TemplateError:
+                return False
+            if text is None:
+                return False
+            if not patch.backends:
+                self._snapshot = snapshot
+                return True
+            rendered = Rendered(files=MappingProxyType({**applied.files, CONFIG_FILE: text}))
+            decision = plan(model, patch.model, draining=self._draining_names())
+            if decision.reload:
+                return False
+            failure = await self._apply_runtime(decision.ops, rendered)
+            if failure is not None:
+                log.warning("endpoint fast path failed, doing a full sync: %s", failure)
+                return False
+            self._applied = rendered
+            self._model = patch.model
+            self._snapshot = snapshot
+            if self._unverified_since is None:
+                self._unverified_since = time.monotonic()
+            self._done(started, "runtime")
+            return True
+
     def _done(self, started: float, method: str) -> None:
         elapsed = time.monotonic() - started
+        log.debug("applied by %s %.1f ms after the first change", method, 1000 * elapsed)
         self._metrics.sync_seconds.observe(elapsed)
         self._metrics.apply_seconds.labels(method=method).observe(elapsed)
         self._mark_synced()
@@ -274,8 +375,8 @@ class Reconciler:
         """Apply `ops` through the Runtime API and check the result; None when HAProxy
         now runs exactly the model, else why not (the caller reloads)."""
         assert self._applied is not None
-        old_rest, _ = split_servers(self._applied.config)
-        new_rest, args = split_servers(rendered.config)
+        old_rest = self._split(self._applied)[0]
+        new_rest, args = self._split(rendered)
         if old_rest != new_rest or {
             k: v for k, v in rendered.files.items() if k != CONFIG_FILE
         } != {k: v for k, v in self._applied.files.items() if k != CONFIG_FILE}:
@@ -320,11 +421,20 @@ class Reconciler:
         self._write_config(rendered)
         return None
 
+    def _split(self, rendered: Rendered) -> tuple[str, dict[tuple[str, str], str]]:
+        """split_servers, remembered for the last config or two (a scan of the whole text)."""
+        key = id(rendered)
+        if key not in self._splits:
+            if len(self._splits) >= 2:
+                self._splits.pop(next(iter(self._splits)))
+            self._splits[key] = (rendered, split_servers(rendered.config))
+        return self._splits[key][1]
+
     async def _verify(self, backends: set[str], rendered: Rendered) -> str | None:
         """`show servers state` of `backends` must list every server of the model as
         ready with its address, every draining one as draining (or gone), nothing else."""
         assert self._model is not None
-        _, args = split_servers(rendered.config)
+        _, args = self._split(rendered)
         rows = await self._runtime.servers_state(backends)
         seen = {(r.backend, r.name): r for r in rows}
         for (backend, name), server_args in args.items():
