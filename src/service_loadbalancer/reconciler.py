@@ -346,6 +346,11 @@ class Reconciler:
                 self._snapshot = snapshot
                 return True
             rendered = Rendered(files=MappingProxyType({**applied.files, CONFIG_FILE: text}))
+            log.debug(
+                "fast path: %d backend(s) patched %.1f ms after the first change",
+                len(patch.backends),
+                1000 * (time.monotonic() - started),
+            )
             decision = plan(model, patch.model, draining=self._draining_names())
             if decision.reload:
                 return False
