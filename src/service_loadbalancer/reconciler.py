@@ -256,6 +256,10 @@ class Reconciler:
         self._metrics.syncs.inc()
         snapshot = self._store.snapshot()
         unverified, self._unverified_since = self._unverified_since is not None, None
+        # What runs was built from this snapshot, if the fast path's last one is this one.
+        fast_version = self._snapshot.version if unverified and self._snapshot else None
+        # Until this sync succeeds, the fast path has no trustworthy base.
+        self._snapshot = None
         try:
             with gc_paused():
                 translation = translate(snapshot, self._settings)
@@ -271,11 +275,11 @@ class Reconciler:
             1000 * (time.monotonic() - started),
             1000 * (time.monotonic() - begun),
         )
-        self._snapshot = snapshot
         if rendered == self._applied and self._haproxy.running():
+            self._snapshot = snapshot
             self._mark_synced()
             return False
-        if unverified and self._store.version == snapshot.version:
+        if fast_version == snapshot.version:
             log.warning("the endpoint fast path left a config the full sync renders otherwise")
         if self._haproxy.running() and self._model is not None and self._applied is not None:
             decision = plan(self._model, model, draining=self._draining_names())
@@ -284,6 +288,7 @@ class Reconciler:
                 if failure is None:
                     self._applied = rendered
                     self._model = model
+                    self._snapshot = snapshot
                     self._done(started, "runtime")
                     return True
                 self._metrics.runtime_fallbacks.inc()
@@ -309,6 +314,7 @@ class Reconciler:
             self._metrics.reloads.labels(reason=reason_kind(reason)).inc()
         self._applied = rendered
         self._model = model
+        self._snapshot = snapshot
         self._done(started, "reload")
         return True
 
