@@ -232,3 +232,45 @@ async def test_cookie_backend_reloads_with_a_reason(tmp_path: Path, backends: Ba
         assert "cookie stickiness needs a reload" in c.log()
         config = (c.run_dir / "haproxy.cfg").read_text()
         assert "cookie s_127_0_13_2" in config
+
+
+async def test_drain_timeout_cuts_and_deletes(tmp_path: Path, backends: Backends) -> None:
+    arrived = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stuck(_: web.Request) -> web.Response:
+        arrived.set()
+        await never.wait()
+        return web.Response(text="unreachable")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", stuck)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, host="127.0.14.1", port=0).start()
+    stuck_ep = (str(runner.addresses[0][0]), int(runner.addresses[0][1]))
+    fast_ep = await backends.http("fast", "127.0.14.2")
+    c = Controller(tmp_path, extra_args=["--drain-timeout", "0.5"])
+    c.manifests.mkdir(parents=True)
+    app_manifest(c, [stuck_ep])
+    try:
+        with running(c):
+            await c.wait_healthy()
+            in_flight = asyncio.create_task(c.get("/app/hang"))
+            await asyncio.wait_for(arrived.wait(), 20)
+            app_manifest(c, [fast_ep])
+
+            async def deleted() -> bool:
+                return [endpoint(r) for r in await servers(c)] == [fast_ep]
+
+            await wait_for(deleted, what="the stuck server cut and deleted")
+            # Its session was cut: the client gets an error answer or a closed connection.
+            try:
+                status, _, _ = await asyncio.wait_for(in_flight, 20)
+                assert status >= 500
+            except aiohttp.ClientError:
+                pass
+            assert "drain timeout: cutting 1 session(s)" in c.log()
+    finally:
+        never.set()
+        await runner.cleanup()

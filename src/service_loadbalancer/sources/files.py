@@ -485,7 +485,7 @@ def load_directory(directory: Path) -> tuple[list[RawObject], list[Problem]]:
 
 #: Per file: its bytes when last parsed, and what parsing gave. Lets a re-read parse only
 #: the files that changed (parsing 10,000 Services takes seconds; comparing bytes, not).
-ParseCache = dict[str, tuple[bytes, list[RawObject], list[Problem]]]
+ParseCache = dict[str, tuple[bytes, list[RawObject], list[Problem], list[ObjectKey]]]
 
 
 def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
@@ -507,7 +507,7 @@ def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
             raw = path.read_bytes()
             cached = cache.get(origin) if cache is not None else None
             if cached is not None and cached[0] == raw:
-                parsed, parse_problems = cached[1], cached[2]
+                parsed, parse_problems, keys = cached[1], cached[2], cached[3]
                 text = None
             else:
                 text = raw.decode("utf-8-sig")
@@ -520,11 +520,11 @@ def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
             continue
         if text is not None:
             parsed, parse_problems = parse_manifests(text, origin=origin)
+            keys = [key_of(obj) for obj in parsed]
             if cache is not None:
-                cache[origin] = (raw, parsed, parse_problems)
+                cache[origin] = (raw, parsed, parse_problems, keys)
         problems.extend(parse_problems)
-        for obj in parsed:
-            key = key_of(obj)
+        for obj, key in zip(parsed, keys, strict=True):
             first = defined_in.get(key)
             if first is None:
                 defined_in[key] = origin
