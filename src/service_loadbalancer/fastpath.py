@@ -124,17 +124,24 @@ def backend_sections(text: str) -> dict[str, tuple[int, int]]:
     return sections
 
 
-def replace_sections(text: str, sections: Mapping[str, str]) -> str | None:
+def replace_sections(
+    text: str, sections: Mapping[str, str]
+) -> tuple[str, dict[str, tuple[str, str]]] | None:
     """`text` with the named backends' sections replaced by the same sections of another
-    rendering; None if one is missing on either side."""
+    rendering, and per backend its (old, new) section text; None if one is missing on
+    either side."""
     where = backend_sections(text)
     lines = text.split("\n")
     replacements: list[tuple[int, int, list[str]]] = []
+    changes: dict[str, tuple[str, str]] = {}
     for name, other_text in sections.items():
         other = backend_sections(other_text).get(name)
         if name not in where or other is None:
             return None
-        replacements.append((*where[name], other_text.split("\n")[other[0] : other[1]]))
+        first, end = where[name]
+        new = other_text.split("\n")[other[0] : other[1]]
+        replacements.append((first, end, new))
+        changes[name] = ("\n".join(lines[first:end]), "\n".join(new))
     for first, end, new in sorted(replacements, reverse=True):
         lines[first:end] = new
-    return "\n".join(lines)
+    return "\n".join(lines), changes

@@ -341,16 +341,26 @@ class Reconciler:
                     if patch is None:
                         return False
                     tiny = render(LoadBalancer(backends=patch.backends), self._settings)
-                    text = replace_sections(
+                    patched = replace_sections(
                         applied.config, {b.name: tiny.config for b in patch.backends}
                     )
             except TemplateError:
                 return False
-            if text is None:
+            if patched is None:
                 return False
             if not patch.backends:
                 self._snapshot = snapshot
                 return True
+            text, sections = patched
+            # The rest of the text is untouched; within the sections only server lines
+            # may differ (else a reload is needed: the full sync decides).
+            args: dict[tuple[str, str], str] = {}
+            for old_section, new_section in sections.values():
+                old_rest = split_servers(old_section)[0]
+                new_rest, new_args = split_servers(new_section)
+                if old_rest != new_rest:
+                    return False
+                args.update(new_args)
             rendered = Rendered(files=MappingProxyType({**applied.files, CONFIG_FILE: text}))
             log.debug(
                 "fast path: %d backend(s) patched %.1f ms after the first change",
@@ -360,7 +370,7 @@ class Reconciler:
             decision = plan(model, patch.model, draining=self._draining_names())
             if decision.reload:
                 return False
-            failure = await self._apply_runtime(decision.ops, rendered)
+            failure = await self._apply_runtime(decision.ops, rendered, checked=args)
             if failure is not None:
                 log.warning("endpoint fast path failed, doing a full sync: %s", failure)
                 return False
@@ -382,16 +392,27 @@ class Reconciler:
     def _draining_names(self) -> dict[str, frozenset[str]]:
         return {b: frozenset(servers) for b, servers in self._draining.items()}
 
-    async def _apply_runtime(self, ops: tuple[ServerOp, ...], rendered: Rendered) -> str | None:
+    async def _apply_runtime(
+        self,
+        ops: tuple[ServerOp, ...],
+        rendered: Rendered,
+        *,
+        checked: dict[tuple[str, str], str] | None = None,
+    ) -> str | None:
         """Apply `ops` through the Runtime API and check the result; None when HAProxy
-        now runs exactly the model, else why not (the caller reloads)."""
+        now runs exactly the model, else why not (the caller reloads). `checked`: the
+        server arguments of the touched backends, when the caller has already made sure
+        that `rendered` differs from what runs in server lines only."""
         assert self._applied is not None
-        old_rest = self._split(self._applied)[0]
-        new_rest, args = self._split(rendered)
-        if old_rest != new_rest or {
-            k: v for k, v in rendered.files.items() if k != CONFIG_FILE
-        } != {k: v for k, v in self._applied.files.items() if k != CONFIG_FILE}:
-            return "the rendered config changes more than server lines"
+        if checked is None:
+            old_rest = self._split(self._applied)[0]
+            new_rest, args = self._split(rendered)
+            if old_rest != new_rest or {
+                k: v for k, v in rendered.files.items() if k != CONFIG_FILE
+            } != {k: v for k, v in self._applied.files.items() if k != CONFIG_FILE}:
+                return "the rendered config changes more than server lines"
+        else:
+            args = checked
         commands: list[str] = []
         expected: list[str] = []
         for op in ops:
@@ -424,7 +445,7 @@ class Reconciler:
                     del self._draining[op.backend]
             if self._draining:
                 self._draining_changed.set()
-            mismatch = await self._verify({op.backend for op in ops}, rendered)
+            mismatch = await self._verify({op.backend for op in ops}, args)
         except RuntimeApiError as err:
             return str(err)
         if mismatch:
@@ -441,11 +462,10 @@ class Reconciler:
             self._splits[key] = (rendered, split_servers(rendered.config))
         return self._splits[key][1]
 
-    async def _verify(self, backends: set[str], rendered: Rendered) -> str | None:
-        """`show servers state` of `backends` must list every server of the model as
-        ready with its address, every draining one as draining (or gone), nothing else."""
-        assert self._model is not None
-        _, args = self._split(rendered)
+    async def _verify(self, backends: set[str], args: dict[tuple[str, str], str]) -> str | None:
+        """`show servers state` of `backends` must list every server of the config (`args`:
+        (backend, server) -> arguments) as ready with its address, every draining one as
+        draining (or gone), nothing else."""
         rows = await self._runtime.servers_state(backends)
         seen = {(r.backend, r.name): r for r in rows}
         for (backend, name), server_args in args.items():

@@ -42,9 +42,10 @@ def fast(before: list[RawObject], after: list[RawObject], settings: Settings) ->
     if patch is None:
         return None
     tiny = render(LoadBalancer(backends=patch.backends), settings)
-    return replace_sections(
+    patched = replace_sections(
         render(old, settings).config, {b.name: tiny.config for b in patch.backends}
     )
+    return None if patched is None else patched[0]
 
 
 def translate_model(snap: Snapshot, settings: Settings) -> LoadBalancer:
@@ -181,7 +182,13 @@ def test_replace_sections_needs_both_sides() -> None:
     other = "backend b\n    balance first\n    server t 1.1.1.2:80\n"
     assert replace_sections(text, {"b": other}) == (
         "global\n    x\n\nbackend a\n    server s 1.1.1.1:80\n\n"
-        "backend b\n    balance first\n    server t 1.1.1.2:80\n"
+        "backend b\n    balance first\n    server t 1.1.1.2:80\n",
+        {
+            "b": (
+                "backend b\n    balance first",
+                "backend b\n    balance first\n    server t 1.1.1.2:80",
+            )
+        },
     )
     assert replace_sections(text, {"c": other}) is None
     assert replace_sections(text, {"a": other}) is None
