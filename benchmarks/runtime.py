@@ -507,6 +507,9 @@ async def amain(quick: bool, only: str | None) -> None:
     if only == "churn":
         await churn(15, 50, 5)
         return
+    if only == "overhead":
+        await overhead([1, 10000], 3, 7)
+        return
     if quick:
         await convergence(10, 20)
         await convergence(1000, 20)
@@ -518,13 +521,15 @@ async def amain(quick: bool, only: str | None) -> None:
         await convergence(1000, 200)
         await convergence(10000, 20)
         await churn(60, 200, 20)
-        await overhead([1, 10000], 5, 3)
+        await overhead([1, 10000], 3, 7)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
-    parser.add_argument("--only", choices=["convergence", "churn"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=["convergence", "churn", "overhead"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     started = time.monotonic()
     asyncio.run(amain(args.quick, args.only))
