@@ -26,6 +26,12 @@ they were. When the check fails the last good config stays on disk and keeps ser
 A removed server is drained: it gets no new requests, and a background task deletes it
 once it has no session in flight, or after `settings.drain_timeout` when its remaining
 sessions are cut.
+
+When only endpoints changed, the fast path (fastpath.py) translates just the Services
+concerned and patches their backend sections into the running config text, instead of
+a full translate + render; a full sync follows once the store has been quiet for
+VERIFY_QUIET seconds (at the latest VERIFY_MAX after the first unchecked change) and
+corrects anything the fast path got wrong, with a warning.
 """
 
 from __future__ import annotations
