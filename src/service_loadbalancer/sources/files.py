@@ -32,6 +32,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import logging
 import os
@@ -469,6 +470,8 @@ class _Scan:
     #: False when the directory itself is missing (or is not a directory).
     exists: bool
     files: int
+    #: The key of each of `objects`.
+    keys: list[ObjectKey] = dataclasses.field(default_factory=list)
 
 
 def load_directory(directory: Path) -> tuple[list[RawObject], list[Problem]]:
@@ -494,6 +497,7 @@ def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
         return _Scan([], [Problem(ObjectKey("File", "", str(directory)), reason)], False, 0)
     problems: list[Problem] = []
     objects: list[RawObject] = []
+    object_keys: list[ObjectKey] = []
     defined_in: dict[ObjectKey, str] = {}
     try:
         files = _manifest_files(directory, problems)
@@ -529,6 +533,7 @@ def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
             if first is None:
                 defined_in[key] = origin
                 objects.append(obj)
+                object_keys.append(key)
                 continue
             where = "earlier in this file" if first == origin else f"in {first}"
             problems.append(
@@ -537,7 +542,7 @@ def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
     if cache is not None:
         for gone in cache.keys() - {str(f) for f in files}:
             del cache[gone]
-    return _Scan(objects, problems, True, len(files))
+    return _Scan(objects, problems, True, len(files), object_keys)
 
 
 def _manifest_files(directory: Path, problems: list[Problem]) -> list[Path]:
@@ -645,6 +650,8 @@ class ManifestSource:
         self._log = logger or _LOG
         self._poll = _polling_requested() if poll is None else poll
         self._cache: ParseCache = {}
+        #: What the last load put in the store, by key.
+        self._loaded: dict[ObjectKey, RawObject] | None = None
 
     @property
     def directory(self) -> Path:
@@ -668,7 +675,12 @@ class ManifestSource:
             by_kind: dict[str, list[RawObject]] = {kind: [] for kind in KNOWN_KINDS}
             for obj in scan.objects:
                 by_kind[obj["kind"]].append(obj)
-            changed = self._store.replace_many(by_kind)
+            current = dict(zip(scan.keys, scan.objects, strict=True))
+            if self._loaded is None:
+                changed = self._store.replace_many(by_kind)
+            else:
+                changed = self._apply_difference(self._loaded, current)
+            self._loaded = current
             if changed:
                 counts = ", ".join(f"{len(objs)} {kind}" for kind, objs in by_kind.items())
                 self._log.info(
@@ -676,6 +688,23 @@ class ManifestSource:
                 )
         # Problems are logged by whoever translates the snapshot (once, with the others).
         return self._store.set_problems(SOURCE_NAME, scan.problems) or changed
+
+    def _apply_difference(
+        self, before: dict[ObjectKey, RawObject], after: dict[ObjectKey, RawObject]
+    ) -> bool:
+        """Upsert what differs from the last load and delete what is gone: the same result
+        as replacing every kind, but the objects of unchanged files (the very same objects,
+        from the parse cache) cost an identity check instead of a key and a comparison
+        each (10 ms per change at 1,000 Services). No snapshot can be taken in between:
+        listeners run synchronously and the reconciler's only set a flag."""
+        changed = False
+        for key, obj in after.items():
+            if before.get(key) is not obj:
+                changed = self._store.upsert(obj) or changed
+        if len(before) + sum(1 for k in after if k not in before) != len(after):
+            for key in before.keys() - after.keys():
+                changed = self._store.delete(key) or changed
+        return changed
 
     async def run(self, *, stop: asyncio.Event | None = None) -> None:
         """Load, then reload on every batch of changes until `stop` is set (or cancelled).
