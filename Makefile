@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HAPROXY_MIN := 2.6
 
-.PHONY: setup haproxy venv test lint typecheck unit demo bench clean
+.PHONY: setup haproxy wrk venv test lint typecheck unit demo bench bench-quick clean
 
 setup: haproxy venv
 
@@ -22,6 +22,12 @@ haproxy:
 	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet haproxy 2>/dev/null; then \
 	    systemctl stop haproxy || true; fi
 	@haproxy -v | head -1
+
+# wrk, the HTTP load generator of the benchmarks (Debian package).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
 venv: $(VENV)/.installed
 
@@ -48,9 +54,16 @@ test: setup lint typecheck
 demo: setup
 	$(PY) -m service_loadbalancer.demo
 
-bench: setup
+# About 12 minutes in all; `make bench-quick` is a short smoke run.
+bench: setup wrk
 	$(PY) benchmarks/render.py
+	$(PY) benchmarks/runtime.py
 	$(PY) benchmarks/kube_sync.py --outage 60
+
+bench-quick: setup wrk
+	$(PY) benchmarks/render.py --repeat 1
+	$(PY) benchmarks/runtime.py --quick
+	$(PY) benchmarks/kube_sync.py --runs 1 --outage 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo

@@ -104,6 +104,16 @@ def _status_code(text: str) -> int:
     return code
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 3600 seconds")
+    return value
+
+
 def _address(text: str) -> str:
     if text in ("", "*"):
         return ""
@@ -210,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where sockets, the pid file and (unless --cfg says) the config go "
         "(/var/run/service-loadbalancer)",
+    )
+    flag(
+        "--drain-timeout",
+        type=_seconds,
+        default=30.0,
+        help="seconds a removed endpoint keeps its connections before they are cut (30)",
     )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
@@ -340,6 +356,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         tls_secrets=args.tls_secrets,
         tls_tickets=args.tls_tickets,
         ssl_redirect_code=args.ssl_redirect_code,
+        drain_timeout=args.drain_timeout,
     )
 
 

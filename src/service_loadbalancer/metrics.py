@@ -44,3 +44,30 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self.runtime_ops = Counter(
+            "slb_haproxy_runtime_operations",
+            "Server changes applied through the Runtime API, without a reload, by kind "
+            "(add, ready, drain, delete).",
+            ["op"],
+            registry=self.registry,
+        )
+        self.runtime_fallbacks = Counter(
+            "slb_haproxy_runtime_fallbacks",
+            "Runtime API batches that failed or left HAProxy in another state than planned, "
+            "so a reload applied the change instead.",
+            registry=self.registry,
+        )
+        self.apply_seconds = Histogram(
+            "slb_event_to_applied_seconds",
+            "Time from a source event (the first of a batch) to HAProxy serving the change, "
+            "by how it was applied (runtime or reload).",
+            ["method"],
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.watch_restarts = Counter(
+            "slb_source_watch_restarts",
+            "Times a source had to restart its watch (for example after a 410 Gone).",
+            ["source"],
+            registry=self.registry,
+        )

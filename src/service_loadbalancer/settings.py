@@ -99,6 +99,9 @@ class Settings:
     tls_tickets: bool = False
     #: Status of the redirect to HTTPS (lb.sslRedirect).
     ssl_redirect_code: int = 308
+    #: Longest wait, in seconds, for a removed endpoint's connections to end before
+    #: they are cut and the server deleted.
+    drain_timeout: float = 30.0
 
     @property
     def stats_auth(self) -> bool:

@@ -321,6 +321,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--default-return-code", "99"], "not an HTTP status code"),
         (["--cfg", "/nonexistent.yaml"], "cannot read"),
         (["--target-service", "a/b/c"], "not a service name"),
+        (["--drain-timeout", "-1"], "not between 0 and 3600 seconds"),
+        (["--drain-timeout", "soon"], "not a number of seconds"),
         ([], "no source"),
     ],
 )

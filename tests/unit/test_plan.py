@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from service_loadbalancer.haproxy.plan import reason_kind, reload_reasons
+from service_loadbalancer.haproxy.plan import (
+    OpKind,
+    Plan,
+    ServerOp,
+    plan,
+    reason_kind,
+    reload_reasons,
+)
 from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import (
     Algorithm,
@@ -13,6 +22,7 @@ from service_loadbalancer.model import (
     LoadBalancer,
     Mode,
     Server,
+    Stickiness,
     TcpFrontend,
 )
 
@@ -94,3 +104,142 @@ def test_reload_reasons(old: LoadBalancer | None, new: LoadBalancer, expected: l
 )
 def test_reason_kind_is_low_cardinality(reason: str, kind: str) -> None:
     assert reason_kind(reason) == kind
+
+
+# --------------------------------------------------------------------------- planner
+
+
+def srv(i: int) -> Server:
+    return Server(f"s{i}", f"127.0.0.{i + 1}", 80)
+
+
+def lb(*backends: Backend, routes: tuple[HttpRoute, ...] | None = None) -> LoadBalancer:
+    if routes is None:
+        routes = tuple(HttpRoute(f"/{b.service.name}", b.name) for b in backends)
+    return LoadBalancer(backends=backends, http_routes=tuple(sorted(routes)))
+
+
+def web(*servers: Server, **kw: object) -> Backend:
+    return replace(backend(), servers=servers, **kw)  # type: ignore[arg-type]
+
+
+WEB = "http_default_web_80"
+
+
+@pytest.mark.parametrize(
+    ("running", "desired", "draining", "expected"),
+    [
+        pytest.param(None, lb(web(srv(0))), {}, Plan(reload=("initial config",)), id="initial"),
+        pytest.param(lb(web(srv(0))), lb(web(srv(0))), {}, Plan(), id="equal-noop"),
+        pytest.param(
+            lb(web(srv(0))),
+            lb(web(srv(0), srv(1))),
+            {},
+            Plan(ops=(ServerOp(WEB, OpKind.ADD, srv(1)),)),
+            id="scale-up",
+        ),
+        pytest.param(
+            lb(web(srv(0), srv(1))),
+            lb(web(srv(1))),
+            {},
+            Plan(ops=(ServerOp(WEB, OpKind.DRAIN, srv(0)),)),
+            id="scale-down-drains",
+        ),
+        pytest.param(
+            lb(web(srv(0))),
+            lb(web(srv(1))),
+            {},
+            Plan(ops=(ServerOp(WEB, OpKind.ADD, srv(1)), ServerOp(WEB, OpKind.DRAIN, srv(0)))),
+            id="replace-pod",
+        ),
+        pytest.param(
+            lb(web(srv(0))),
+            lb(web()),
+            {},
+            Plan(ops=(ServerOp(WEB, OpKind.DRAIN, srv(0)),)),
+            id="to-empty",
+        ),
+        pytest.param(
+            lb(web()),
+            lb(web(srv(0), srv(1))),
+            {WEB: frozenset({"s0"})},
+            Plan(ops=(ServerOp(WEB, OpKind.ADD, srv(1)), ServerOp(WEB, OpKind.READY, srv(0)))),
+            id="draining-comes-back-ready",
+        ),
+        pytest.param(
+            lb(web(srv(0), algorithm=Algorithm.SOURCE)),
+            lb(web(srv(0), srv(1), algorithm=Algorithm.SOURCE)),
+            {},
+            Plan(ops=(ServerOp(WEB, OpKind.ADD, srv(1)),)),
+            id="source-hash-is-dynamic",
+        ),
+        pytest.param(
+            lb(web(srv(0), stickiness=Stickiness.COOKIE)),
+            lb(web(srv(0), srv(1), stickiness=Stickiness.COOKIE)),
+            {},
+            Plan(
+                reload=(
+                    "http backend default/web:80 endpoints changed (+1 -0): "
+                    "cookie stickiness needs a reload to give new servers a cookie",
+                )
+            ),
+            id="cookie-add-falls-back",
+        ),
+        pytest.param(
+            lb(web(srv(0), srv(1), stickiness=Stickiness.COOKIE)),
+            lb(web(srv(0), stickiness=Stickiness.COOKIE)),
+            {},
+            Plan(ops=(ServerOp(WEB, OpKind.DRAIN, srv(1)),)),
+            id="cookie-remove-is-runtime",
+        ),
+        pytest.param(
+            lb(web(srv(0))),
+            lb(web(srv(0), srv(1)), backend("api")),
+            {},
+            Plan(
+                reload=(
+                    "http backend default/api:80 added",
+                    "HTTP routes changed",
+                    "http backend default/web:80 endpoints changed (+1 -0)",
+                )
+            ),
+            id="structural-wins-and-lists-endpoints",
+        ),
+        pytest.param(
+            lb(web(srv(0))),
+            lb(web(srv(0), strip_prefixes=("/web",))),
+            {},
+            Plan(reload=("http backend default/web:80 options changed",)),
+            id="options",
+        ),
+        pytest.param(
+            lb(web(srv(0))),
+            replace(lb(web(srv(0))), tcp_frontends=(TcpFrontend(3306, WEB),)),
+            {},
+            Plan(reload=("TCP listeners changed",)),
+            id="listener",
+        ),
+    ],
+)
+def test_plan(
+    running: LoadBalancer | None,
+    desired: LoadBalancer,
+    draining: dict[str, frozenset[str]],
+    expected: Plan,
+) -> None:
+    assert plan(running, desired, draining=draining) == expected
+
+
+def test_plan_settings_change_reloads() -> None:
+    model = lb(web(srv(0)))
+    result = plan(model, model, settings_changed=True)
+    assert result.reload == ("settings or template changed",)
+
+
+def test_every_plan_reason_has_a_kind() -> None:
+    result = plan(
+        lb(web(srv(0), stickiness=Stickiness.COOKIE)),
+        lb(web(srv(1), stickiness=Stickiness.COOKIE)),
+    )
+    assert [reason_kind(r) for r in result.reload] == ["cookie backend endpoints changed"]
+    assert reason_kind("runtime update failed: x") == "runtime update failed"

@@ -722,6 +722,7 @@ def test_template_context_variables() -> None:
     context = template_context(model, settings)
     assert set(context) == {
         "runtime_socket",
+        "server_state_file",
         "syslog",
         "stats_auth",
         "stats_bind",

@@ -46,6 +46,8 @@ CRT_LIST = "certs.list"
 CERTS_DIR = "certs"
 #: The internal socket between the TLS-inspecting and the TLS-terminating frontends.
 TLS_SOCKET = "tls.sock"
+#: `show servers state`, saved before every reload and loaded by the new worker.
+SERVER_STATE_FILE = "server-state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,7 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
     """The variables a template sees. Documented in the README; keep both in step."""
     return {
         "runtime_socket": str(settings.run_dir / RUNTIME_SOCKET),
+        "server_state_file": str(settings.run_dir / SERVER_STATE_FILE),
         "syslog": settings.syslog,
         "stats_auth": settings.stats_auth,
         "stats_bind": bind_spec(

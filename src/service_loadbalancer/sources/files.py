@@ -32,6 +32,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import logging
 import os
@@ -65,7 +66,7 @@ MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 #: it watches. POLL_INTERVAL is how often a missing directory is looked for, and how often the
 #: directory is re-read where it cannot be watched.
 DEBOUNCE_MS: Final = 50
-STEP_MS: Final = 20
+STEP_MS: Final = 5  # an editor or kubectl writes a file within microseconds
 WATCH_TIMEOUT_MS: Final = 250
 POLL_INTERVAL: Final = 0.5
 
@@ -470,6 +471,8 @@ class _Scan:
     #: False when the directory itself is missing (or is not a directory).
     exists: bool
     files: int
+    #: The key of each of `objects`.
+    keys: list[ObjectKey] = dataclasses.field(default_factory=list)
 
 
 def load_directory(directory: Path) -> tuple[list[RawObject], list[Problem]]:
@@ -484,12 +487,18 @@ def load_directory(directory: Path) -> tuple[list[RawObject], list[Problem]]:
     return scan.objects, scan.problems
 
 
-def _scan(directory: Path) -> _Scan:
+#: Per file: its bytes when last parsed, and what parsing gave. Lets a re-read parse only
+#: the files that changed (parsing 10,000 Services takes seconds; comparing bytes, not).
+ParseCache = dict[str, tuple[bytes, list[RawObject], list[Problem], list[ObjectKey]]]
+
+
+def _scan(directory: Path, cache: ParseCache | None = None) -> _Scan:
     if not directory.is_dir():
         reason = "is not a directory" if directory.exists() else "directory does not exist"
         return _Scan([], [Problem(ObjectKey("File", "", str(directory)), reason)], False, 0)
     problems: list[Problem] = []
     objects: list[RawObject] = []
+    object_keys: list[ObjectKey] = []
     defined_in: dict[ObjectKey, str] = {}
     try:
         files = _manifest_files(directory, problems)
@@ -500,7 +509,13 @@ def _scan(directory: Path) -> _Scan:
         origin = str(path)
         subject = ObjectKey("File", "", origin)
         try:
-            text = path.read_bytes().decode("utf-8-sig")
+            raw = path.read_bytes()
+            cached = cache.get(origin) if cache is not None else None
+            if cached is not None and cached[0] == raw:
+                parsed, parse_problems, keys = cached[1], cached[2], cached[3]
+                text = None
+            else:
+                text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             byte = error.object[error.start : error.start + 1].hex()
             problems.append(Problem(subject, f"not UTF-8 (byte 0x{byte} at offset {error.start})"))
@@ -508,20 +523,27 @@ def _scan(directory: Path) -> _Scan:
         except OSError as error:
             problems.append(Problem(subject, f"cannot read: {error.strerror or error}"))
             continue
-        parsed, parse_problems = parse_manifests(text, origin=origin)
+        if text is not None:
+            parsed, parse_problems = parse_manifests(text, origin=origin)
+            keys = [key_of(obj) for obj in parsed]
+            if cache is not None:
+                cache[origin] = (raw, parsed, parse_problems, keys)
         problems.extend(parse_problems)
-        for obj in parsed:
-            key = key_of(obj)
+        for obj, key in zip(parsed, keys, strict=True):
             first = defined_in.get(key)
             if first is None:
                 defined_in[key] = origin
                 objects.append(obj)
+                object_keys.append(key)
                 continue
             where = "earlier in this file" if first == origin else f"in {first}"
             problems.append(
                 Problem(subject, f"{key} is defined {where} already; that definition is used")
             )
-    return _Scan(objects, problems, True, len(files))
+    if cache is not None:
+        for gone in cache.keys() - {str(f) for f in files}:
+            del cache[gone]
+    return _Scan(objects, problems, True, len(files), object_keys)
 
 
 def _manifest_files(directory: Path, problems: list[Problem]) -> list[Path]:
@@ -628,6 +650,9 @@ class ManifestSource:
         self._store = store
         self._log = logger or _LOG
         self._poll = _polling_requested() if poll is None else poll
+        self._cache: ParseCache = {}
+        #: What the last load put in the store, by key.
+        self._loaded: dict[ObjectKey, RawObject] | None = None
 
     @property
     def directory(self) -> Path:
@@ -645,13 +670,18 @@ class ManifestSource:
         ready even for kinds without objects. A missing directory changes no objects (see the
         module docstring) and is only a problem. Each new problem is logged once.
         """
-        scan = _scan(self._directory)
+        scan = _scan(self._directory, self._cache)
         changed = False
         if scan.exists:
             by_kind: dict[str, list[RawObject]] = {kind: [] for kind in KNOWN_KINDS}
             for obj in scan.objects:
                 by_kind[obj["kind"]].append(obj)
-            changed = self._store.replace_many(by_kind)
+            current = dict(zip(scan.keys, scan.objects, strict=True))
+            if self._loaded is None:
+                changed = self._store.replace_many(by_kind)
+            else:
+                changed = self._apply_difference(self._loaded, current)
+            self._loaded = current
             if changed:
                 counts = ", ".join(f"{len(objs)} {kind}" for kind, objs in by_kind.items())
                 self._log.info(
@@ -659,6 +689,23 @@ class ManifestSource:
                 )
         # Problems are logged by whoever translates the snapshot (once, with the others).
         return self._store.set_problems(SOURCE_NAME, scan.problems) or changed
+
+    def _apply_difference(
+        self, before: dict[ObjectKey, RawObject], after: dict[ObjectKey, RawObject]
+    ) -> bool:
+        """Upsert what differs from the last load and delete what is gone: the same result
+        as replacing every kind, but the objects of unchanged files (the very same objects,
+        from the parse cache) cost an identity check instead of a key and a comparison
+        each (10 ms per change at 1,000 Services). No snapshot can be taken in between:
+        listeners run synchronously and the reconciler's only set a flag."""
+        changed = False
+        for key, obj in after.items():
+            if before.get(key) is not obj:
+                changed = self._store.upsert(obj) or changed
+        if len(before) + sum(1 for k in after if k not in before) != len(after):
+            for key in before.keys() - after.keys():
+                changed = self._store.delete(key) or changed
+        return changed
 
     async def run(self, *, stop: asyncio.Event | None = None) -> None:
         """Load, then reload on every batch of changes until `stop` is set (or cancelled).
