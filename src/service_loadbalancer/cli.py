@@ -474,7 +474,7 @@ class _Source:
     api: ApiClient | None = None
 
 
-async def _open_source(settings: Settings, kube: KubeOptions) -> _Source:
+async def _open_source(settings: Settings, kube: KubeOptions, metrics: Metrics) -> _Source:
     """The manifests directory if given, else the Kubernetes API (the store then holds
     only the kinds the cluster serves, in the namespaces asked for)."""
     if settings.manifests is not None:
@@ -492,7 +492,14 @@ async def _open_source(settings: Settings, kube: KubeOptions) -> _Source:
     )
     kinds = await served_kinds(api, kube.kinds)
     store = Store(kinds, namespaces=namespaces)
-    source = KubeSource(api=api, store=store, kinds=kinds, namespaces=namespaces)
+    restarts = metrics.watch_restarts
+    source = KubeSource(
+        api=api,
+        store=store,
+        kinds=kinds,
+        namespaces=namespaces,
+        on_restart=lambda action: restarts.labels(source=f"kube:{action}").inc(),
+    )
     where = ", ".join(settings.namespaces) or "all namespaces"
     return _Source(
         "source:kube",
@@ -540,7 +547,7 @@ async def run(settings: Settings, kube: KubeOptions | None = None) -> int:
         host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
     )
     try:
-        active = await _until_stopped(_open_source(settings, kube or KubeOptions()), stop)
+        active = await _until_stopped(_open_source(settings, kube or KubeOptions(), metrics), stop)
     finally:
         if active is None:
             await runner.cleanup()

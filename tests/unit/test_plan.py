@@ -18,6 +18,7 @@ from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import (
     Algorithm,
     Backend,
+    Certificate,
     HttpRoute,
     LoadBalancer,
     Mode,
@@ -243,3 +244,36 @@ def test_every_plan_reason_has_a_kind() -> None:
     )
     assert [reason_kind(r) for r in result.reload] == ["cookie backend endpoints changed"]
     assert reason_kind("runtime update failed: x") == "runtime update failed"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(
+            {"certificates": (Certificate("default-site-abc.pem", "PEM"),)},
+            "certificates changed (default-site-abc.pem)",
+            id="certificate-rotated",
+        ),
+        pytest.param(
+            {"https_routes": (HttpRoute("/web", "http_default_web_80"),)},
+            "HTTPS routes changed",
+            id="https-route",
+        ),
+    ],
+)
+def test_tls_changes_reload_even_with_endpoint_changes(
+    change: dict[str, object], reason: str
+) -> None:
+    """Certificates and HTTPS routes live outside the backends: they still reload, and the
+    endpoint change that came with them is named too."""
+    desired = replace(lb(web(srv(1))), **change)  # type: ignore[arg-type]
+    result = plan(lb(web(srv(0))), desired)
+    assert result.ops == ()
+    assert result.reload[0] == reason
+    assert any("endpoints changed" in r for r in result.reload)
+
+
+def test_backend_option_changes_reload() -> None:
+    running = lb(web(srv(0)))
+    desired = lb(replace(web(srv(0)), ssl_redirect=True))
+    assert plan(running, desired).reload == ("http backend default/web:80 options changed",)

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -221,8 +221,12 @@ class KubeSource:
         page_size: int = PAGE_SIZE,
         watch_timeout: int = WATCH_TIMEOUT,
         logger: logging.Logger | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> None:
         self._api = api
+        #: Called with the failure's action (relist, retry, forbidden) whenever a unit
+        #: has to list or watch again; the controller counts these in its metrics.
+        self._on_restart = on_restart
         self._store = store
         self._units = [
             _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in namespaces or ("",)
@@ -278,6 +282,8 @@ class KubeSource:
             await asyncio.sleep(max(delay, min(failure.retry_after, self._backoff.forbidden_cap)))
 
     def _failed(self, unit: _Unit, failure: Failure, verb: str) -> None:
+        if self._on_restart is not None:
+            self._on_restart(failure.action.value)
         if failure.action is Action.RELIST:
             self._log.info(
                 "%s: resourceVersion %s expired (%s), listing again",
