@@ -266,7 +266,7 @@ SERVICE_LINES = [
     r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}",
     r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}',
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
-    r"/\\1 if \{ var\(txn\.strip\) -m str 1 \}",
+    r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
     rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?",
     r"    bind 127\.0\.0\.1:\d{1,5}",
     rf"    default_backend {IDENT}",

@@ -195,7 +195,7 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    mode http\n"
         "    balance roundrobin\n"
         "    http-request replace-path ^/(?:default/web|web)(?:/|$)(.*) /\\1"
-        " if { var(txn.strip) -m str 1 }\n"
+        " if { var(txn.route),field(2,|) -m str 1 }\n"
         "    server s_10_0_0_1_8080 10.0.0.1:8080\n"
         "    server s_fd00__1_8080 [fd00::1]:8080\n"
     )
@@ -212,7 +212,7 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    stick-table type ip size 100k expire 10800s\n"
         "    stick on src\n"
         "    http-request replace-path ^/(?:team/web)(?:/|$)(.*) /\\1"
-        " if { var(txn.strip) -m str 1 }\n"
+        " if { var(txn.route),field(2,|) -m str 1 }\n"
     )
     assert block(config, "backend http_default_shop_80") == (
         "backend http_default_shop_80\n"
@@ -220,7 +220,7 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    balance roundrobin\n"
         "    cookie SERVERID insert indirect nocache\n"
         "    http-request replace-path ^/(?:default/shop|shop)(?:/|$)(.*) /\\1"
-        " if { var(txn.strip) -m str 1 }\n"
+        " if { var(txn.route),field(2,|) -m str 1 }\n"
         "    server s_10_0_2_1_8080 10.0.2.1:8080 cookie s_10_0_2_1_8080\n"
         "    server s_10_0_2_2_8080 10.0.2.2:8080 cookie s_10_0_2_2_8080\n"
     )
@@ -730,6 +730,7 @@ def test_template_context_variables() -> None:
         "paths_map",
         "hosts_map",
         "wildcard_hosts",
+        "host_routes",
         "default_return_code",
         "error_page",
         "backends",
@@ -771,3 +772,32 @@ def test_check_helper_reports_haproxy_errors(tmp_path: Path) -> None:
     assert "no-such-keyword" in result.stdout + result.stderr
     with pytest.raises(AssertionError, match="haproxy -c failed"):
         assert_haproxy_accepts(broken, Settings(run_dir=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("routes", "lookups"),
+    [
+        pytest.param(
+            (HttpRoute("/web", "b", strip=True),),
+            ["    http-request set-var(txn.route) path,concat(/),map_beg(paths.map)"],
+            id="paths-only-one-lookup",
+        ),
+        pytest.param(
+            (HttpRoute("/web", "b", strip=True), HttpRoute("/", "b", host="a.example.com")),
+            [
+                "    http-request set-var(txn.lookup_path) path,concat(/)",
+                "    http-request set-var(txn.route) req.hdr(host),field(1,:),lower,"
+                "concat(,txn.lookup_path),map_beg(hosts.map) if { req.hdr(host) -m found }",
+                "    http-request set-var(txn.route) var(txn.lookup_path),map_beg(paths.map)"
+                " unless { var(txn.route) -m found }",
+            ],
+            id="host-then-path",
+        ),
+    ],
+)
+def test_host_lookup_only_when_some_service_routes_by_host(
+    tmp_path: Path, routes: tuple[HttpRoute, ...], lookups: list[str]
+) -> None:
+    model = LoadBalancer(backends=(http_backend("b", strip=("/web",)),), http_routes=routes)
+    frontend = block(render_checked(model, Settings(), tmp_path).config, "frontend http")
+    assert [line for line in frontend.splitlines() if "set-var" in line] == lookups

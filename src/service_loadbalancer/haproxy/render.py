@@ -167,6 +167,8 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
         "paths_map": PATHS_MAP,
         "hosts_map": HOSTS_MAP,
         "wildcard_hosts": any(r.host and r.host.startswith("*.") for r in model.http_routes),
+        # Without a Host route the Host look-up is skipped: one map look-up per request.
+        "host_routes": any(r.host for r in model.http_routes),
         "default_return_code": settings.default_return_code,
         "error_page": ERROR_PAGE if settings.error_page is not None else None,
         "backends": [_backend_context(b) for b in model.backends],
