@@ -296,13 +296,15 @@ class HAProxyProcess:
         """Send one command line to the master CLI and return its whole answer.
 
         Commands can address workers with the `@` prefix (`@1 show info`) and be
-        chained with `;`. Raises `HAProxyError` if the CLI cannot be reached in time.
+        chained with `;`. While our master re-executes itself for a reload its socket
+        refuses connections for a moment: that is retried until `timeout`. Raises
+        `HAProxyError` if the CLI cannot be reached in time.
         """
         if "\n" in command or "\r" in command:
             raise ValueError("one command line, without newlines")
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(self.master_socket)
+                reader, writer = await self._connect_master()
                 try:
                     writer.write(command.encode() + b"\n")
                     # The 2.6 master CLI answers and closes only once we half-close.
@@ -320,6 +322,15 @@ class HAProxyProcess:
         except OSError as err:
             raise HAProxyError(f"master CLI {self.master_socket}: {err}") from err
         return answer.decode(errors="replace")
+
+    async def _connect_master(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while True:
+            try:
+                return await asyncio.open_unix_connection(self.master_socket)
+            except (ConnectionRefusedError, FileNotFoundError):
+                if self._proc is not None and not self.running():
+                    raise  # our master is gone: no point waiting
+                await asyncio.sleep(_POLL_INTERVAL)  # re-executing for a reload
 
     async def show_proc(self, *, timeout: float = 5.0) -> ProcStatus:
         """The master's `show proc`, parsed. Raises `HAProxyError`."""

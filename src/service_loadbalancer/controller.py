@@ -1,0 +1,189 @@
+"""The long-running controller (`run`): wires a source, the store, the reconciler, the
+supervised HAProxy, the status server and (in a cluster) Events, and stops them all
+together.
+
+Every background task is named and runs in one TaskGroup: if one fails the others are
+cancelled and HAProxy is stopped, rather than serving on with a dead part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from service_loadbalancer.events import EventRecorder
+from service_loadbalancer.haproxy.process import HAProxyProcess
+from service_loadbalancer.kube.objects import KNOWN_KINDS
+from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.reconciler import Reconciler
+from service_loadbalancer.settings import Settings
+from service_loadbalancer.sources.files import ManifestSource
+from service_loadbalancer.sources.kube import KubeOptions, KubeSource, connect, served_kinds
+from service_loadbalancer.status import start_status_server
+from service_loadbalancer.store import Store
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+log = logging.getLogger("service_loadbalancer")
+
+
+@dataclass
+class _Source:
+    """The active source: its store, its task, and what /healthz must know of it."""
+
+    name: str
+    store: Store
+    task: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+    problems: Callable[[], list[str]]
+    describe: str
+    kube: KubeSource | None = None
+    api: ApiClient | None = None
+
+
+async def _open_source(settings: Settings, kube: KubeOptions, metrics: Metrics) -> _Source:
+    """The manifests directory if given, else the Kubernetes API (the store then holds
+    only the kinds the cluster serves, in the namespaces asked for)."""
+    if settings.manifests is not None:
+        store = Store(KNOWN_KINDS)
+        files = ManifestSource(settings.manifests, store)
+        return _Source(
+            "source:files", store, lambda stop: files.run(stop=stop), list, str(settings.manifests)
+        )
+    namespaces = settings.namespaces or ("",)
+    api = await connect(
+        kubeconfig=kube.kubeconfig,
+        context=kube.context,
+        in_cluster=kube.in_cluster,
+        watches=(len(kube.kinds) + 1) * len(namespaces),
+    )
+    kinds = await served_kinds(api, kube.kinds)
+    store = Store(kinds, namespaces=namespaces)
+    restarts = metrics.watch_restarts
+    source = KubeSource(
+        api=api,
+        store=store,
+        kinds=kinds,
+        namespaces=namespaces,
+        on_restart=lambda action: restarts.labels(source=f"kube:{action}").inc(),
+    )
+    where = ", ".join(settings.namespaces) or "all namespaces"
+    return _Source(
+        "source:kube",
+        store,
+        lambda _stop: source.run(),
+        source.problems,
+        f"{', '.join(kinds)} from the Kubernetes API ({where})",
+        kube=source,
+        api=api,
+    )
+
+
+async def run(settings: Settings, kube: KubeOptions) -> int:
+    """Serve until SIGTERM or SIGINT: every task is named and supervised; if one
+    fails the others are cancelled and HAProxy is stopped."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.config_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
+    active: _Source | None = None
+    reconciler: Reconciler | None = None
+    haproxy = HAProxyProcess(
+        haproxy_bin=settings.haproxy_bin,
+        config_path=settings.config_path,
+        run_dir=settings.run_dir,
+        env=settings.haproxy_env(),
+    )
+
+    async def health() -> tuple[bool, str]:
+        if active is None or reconciler is None:
+            return False, "connecting to the Kubernetes API"
+        if active.problems():
+            return False, "not ready: " + "; ".join(active.problems())
+        if not reconciler.synced.is_set():
+            return False, "waiting for the first complete sync"
+        if not await haproxy.serving():
+            return False, "HAProxy is not serving"
+        return True, "ok"
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Up before the source: /healthz answers (503) while the API is still out of reach.
+    runner = await start_status_server(
+        host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
+    )
+    try:
+        active = await _until_stopped(_open_source(settings, kube, metrics), stop)
+    finally:
+        if active is None:
+            await runner.cleanup()
+    if active is None:
+        return 0
+    store = active.store
+    reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
+    log.info(
+        "serving %s: HTTP on :%d, stats on :%d, healthz on :%d",
+        active.describe,
+        settings.http_port,
+        settings.stats_port,
+        settings.healthz_port,
+    )
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(active.task(stop), name=active.name),
+                group.create_task(reconciler.run(), name="reconciler"),
+                group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
+            ]
+            if active.api is not None:
+                events = _event_recorder(active.api, reconciler, store)
+                tasks.append(group.create_task(events.run(), name="events"))
+            await stop.wait()
+            log.info("stopping")
+            for task in tasks:
+                task.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await haproxy.stop()
+        await runner.cleanup()
+        if active.api is not None:
+            await active.api.close()
+    return 0
+
+
+async def _until_stopped(work: Coroutine[Any, Any, _Source], stop: asyncio.Event) -> _Source | None:
+    """`work`'s result, or None if `stop` is set first (SIGTERM while connecting)."""
+    task = asyncio.create_task(work, name="source:connect")
+    stopped = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
+
+
+def _event_recorder(api: ApiClient, reconciler: Reconciler, store: Store) -> EventRecorder:
+    """Events on the objects the reconciler reports problems for (it knows nothing of it)."""
+    return EventRecorder(
+        api=api,
+        problems=lambda: reconciler.problems,
+        lookup=store.get,
+        host=os.environ.get("NODE_NAME") or socket.gethostname(),
+    )
+
+
+async def _supervise(haproxy: HAProxyProcess, reconciler: Reconciler) -> None:
+    """Restart HAProxy if it dies, once it has been started by the first sync."""
+    await reconciler.synced.wait()
+    await haproxy.supervise()
