@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -680,3 +681,46 @@ def test_polling_follows_watchfiles_switch(
 
 def test_source_name() -> None:
     assert SOURCE_NAME == "files"
+
+
+def test_settled_unchanged_files_are_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose signature had settled when it was read is not read again while the
+    signature stays; a change (new size or times) is read."""
+    for name in ("a", "b", "c"):
+        write(tmp_path / f"{name}.yaml", service(name))
+    store = new_store()
+    source = ManifestSource(tmp_path, store)
+    real_now = time.time()
+    # Everything on disk looks 10 s old: settled.
+    monkeypatch.setattr(time, "time", lambda: real_now + 10)
+    reads: list[str] = []
+    real_read = Path.read_bytes
+
+    def counting_read(self: Path) -> bytes:
+        reads.append(self.name)
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    source.load()
+    assert sorted(reads) == ["a.yaml", "b.yaml", "c.yaml"]
+    reads.clear()
+    source.load()
+    assert reads == []
+    write(tmp_path / "b.yaml", service("b", port=81))
+    source.load()
+    assert reads == ["b.yaml"]
+    assert service_names(store)["b"] == 81
+
+
+def test_racy_files_are_read_every_time(tmp_path: Path) -> None:
+    """Just written (within the clock tick of a possible second write): always read, so
+    two same-size writes in quick succession are both seen."""
+    write(tmp_path / "a.yaml", service("a", port=81))
+    store = new_store()
+    source = ManifestSource(tmp_path, store)
+    source.load()
+    write(tmp_path / "a.yaml", service("a", port=82))
+    source.load()
+    assert service_names(store)["a"] == 82
