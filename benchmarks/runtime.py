@@ -500,9 +500,10 @@ async def overhead(sizes: list[int], seconds: float, rounds: int) -> None:
 
 
 async def amain(quick: bool, only: str | None) -> None:
-    if only == "convergence":
-        await convergence(10, 20)
-        await convergence(1000, 50)
+    if only == "convergence":  # the same sizes as the full run
+        await convergence(10, 200)
+        await convergence(1000, 200)
+        await convergence(10000, 20)
         return
     if only == "churn":
         await churn(15, 50, 5)

@@ -14,6 +14,7 @@ very same text (the safety net for anything this module gets wrong).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -103,25 +104,30 @@ def _concerns(problem: Problem, services: set[tuple[str, str]]) -> bool:
     return (problem.subject.namespace, problem.subject.name) in services
 
 
-def backend_sections(text: str) -> dict[str, tuple[int, int]]:
-    """backend name -> (first, end) line indices of its section: the `backend` line to the
-    last indented line before the next section."""
-    lines = text.split("\n")
-    sections: dict[str, tuple[int, int]] = {}
-    current: str | None = None
-    start = last = 0
-    for i, line in enumerate(lines):
-        if line and not line[0].isspace():
-            if current is not None:
-                sections[current] = (start, last + 1)
-                current = None
-            if line.startswith("backend "):
-                current, start, last = line.split()[1], i, i
-        elif current is not None and line.strip():
-            last = i
-    if current is not None:
-        sections[current] = (start, last + 1)
-    return sections
+#: The start of the next top-level line (a section header or a comment).
+_TOP_LEVEL = re.compile(r"\n(?=\S)")
+#: Blank lines at the end of a section belong to no section.
+_TRAILING_BLANK = re.compile(r"(?:\n[ \t]*)+\Z")
+
+
+def section_span(text: str, name: str) -> tuple[int, int] | None:
+    """Where backend `name`'s section is in `text`: from its `backend` line to its last
+    indented line (blank lines after it excluded), as string offsets; None if absent.
+
+    String searches rather than a scan of every line: this runs on every endpoint
+    change, over the whole running config (tens of MB with many Services)."""
+    head = f"backend {name}\n"
+    if text.startswith(head):
+        start = 0
+    else:
+        at = text.find("\n" + head)
+        if at < 0:
+            return None
+        start = at + 1
+    following = _TOP_LEVEL.search(text, start + len(head) - 1)
+    end = following.start() if following else len(text)
+    blank = _TRAILING_BLANK.search(text, start, end)
+    return start, blank.start() if blank else end
 
 
 def replace_sections(
@@ -130,18 +136,19 @@ def replace_sections(
     """`text` with the named backends' sections replaced by the same sections of another
     rendering, and per backend its (old, new) section text; None if one is missing on
     either side."""
-    where = backend_sections(text)
-    lines = text.split("\n")
-    replacements: list[tuple[int, int, list[str]]] = []
+    spans: list[tuple[int, int, str]] = []
     changes: dict[str, tuple[str, str]] = {}
     for name, other_text in sections.items():
-        other = backend_sections(other_text).get(name)
-        if name not in where or other is None:
+        where, other = section_span(text, name), section_span(other_text, name)
+        if where is None or other is None:
             return None
-        first, end = where[name]
-        new = other_text.split("\n")[other[0] : other[1]]
-        replacements.append((first, end, new))
-        changes[name] = ("\n".join(lines[first:end]), "\n".join(new))
-    for first, end, new in sorted(replacements, reverse=True):
-        lines[first:end] = new
-    return "\n".join(lines), changes
+        new = other_text[other[0] : other[1]]
+        spans.append((where[0], where[1], new))
+        changes[name] = (text[where[0] : where[1]], new)
+    pieces: list[str] = []
+    done = 0
+    for first, end, new in sorted(spans):
+        pieces += [text[done:first], new]
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces), changes

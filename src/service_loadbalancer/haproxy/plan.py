@@ -147,6 +147,8 @@ def reload_reasons(
         reasons.append(f"{_label(before[name])} removed")
     for name in sorted(after.keys() & before.keys()):
         a, b = before[name], after[name]
+        if a is b:
+            continue  # the fast path keeps unchanged backends: skip them cheaply
         if a.servers != b.servers:
             added = len(set(b.servers) - set(a.servers))
             removed = len(set(a.servers) - set(b.servers))
