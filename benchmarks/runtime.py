@@ -3,10 +3,12 @@
 Everything runs on this machine, on loopback only, with the real controller, the real
 HAProxy and real backends on 127.0.0.0/8, side by side in one run; one table at the end.
 
-1. convergence: the file source gets a new endpoint for one Service (its manifest is
-   rewritten, the previous endpoint goes), among N Services; measured from the write to
-   the first request answered by the new endpoint (polled on a keep-alive connection).
-   Reloads are counted from the master's `show proc`.
+1. convergence: one Service gets a new endpoint (the previous one goes), among N
+   Services; measured from the change to the first request answered by the new endpoint
+   (polled on a keep-alive connection). Reloads are counted from the master's `show proc`.
+   Twice: through the file source (the manifest is rewritten) and through the Kubernetes
+   source against the fake API server of tests/integration (the probe's EndpointSlice is
+   updated, one MODIFIED watch event; the same fake as benchmarks/kube_sync.py).
 2. no drops under churn: wrk with new-connection-per-request clients and keep-alive
    clients, while endpoints change and forced reloads (a Service added or removed)
    happen; then the same load against a plain `haproxy -sf` restart loop (the original
@@ -33,13 +35,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from fake_apiserver import FakeAPIServer
 
 from service_loadbalancer.demo import start_http_backend
 from service_loadbalancer.haproxy.process import HAProxyProcess
@@ -115,6 +121,8 @@ def write_manifest(path: Path, objects: list[dict[str, Any]]) -> None:
 @dataclass
 class Controller:
     workdir: Path
+    #: Given: the Kubernetes source through this kubeconfig instead of the manifests directory.
+    kubeconfig: Path | None = None
     http_port: int = 0
     healthz_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -129,12 +137,16 @@ class Controller:
 
     def start(self) -> None:
         self.http_port, self.healthz_port = free_port(), free_port()
-        self.manifests.mkdir(parents=True, exist_ok=True)
+        if self.kubeconfig is None:
+            self.manifests.mkdir(parents=True, exist_ok=True)
+            source = ["--manifests", str(self.manifests)]
+        else:
+            source = ["--kubeconfig", str(self.kubeconfig)]
         log = (self.workdir / "controller.log").open("ab")
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "service_loadbalancer.cli",
-                "--manifests", str(self.manifests),
+                *source,
                 "--http-port", str(self.http_port),
                 "--stats-port", str(free_port()),
                 "--healthz-port", str(self.healthz_port),
@@ -193,8 +205,8 @@ class Controller:
 
 
 @contextlib.asynccontextmanager
-async def controller(workdir: Path) -> AsyncIterator[Controller]:
-    c = Controller(workdir)
+async def controller(workdir: Path, kubeconfig: Path | None = None) -> AsyncIterator[Controller]:
+    c = Controller(workdir, kubeconfig=kubeconfig)
     c.start()
     try:
         await c.wait_healthy()
@@ -221,39 +233,76 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def convergence(services: int, changes: int) -> None:
+Change = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def probe_source(
+    work: Path, via: str, filler_objects: list[dict[str, Any]], probe: list[dict[str, Any]]
+) -> AsyncIterator[tuple[Path | None, Change]]:
+    """The objects served by the file source ("files") or the fake API server ("api");
+    yields the kubeconfig (None for files) and how to replace the probe's objects."""
+    if via == "files":
+        (work / "manifests").mkdir()
+        write_manifest(work / "manifests" / "filler.yaml", filler_objects)
+        write_manifest(work / "manifests" / "probe.yaml", probe)
+
+        async def rewrite(objects: list[dict[str, Any]]) -> None:
+            write_manifest(work / "manifests" / "probe.yaml", objects)
+
+        yield None, rewrite
+        return
+    api = FakeAPIServer(work)
+    api.bulk_load([*filler_objects, *probe])
+    await api.start()
+
+    async def update(objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            if obj["kind"] == "EndpointSlice":  # a MODIFIED watch event
+                await api.update(obj)
+
+    try:
+        yield api.kubeconfig(work / "kubeconfig"), update
+    finally:
+        await api.stop()
+
+
+async def convergence(services: int, changes: int, *, via: str = "files") -> None:
     with tempfile.TemporaryDirectory(prefix="slb-bench-") as tmp:
         work = Path(os.environ.get("SLB_BENCH_KEEP") or tmp)
-        async with http_backends("127.0.30", 10) as pool:
-            (work / "manifests").mkdir()
-            write_manifest(work / "manifests" / "filler.yaml", filler(services - 1))
-            probe = work / "manifests" / "probe.yaml"
-            write_manifest(probe, service("probe", [pool[0]]))
-            async with controller(work) as c, aiohttp.ClientSession() as session:
-                url = f"http://127.0.0.1:{c.http_port}/probe"
-                before = await c.reloads()
-                times: list[float] = []
-                for i in range(1, changes + 1):
-                    index = i % len(pool)
-                    want = f"backend=b{index} "
-                    start = time.perf_counter()
-                    write_manifest(probe, service("probe", [pool[index]]))
-                    deadline = start + 60
-                    while True:
-                        async with session.get(url) as r:
-                            body = await r.text()
-                        if body.startswith(want):
-                            break
-                        if time.perf_counter() > deadline:
-                            raise SystemExit(f"change {i} not served within 60 s")
-                        await asyncio.sleep(0.003)  # resolution vs CPU taken from the controller
-                    times.append(time.perf_counter() - start)
-                reloads = await c.reloads() - before
-                inside = await c.mean_apply_ms("runtime")
+        async with (
+            http_backends("127.0.30", 10) as pool,
+            probe_source(work, via, filler(services - 1), service("probe", [pool[0]])) as (
+                kubeconfig,
+                change,
+            ),
+            controller(work, kubeconfig) as c,
+            aiohttp.ClientSession() as session,
+        ):
+            url = f"http://127.0.0.1:{c.http_port}/probe"
+            before = await c.reloads()
+            times: list[float] = []
+            for i in range(1, changes + 1):
+                index = i % len(pool)
+                want = f"backend=b{index} "
+                start = time.perf_counter()
+                await change(service("probe", [pool[index]]))
+                deadline = start + 60
+                while True:
+                    async with session.get(url) as r:
+                        body = await r.text()
+                    if body.startswith(want):
+                        break
+                    if time.perf_counter() > deadline:
+                        raise SystemExit(f"change {i} not served within 60 s")
+                    await asyncio.sleep(0.003)  # resolution vs CPU taken from the controller
+                times.append(time.perf_counter() - start)
+            reloads = await c.reloads() - before
+            inside = await c.mean_apply_ms("runtime")
         ms = [t * 1000 for t in times]
         row(
             "convergence",
-            f"{services:,} services, {changes} changes",
+            f"{services:,} services, {changes} changes" + (", via the API" if via == "api" else ""),
             f"p50 {pct(ms, 0.5):.0f} ms, p99 {pct(ms, 0.99):.0f} ms, {reloads} reloads "
             f"(controller: store to applied {inside:.0f} ms mean)",
             "p99 <= 50 ms at 1,000; 0 reloads" if services == 1000 else "0 reloads",
@@ -504,6 +553,8 @@ async def amain(quick: bool, only: str | None) -> None:
         await convergence(10, 200)
         await convergence(1000, 200)
         await convergence(10000, 20)
+        await convergence(10, 200, via="api")
+        await convergence(1000, 200, via="api")
         return
     if only == "churn":
         await churn(15, 50, 5)
@@ -515,12 +566,16 @@ async def amain(quick: bool, only: str | None) -> None:
         await convergence(10, 20)
         await convergence(1000, 20)
         await convergence(10000, 3)
+        await convergence(10, 20, via="api")
+        await convergence(1000, 20, via="api")
         await churn(15, 50, 5)
         await overhead([1, 10000], 2, 1)
     else:
         await convergence(10, 200)
         await convergence(1000, 200)
         await convergence(10000, 20)
+        await convergence(10, 200, via="api")
+        await convergence(1000, 200, via="api")
         await churn(60, 200, 20)
         await overhead([1, 10000], 3, 7)
 
