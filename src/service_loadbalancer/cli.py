@@ -32,6 +32,7 @@ from service_loadbalancer.settings import (
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
+    port_number,
     stats_credentials,
 )
 from service_loadbalancer.sources.kube import DEFAULT_KINDS, ConfigError, KubeOptions
@@ -61,12 +62,9 @@ def _bool(text: str) -> bool:
 
 def _port(text: str) -> int:
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
+        return port_number(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _status_code(text: str) -> int:

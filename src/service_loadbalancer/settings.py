@@ -170,14 +170,23 @@ def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
     return ServiceRef(name=parts[0])
 
 
-def parse_port(text: str, *, flag: str) -> int:
+def port_number(text: str) -> int:
+    """A port, 1-65535; ValueError says why not. The one port check, for flags and
+    list entries alike."""
     # int() also takes "8_0" and non-ASCII digits; a port is plain ASCII digits.
     if not (text.isascii() and text.isdigit()):
-        raise SettingsError(f"{flag}: {text!r} is not a port number")
+        raise ValueError(f"{text!r} is not a port number")
     port = int(text)
     if not 1 <= port <= 65535:
-        raise SettingsError(f"{flag}: {port} is not a port number (1-65535)")
+        raise ValueError(f"{port} is not a port number (1-65535)")
     return port
+
+
+def parse_port(text: str, *, flag: str) -> int:
+    try:
+        return port_number(text)
+    except ValueError as err:
+        raise SettingsError(f"{flag}: {err}") from None
 
 
 def parse_tcp_services(text: str) -> tuple[TcpService, ...]:

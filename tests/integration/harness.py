@@ -244,6 +244,14 @@ class Controller:
         ):
             return r.status
 
+    async def metrics(self) -> str:
+        """The controller's Prometheus text (/metrics on the healthz port)."""
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{self.healthz_port}/metrics") as r,
+        ):
+            return await r.text()
+
     async def wait_healthy(self) -> None:
         async def healthy() -> bool:
             assert self.proc is not None

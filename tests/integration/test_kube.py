@@ -162,12 +162,7 @@ async def test_expired_while_watching_gets_error_event(
         return sum(1 for r in api.requests if "limit=" in r) > lists_before
 
     await wait_for(relisted, what="a relist after ERROR 410")
-    async with (
-        aiohttp.ClientSession() as s,
-        s.get(f"http://127.0.0.1:{controller.healthz_port}/metrics") as r,
-    ):
-        metrics = await r.text()
-    assert 'slb_source_watch_restarts_total{source="kube:relist"}' in metrics
+    assert 'slb_source_watch_restarts_total{source="kube:relist"}' in await controller.metrics()
 
 
 async def test_api_outage_keeps_serving_and_catches_up(

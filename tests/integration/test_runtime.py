@@ -105,11 +105,7 @@ async def test_endpoint_churn_never_reloads(tmp_path: Path, backends: Backends) 
         after = await master(c).show_proc()
         assert after.reloads == before.reloads
         assert after.workers == before.workers
-        async with (
-            aiohttp.ClientSession() as s,
-            s.get(f"http://127.0.0.1:{c.healthz_port}/metrics") as r,
-        ):
-            text = await r.text()
+        text = await c.metrics()
         assert 'slb_haproxy_runtime_operations_total{op="add"}' in text
         assert 'slb_haproxy_reloads_total{reason="initial config"} 1.0' in text
         assert "endpoints changed" not in text
@@ -163,18 +159,10 @@ async def test_removed_server_finishes_its_request(tmp_path: Path, backends: Bac
                 return [endpoint(r) for r in await servers(c)] == [fast_ep]
 
             await wait_for(deleted, what="the drained server deleted")
-            assert 'op="delete"' in await metrics(c)
+            assert 'op="delete"' in await c.metrics()
     finally:
         release.set()
         await runner.cleanup()
-
-
-async def metrics(c: Controller) -> str:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.get(f"http://127.0.0.1:{c.healthz_port}/metrics") as r,
-    ):
-        return await r.text()
 
 
 async def test_reload_and_restart_keep_servers_and_state(
