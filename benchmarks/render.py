@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service_loadbalancer.fullsync import gc_paused
+from service_loadbalancer.haproxy.files import write_files
 from service_loadbalancer.haproxy.render import render
 from service_loadbalancer.kube.objects import KNOWN_KINDS
-from service_loadbalancer.reconciler import gc_paused, write_files
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Snapshot, Store
 from service_loadbalancer.translate import translate

@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from fake_apiserver import FakeAPIServer
 
 from service_loadbalancer.demo import start_http_backend
+from service_loadbalancer.haproxy.files import write_files
 from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.haproxy.render import render
 from service_loadbalancer.kube.objects import KNOWN_KINDS
-from service_loadbalancer.reconciler import write_files
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate

@@ -186,4 +186,4 @@ def _event_recorder(api: ApiClient, reconciler: Reconciler, store: Store) -> Eve
 async def _supervise(haproxy: HAProxyProcess, reconciler: Reconciler) -> None:
     """Restart HAProxy if it dies, once it has been started by the first sync."""
     await reconciler.synced.wait()
-    await haproxy.supervise()
+    await haproxy.supervise(before_restart=reconciler.flush)

@@ -1,154 +1,200 @@
-"""The endpoint fast path: apply an endpoints-only change without translating and rendering
-everything. Pure, no I/O.
+"""What runs, as one value, and the endpoint fast path that changes it. Pure, no I/O.
 
 Why: a full translate + render costs ~0.1 s at 1,000 Services and ~1 s at 10,000, which
-would be most of the time from a pod becoming ready to its first request. Endpoints are
-also by far the most frequent change (rolling updates, autoscaling). When only
+would be most of the time from a pod becoming ready to its first request; endpoints are
+also by far the most frequent change (rolling updates, autoscaling). So when only
 EndpointSlices or Endpoints changed, the Services they belong to are translated on their
-own, their backends' servers are swapped into the running model, and the config text is
-patched by replacing those backends' sections with the same template rendered for just
-them. Anything this cannot do exactly returns None and the caller does the full sync;
-the reconciler also runs a full sync once things are quiet and checks it renders the
-very same text (the safety net for anything this module gets wrong).
+own (from the store's index, not a copy of it), their backends' servers are swapped into
+the running model, and the config text is patched by swapping those backends' sections
+for the same template rendered for just them. Every step costs in proportion to the
+change: `Running` keeps indexes by backend and by Service, and the text as sections.
+
+Anything this cannot do exactly is declined, Service by Service, and left to the full
+sync, which also runs once things are quiet and checks that it renders the very same
+config (the safety net for anything this module gets wrong).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
-from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject
-from service_loadbalancer.model import Backend, LoadBalancer, Problem
-from service_loadbalancer.store import Snapshot
-
-_ENDPOINT_KINDS = frozenset({"EndpointSlice", "Endpoints"})
-
-
-def endpoint_changes(old: Snapshot, new: Snapshot) -> set[tuple[str, str]] | None:
-    """The (namespace, service) whose endpoints changed from `old` to `new`, or None when
-    anything else changed too (a Service, a source problem)."""
-    if old.source_problems != new.source_problems:
-        return None
-    before, after = old.objects, new.objects
-    changed: list[ObjectKey] = [
-        key for key, obj in after.items() if (prev := before.get(key)) is not obj and prev != obj
-    ]
-    if len(before) + sum(1 for k in changed if k not in before) != len(after):
-        changed += [key for key in before if key not in after]
-    services: set[tuple[str, str]] = set()
-    for key in changed:
-        if key.kind not in _ENDPOINT_KINDS:
-            return None
-        for obj in (before.get(key), after.get(key)):
-            if obj is not None:
-                services.add((key.namespace, _service_of(key, obj)))
-    return services
+from service_loadbalancer.haproxy.render import CONFIG_FILE, Rendered, TemplateError, render
+from service_loadbalancer.haproxy.sections import Sections, split_sections, split_servers
+from service_loadbalancer.model import Backend, LoadBalancer, Problem, Translation
+from service_loadbalancer.settings import Settings
+from service_loadbalancer.store import ServiceName
 
 
-def _service_of(key: ObjectKey, obj: RawObject) -> str:
-    if key.kind == "Endpoints":
-        return key.name
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
-    return str(service) if service else ""
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What HAProxy runs: the model, its config as sections, the other files, and the
+    store version it reflects. Replaced as a whole, by one commit, never edited."""
+
+    model: LoadBalancer
+    sections: Sections
+    #: The other files of the config (maps, error page), as rendered.
+    files: Mapping[str, str]
+    certificates: Mapping[str, str]
+    problems: frozenset[Problem]
+    #: The store version whose endpoint changes are all applied (or left to a full sync).
+    version: int
+    #: Backend name -> position in model.backends.
+    positions: Mapping[str, int]
+    #: Service -> the names of its backends.
+    by_service: Mapping[ServiceName, tuple[str, ...]]
+    #: Services with a problem: their endpoints are the full sync's job.
+    troubled: frozenset[ServiceName]
+    #: Backends whose servers the fast path changed since the last full sync.
+    touched: frozenset[str] = frozenset()
+    #: When the first fast-path change not yet checked by a full sync was applied.
+    unverified_since: float | None = None
+    #: Whether the config on disk has this value's servers.
+    written: bool = True
+
+    def rendered(self) -> Rendered:
+        """The files to write (joining the sections: the one step in O(config size))."""
+        return Rendered(
+            files=MappingProxyType({CONFIG_FILE: self.sections.text(), **self.files}),
+            certificates=self.certificates,
+        )
+
+    def backend(self, name: str) -> Backend | None:
+        at = self.positions.get(name)
+        return None if at is None else self.model.backends[at]
 
 
-def sub_snapshot(snapshot: Snapshot, services: set[tuple[str, str]]) -> Snapshot:
-    """Only the given Services and their endpoints."""
-    objects: dict[ObjectKey, RawObject] = {}
-    for key, obj in snapshot.objects.items():
-        if key.kind in {"Service", "Endpoints"}:
-            if (key.namespace, key.name) in services:
-                objects[key] = obj
-        elif key.kind == "EndpointSlice" and (key.namespace, _service_of(key, obj)) in services:
-            objects[key] = obj
-    return Snapshot(version=snapshot.version, objects=objects)
+def running_from(translation: Translation, rendered: Rendered, *, version: int) -> Running:
+    """Index a full translation and rendering (O(size): done off the event loop)."""
+    model = translation.model
+    by_service: dict[ServiceName, list[str]] = {}
+    for backend in model.backends:
+        service = (backend.service.namespace, backend.service.name)
+        by_service.setdefault(service, []).append(backend.name)
+    return Running(
+        model=model,
+        sections=split_sections(rendered.config),
+        files=MappingProxyType({k: v for k, v in rendered.files.items() if k != CONFIG_FILE}),
+        certificates=rendered.certificates,
+        problems=frozenset(translation.problems),
+        version=version,
+        positions=MappingProxyType({b.name: i for i, b in enumerate(model.backends)}),
+        by_service=MappingProxyType({k: tuple(v) for k, v in by_service.items()}),
+        troubled=frozenset((p.subject.namespace, p.subject.name) for p in translation.problems),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """The result of swapping new servers into a running model."""
+
+    model: LoadBalancer
+    #: backend name -> (old, new), for backends whose servers changed.
+    pairs: Mapping[str, tuple[Backend, Backend]] = field(default_factory=dict)
+    #: Services that could not be swapped (a problem, other options): full sync.
+    declined: frozenset[ServiceName] = frozenset()
+
+
+def swap_servers(running: Running, partial: Translation, services: Iterable[ServiceName]) -> Swap:
+    """Swap the servers of `partial` (these Services translated on their own) into the
+    running model. A Service is declined when it or its partial translation has a
+    problem, when its backends are not the same set, or when a backend differs in more
+    than its servers; the others are swapped."""
+    partial_troubled = {(p.subject.namespace, p.subject.name) for p in partial.problems}
+    fresh: dict[ServiceName, list[Backend]] = {}
+    for backend in partial.model.backends:
+        key = (backend.service.namespace, backend.service.name)
+        fresh.setdefault(key, []).append(backend)
+    declined: set[ServiceName] = set()
+    pairs: dict[str, tuple[Backend, Backend]] = {}
+    for service in services:
+        if service in running.troubled or service in partial_troubled:
+            declined.add(service)
+            continue
+        new_backends = fresh.get(service, [])
+        if {b.name for b in new_backends} != set(running.by_service.get(service, ())):
+            declined.add(service)
+            continue
+        swapped: dict[str, tuple[Backend, Backend]] = {}
+        for new in new_backends:
+            old = running.model.backends[running.positions[new.name]]
+            if replace(old, servers=new.servers) != replace(new, strip_prefixes=old.strip_prefixes):
+                declined.add(service)
+                break
+            if old.servers != new.servers:
+                swapped[new.name] = (old, replace(old, servers=new.servers))
+        else:
+            pairs.update(swapped)
+    if not pairs:
+        return Swap(model=running.model, declined=frozenset(declined))
+    backends = list(running.model.backends)
+    for name, (_, new) in pairs.items():
+        backends[running.positions[name]] = new
+    return Swap(
+        model=replace(running.model, backends=tuple(backends)),
+        pairs=MappingProxyType(pairs),
+        declined=frozenset(declined),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Patch:
-    model: LoadBalancer
-    #: The backends whose servers changed, as in the new model.
-    backends: tuple[Backend, ...]
+    sections: Sections
+    #: (backend, server) -> the server's arguments, for the backends patched.
+    args: Mapping[tuple[str, str], str]
 
 
-def patch_model(
-    running: LoadBalancer,
-    partial: LoadBalancer,
-    partial_problems: Iterable[Problem],
-    services: set[tuple[str, str]],
-    running_problems: Iterable[Problem],
+def patch_sections(
+    sections: Sections, backends: Iterable[Backend], settings: Settings
 ) -> Patch | None:
-    """Swap the servers of `partial` (the affected Services translated on their own) into
-    `running`; None unless every affected backend exists, identical but for its servers,
-    and no problem concerns those Services (problems are then the full sync's job)."""
-    if any(_concerns(p, services) for p in (*partial_problems, *running_problems)):
+    """The config sections with these backends rendered anew (the same template, for
+    just them). None unless each section exists and only its server lines change (else
+    the change needs a reload: the full sync decides)."""
+    chosen = tuple(backends)
+    if not chosen:
+        return Patch(sections=sections, args={})
+    try:
+        tiny = split_sections(render(LoadBalancer(backends=chosen), settings).config)
+    except TemplateError:
         return None
-    by_name = {b.name: b for b in running.backends}
-    owned = {b.name for b in running.backends if (b.service.namespace, b.service.name) in services}
-    if {b.name for b in partial.backends} != owned:
-        return None
-    changed: dict[str, Backend] = {}
-    for new in partial.backends:
-        old = by_name[new.name]
-        if replace(old, servers=new.servers) != replace(new, strip_prefixes=old.strip_prefixes):
+    bodies: dict[str, str] = {}
+    args: dict[tuple[str, str], str] = {}
+    for backend in chosen:
+        old, new = sections.body(backend.name), tiny.body(backend.name)
+        if old is None or new is None:
             return None
-        if old.servers != new.servers:
-            changed[new.name] = replace(old, servers=new.servers)
-    model = replace(running, backends=tuple(changed.get(b.name, b) for b in running.backends))
-    return Patch(model=model, backends=tuple(changed[n] for n in sorted(changed)))
-
-
-def _concerns(problem: Problem, services: set[tuple[str, str]]) -> bool:
-    return (problem.subject.namespace, problem.subject.name) in services
-
-
-#: The start of the next top-level line (a section header or a comment).
-_TOP_LEVEL = re.compile(r"\n(?=\S)")
-#: Blank lines at the end of a section belong to no section.
-_TRAILING_BLANK = re.compile(r"(?:\n[ \t]*)+\Z")
-
-
-def section_span(text: str, name: str) -> tuple[int, int] | None:
-    """Where backend `name`'s section is in `text`: from its `backend` line to its last
-    indented line (blank lines after it excluded), as string offsets; None if absent.
-
-    String searches rather than a scan of every line: this runs on every endpoint
-    change, over the whole running config (tens of MB with many Services)."""
-    head = f"backend {name}\n"
-    if text.startswith(head):
-        start = 0
-    else:
-        at = text.find("\n" + head)
-        if at < 0:
+        new_rest, new_args = split_servers(new)
+        if split_servers(old)[0] != new_rest:
             return None
-        start = at + 1
-    following = _TOP_LEVEL.search(text, start + len(head) - 1)
-    end = following.start() if following else len(text)
-    blank = _TRAILING_BLANK.search(text, start, end)
-    return start, blank.start() if blank else end
+        bodies[backend.name] = new
+        args.update(new_args)
+    return Patch(sections=sections.replace(bodies), args=MappingProxyType(args))
 
 
-def replace_sections(
-    text: str, sections: Mapping[str, str]
-) -> tuple[str, dict[str, tuple[str, str]]] | None:
-    """`text` with the named backends' sections replaced by the same sections of another
-    rendering, and per backend its (old, new) section text; None if one is missing on
-    either side."""
-    spans: list[tuple[int, int, str]] = []
-    changes: dict[str, tuple[str, str]] = {}
-    for name, other_text in sections.items():
-        where, other = section_span(text, name), section_span(other_text, name)
-        if where is None or other is None:
-            return None
-        new = other_text[other[0] : other[1]]
-        spans.append((where[0], where[1], new))
-        changes[name] = (text[where[0] : where[1]], new)
-    pieces: list[str] = []
-    done = 0
-    for first, end, new in sorted(spans):
-        pieces += [text[done:first], new]
-        done = end
-    pieces.append(text[done:])
-    return "".join(pieces), changes
+def server_args(sections: Sections, names: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(backend, server) -> arguments, read from the sections of these backends."""
+    args: dict[tuple[str, str], str] = {}
+    for name in names:
+        body = sections.body(name)
+        if body is not None:
+            args.update(split_servers(body)[1])
+    return args
+
+
+def same_but_servers(old: Running, new: Running, names: Iterable[str]) -> bool:
+    """Whether `new`'s config equals `old`'s except in the server lines of the backends
+    `names` (whose sections are compared without their servers)."""
+    if old.files != new.files or old.certificates != new.certificates:
+        return False
+    if old.sections.backends != new.sections.backends:
+        return False
+    if len(old.sections.pieces) != len(new.sections.pieces):
+        return False
+    skip = {old.sections.backends[n] for n in names if n in old.sections.backends}
+    for at, (a, b) in enumerate(zip(old.sections.pieces, new.sections.pieces, strict=True)):
+        if a is b or a == b:
+            continue
+        if at not in skip or split_servers(a)[0] != split_servers(b)[0]:
+            return False
+    return True

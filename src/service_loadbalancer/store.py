@@ -7,16 +7,45 @@ free of I/O: a change bumps `version` and calls the listeners, nothing more.
 Readiness matters: a config rendered before every kind has been listed once would
 serve an empty or partial view (every Service without endpoints, say), so the
 reconciler renders nothing until `ready` is true.
+
+Cost follows the change: every change is also written to a short journal (which
+Services' endpoints changed, or that something else did), and EndpointSlices are
+indexed by their Service, so the endpoint fast path learns what changed since the
+version it applied, and reads just those Services, without looking at (or copying)
+the whole store. Only a full sync takes a `snapshot()`.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
+from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
 from service_loadbalancer.model import Problem
+
+#: A Service by namespace and name.
+ServiceName = tuple[str, str]
+#: Journal entries kept; a reader further behind than this does a full sync.
+JOURNAL_SIZE = 4096
+_ENDPOINT_KINDS = frozenset({"EndpointSlice", "Endpoints"})
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in the store between two versions."""
+
+    #: Services whose endpoints (EndpointSlices, Endpoints) changed.
+    endpoints: frozenset[ServiceName]
+    #: Services whose own object changed (added, removed, edited).
+    services: frozenset[ServiceName]
+    #: Anything else changed: a Secret, source problems, readiness (a full sync's job).
+    other: bool
+
+    @property
+    def endpoints_only(self) -> bool:
+        return not self.services and not self.other
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +77,12 @@ class Store:
         self._problems: dict[str, tuple[Problem, ...]] = {}
         self._listeners: list[Callable[[], None]] = []
         self.version = 0
+        #: (version, endpoint Services, changed Services, other) per change, oldest first.
+        self._journal: deque[tuple[int, frozenset[ServiceName], frozenset[ServiceName], bool]]
+        self._journal = deque(maxlen=JOURNAL_SIZE)
+        #: EndpointSlice keys by Service, and each slice's Service.
+        self._slices: dict[ServiceName, set[ObjectKey]] = {}
+        self._slice_service: dict[ObjectKey, ServiceName] = {}
 
     @property
     def ready(self) -> bool:
@@ -67,7 +102,7 @@ class Store:
         if (kind, namespace) not in self._pending:
             return False
         self._pending.discard((kind, namespace))
-        self._changed()
+        self._changed(other=True)
         return True
 
     def get(self, key: ObjectKey) -> RawObject | None:
@@ -80,15 +115,75 @@ class Store:
         key = key_of(obj)
         if self._objects.get(key) == obj:
             return False
-        self._objects[key] = obj
-        self._changed()
+        touched = _Touched()
+        self._put(key, obj, touched)
+        self._changed(touched)
         return True
 
     def delete(self, key: ObjectKey) -> bool:
-        if self._objects.pop(key, None) is None:
+        if key not in self._objects:
             return False
-        self._changed()
+        touched = _Touched()
+        self._put(key, None, touched)
+        self._changed(touched)
         return True
+
+    def _put(self, key: ObjectKey, obj: RawObject | None, touched: _Touched) -> None:
+        """Set (or with None, delete) one object, keeping the slice index and noting
+        what it touched."""
+        service = (key.namespace, key.name)
+        if key.kind == "EndpointSlice":
+            old = self._slice_service.pop(key, None)
+            if old is not None:
+                self._slices[old].discard(key)
+                if not self._slices[old]:
+                    del self._slices[old]
+                touched.endpoints.add(old)
+            if obj is not None:
+                service = (key.namespace, _service_label(obj))
+                self._slice_service[key] = service
+                self._slices.setdefault(service, set()).add(key)
+                touched.endpoints.add(service)
+        elif key.kind == "Endpoints":
+            touched.endpoints.add(service)
+        elif key.kind == "Service":
+            touched.services.add(service)
+        else:
+            touched.other = True
+        if obj is None:
+            del self._objects[key]
+        else:
+            self._objects[key] = obj
+
+    def endpoints_of(self, services: Iterable[ServiceName]) -> Snapshot:
+        """Only these Services and their endpoints (EndpointSlices, Endpoints), read
+        through the index: the input of the fast path's partial translation."""
+        objects: dict[ObjectKey, RawObject] = {}
+        for namespace, name in services:
+            keys = [ObjectKey(k, namespace, name) for k in ("Service", "Endpoints")]
+            for key in (*keys, *self._slices.get((namespace, name), ())):
+                obj = self._objects.get(key)
+                if obj is not None:
+                    objects[key] = obj
+        return Snapshot(version=self.version, objects=objects)
+
+    def changes_since(self, version: int) -> Changes | None:
+        """What changed after `version`, or None when the journal no longer reaches back
+        that far (the caller then does a full sync). Proportional to the changes."""
+        endpoints: set[ServiceName] = set()
+        services: set[ServiceName] = set()
+        other = False
+        if version > self.version:
+            return None
+        if version < self.version and (not self._journal or self._journal[0][0] > version + 1):
+            return None
+        for at, changed_endpoints, changed_services, changed_other in reversed(self._journal):
+            if at <= version:
+                break
+            endpoints |= changed_endpoints
+            services |= changed_services
+            other = other or changed_other
+        return Changes(frozenset(endpoints), frozenset(services), other)
 
     def replace(self, kind: str, objects: Iterable[RawObject], *, namespace: str = "") -> bool:
         """Make the objects of `kind` (in `namespace`, or all when "") exactly `objects`,
@@ -105,6 +200,7 @@ class Store:
         """`replace` for several kinds as one change, so no snapshot ever holds new
         Services beside old endpoints (the file source reads all kinds at once)."""
         changed = False
+        touched = _Touched()
         for kind, objects in kinds.items():
             new = {}
             for obj in objects:
@@ -119,14 +215,16 @@ class Store:
             }
             if (kind, namespace) in self._pending:
                 self._pending.discard((kind, namespace))
-                changed = True
+                touched.other = changed = True
             if new != old:
                 for key in old.keys() - new.keys():
-                    del self._objects[key]
-                self._objects.update(new)
+                    self._put(key, None, touched)
+                for key, obj in new.items():
+                    if old.get(key) != obj:
+                        self._put(key, obj, touched)
                 changed = True
         if changed:
-            self._changed()
+            self._changed(touched)
         return changed
 
     def set_problems(self, source: str, problems: Iterable[Problem]) -> bool:
@@ -134,7 +232,7 @@ class Store:
         if self._problems.get(source, ()) == value:
             return False
         self._problems[source] = value
-        self._changed()
+        self._changed(other=True)
         return True
 
     def snapshot(self) -> Snapshot:
@@ -145,7 +243,32 @@ class Store:
             source_problems=problems,
         )
 
-    def _changed(self) -> None:
+    def _changed(self, touched: _Touched | None = None, *, other: bool = False) -> None:
         self.version += 1
+        touched = touched or _Touched()
+        self._journal.append(
+            (
+                self.version,
+                frozenset(touched.endpoints),
+                frozenset(touched.services),
+                touched.other or other,
+            )
+        )
         for listener in self._listeners:
             listener()
+
+
+@dataclass(slots=True)
+class _Touched:
+    """What one store change touched, gathered while it is applied."""
+
+    endpoints: set[ServiceName] = field(default_factory=set)
+    services: set[ServiceName] = field(default_factory=set)
+    other: bool = False
+
+
+def _service_label(obj: RawObject) -> str:
+    """The Service an EndpointSlice belongs to (its kubernetes.io/service-name label)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
+    return str(service) if service else ""

@@ -66,7 +66,7 @@ async def test_healthz_is_503_while_haproxy_cannot_serve(tmp_path: Path) -> None
     with running(c):
 
         async def refused() -> bool:
-            return "haproxy -c refused" in c.log()
+            return "refused the new config" in c.log()
 
         await wait_for(refused, what="the refused config in the log")
         assert await c.healthz() == 503

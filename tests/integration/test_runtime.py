@@ -109,10 +109,14 @@ async def test_endpoint_churn_never_reloads(tmp_path: Path, backends: Backends) 
         assert 'slb_haproxy_runtime_operations_total{op="add"}' in text
         assert 'slb_haproxy_reloads_total{reason="initial config"} 1.0' in text
         assert "endpoints changed" not in text
-        # The config on disk has the servers HAProxy runs, for a later reload or restart.
-        config = (c.run_dir / "haproxy.cfg").read_text()
-        for host, port in pool:
-            assert f"{host}:{port}" in config
+        # The config on disk gets the servers HAProxy runs (in the background, after the
+        # runtime operations), for a later reload or restart.
+
+        async def on_disk() -> bool:
+            config = (c.run_dir / "haproxy.cfg").read_text()
+            return all(f"{host}:{port}" in config for host, port in pool)
+
+        await wait_for(on_disk, what="the servers in the config on disk")
 
 
 async def test_removed_server_finishes_its_request(tmp_path: Path, backends: Backends) -> None:

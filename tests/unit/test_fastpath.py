@@ -3,20 +3,18 @@ decline (None) so the full sync runs."""
 
 from __future__ import annotations
 
-import pytest
-from factories import endpoint_slice, endpoints, service, snapshot, subset
+from collections import defaultdict
 
-from service_loadbalancer.fastpath import (
-    endpoint_changes,
-    patch_model,
-    replace_sections,
-    sub_snapshot,
-)
+import pytest
+from factories import endpoint_slice, endpoints, service, subset
+
+from service_loadbalancer.fastpath import patch_sections, running_from, swap_servers
 from service_loadbalancer.haproxy.render import render
-from service_loadbalancer.kube.objects import ObjectKey, RawObject
-from service_loadbalancer.model import LoadBalancer, Problem
+from service_loadbalancer.haproxy.sections import split_sections
+from service_loadbalancer.kube.objects import KNOWN_KINDS, ObjectKey, RawObject
+from service_loadbalancer.model import Problem
 from service_loadbalancer.settings import ServiceRef, Settings, TcpService
-from service_loadbalancer.store import Snapshot
+from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate
 
 COOKIE = {"serviceloadbalancer/lb.cookie-sticky-session": "true"}
@@ -29,31 +27,39 @@ OTHERS: list[RawObject] = [
 TCP = Settings(tcp_services=(TcpService(ServiceRef("db"), 5432),))
 
 
+def ready_store(objects: list[RawObject]) -> Store:
+    store = Store(KNOWN_KINDS)
+    by_kind: dict[str, list[RawObject]] = defaultdict(list)
+    for obj in objects:
+        by_kind[str(obj["kind"])].append(obj)
+    store.replace_many({kind: by_kind.get(kind, []) for kind in KNOWN_KINDS})
+    return store
+
+
 def fast(before: list[RawObject], after: list[RawObject], settings: Settings) -> str | None:
-    """The config text the fast path makes, or None when it declines."""
-    old_snap, new_snap = snapshot(*before), snapshot(*after)
-    old = translate_model(old_snap, settings)
-    services = endpoint_changes(old_snap, new_snap)
-    if services is None:
+    """The config text the fast path makes, or None when it declines: the store moves
+    from `before` to `after` as a list would, the journal says what changed."""
+    store = ready_store(before)
+    old = translate(store.snapshot(), settings)
+    running = running_from(old, render(old.model, settings), version=store.version)
+    by_kind: dict[str, list[RawObject]] = defaultdict(list)
+    for obj in after:
+        by_kind[str(obj["kind"])].append(obj)
+    store.replace_many({kind: by_kind.get(kind, []) for kind in KNOWN_KINDS})
+    changes = store.changes_since(running.version)
+    assert changes is not None
+    if not changes.endpoints_only:
         return None
-    partial = translate(sub_snapshot(new_snap, services), settings)
-    old_problems = translate(old_snap, settings).problems
-    patch = patch_model(old, partial.model, partial.problems, services, old_problems)
-    if patch is None:
+    partial = translate(store.endpoints_of(changes.endpoints), settings)
+    swap = swap_servers(running, partial, changes.endpoints)
+    if swap.declined:
         return None
-    tiny = render(LoadBalancer(backends=patch.backends), settings)
-    patched = replace_sections(
-        render(old, settings).config, {b.name: tiny.config for b in patch.backends}
-    )
-    return None if patched is None else patched[0]
-
-
-def translate_model(snap: Snapshot, settings: Settings) -> LoadBalancer:
-    return translate(snap, settings).model
+    patch = patch_sections(running.sections, [new for _, new in swap.pairs.values()], settings)
+    return None if patch is None else patch.sections.text()
 
 
 def full(after: list[RawObject], settings: Settings) -> str:
-    return render(translate_model(snapshot(*after), settings), settings).config
+    return render(translate(ready_store(after).snapshot(), settings).model, settings).config
 
 
 @pytest.mark.parametrize(
@@ -92,13 +98,6 @@ def full(after: list[RawObject], settings: Settings) -> str:
             id="cookie",
         ),
         pytest.param(
-            [service("web", 80, session_affinity="ClientIP"), endpoint_slice("web", "10.0.0.1")],
-            [service("web", 80, session_affinity="ClientIP"),
-             endpoint_slice("web", "fd00::1", address_type="IPv6")],
-            Settings(),
-            id="v4-to-v6-stick-table",
-        ),
-        pytest.param(
             [service("web", 80), endpoint_slice("web", "10.0.0.1")],
             [service("web", 80), endpoint_slice("web", "10.0.0.1"),
              endpoint_slice("web", "10.0.0.7", name="web-second")],
@@ -132,6 +131,12 @@ def test_fast_path_equals_full_render(
             id="service-changed",
         ),
         pytest.param(
+            [service("web", 80, session_affinity="ClientIP"), endpoint_slice("web", "10.0.0.1")],
+            [service("web", 80, session_affinity="ClientIP"),
+             endpoint_slice("web", "fd00::1", address_type="IPv6")],
+            id="v4-to-v6-stick-table-needs-a-reload",
+        ),
+        pytest.param(
             [service("web", 80), endpoint_slice("web", "10.0.0.1")],
             [service("web", 80), endpoint_slice("web", "not-an-ip")],
             id="new-problem",
@@ -157,38 +162,57 @@ def test_fast_path_equals_full_render(
         ),
     ],
 )  # fmt: skip
-def test_fast_path_declines(before: list[RawObject], after: list[RawObject]) -> None:
+def test_fast_path_declines(
+    before: list[RawObject], after: list[RawObject], request: pytest.FixtureRequest
+) -> None:
     result = fast(before + OTHERS, after + OTHERS, Settings())
+    if "reload" in request.node.callspec.id:
+        assert result is None
     # Either declined, or (no backend at all) nothing to patch: never a wrong config.
     assert result is None or result == full(after + OTHERS, Settings())
 
 
-def test_endpoint_changes() -> None:
+def test_store_journal_names_the_services_whose_endpoints_changed() -> None:
     a = endpoint_slice("web", "10.0.0.1")
     moved = endpoint_slice("api", "10.0.0.1", name="web-abcde")
-    base = [service("web", 80), service("api", 80), a]
-    assert endpoint_changes(snapshot(*base), snapshot(*base)) == set()
-    assert endpoint_changes(snapshot(*base), snapshot(*base[:2], moved)) == {
-        ("default", "web"),
-        ("default", "api"),
+    store = ready_store([service("web", 80), service("api", 80), a])
+    start = store.version
+    assert store.changes_since(start) is not None
+    assert not store.changes_since(start).endpoints  # type: ignore[union-attr]
+    store.upsert(moved)  # the slice now belongs to another Service: both changed
+    changes = store.changes_since(start)
+    assert changes is not None and changes.endpoints_only
+    assert changes.endpoints == {("default", "web"), ("default", "api")}
+    assert set(store.endpoints_of({("default", "api")}).objects) == {
+        ObjectKey("Service", "default", "api"),
+        ObjectKey("EndpointSlice", "default", "web-abcde"),
     }
-    assert endpoint_changes(snapshot(*base), snapshot(*base[:2])) == {("default", "web")}
+    at = store.version
+    store.delete(ObjectKey("EndpointSlice", "default", "web-abcde"))
+    assert store.changes_since(at).endpoints == {("default", "api")}  # type: ignore[union-attr]
     problem = Problem(ObjectKey("File", "", "x.yaml"), "bad")
-    assert endpoint_changes(snapshot(*base), snapshot(*base, problems={"files": [problem]})) is None
+    at = store.version
+    store.set_problems("files", [problem])
+    assert not store.changes_since(at).endpoints_only  # type: ignore[union-attr]
+    assert store.changes_since(store.version + 1) is None
 
 
-def test_replace_sections_needs_both_sides() -> None:
+def test_store_journal_forgets_beyond_its_size() -> None:
+    store = ready_store([service("web", 80)])
+    start = store.version
+    for i in range(4100):
+        store.upsert(endpoint_slice("web", f"10.0.{i // 250}.{i % 250 + 1}"))
+    assert store.changes_since(start) is None  # too far back: a full sync
+    assert store.changes_since(store.version - 10) is not None
+
+
+def test_sections_swap_a_backend_body_and_keep_its_spacing() -> None:
     text = "global\n    x\n\nbackend a\n    server s 1.1.1.1:80\n\nbackend b\n    balance first\n"
-    other = "backend b\n    balance first\n    server t 1.1.1.2:80\n"
-    assert replace_sections(text, {"b": other}) == (
-        "global\n    x\n\nbackend a\n    server s 1.1.1.1:80\n\n"
-        "backend b\n    balance first\n    server t 1.1.1.2:80\n",
-        {
-            "b": (
-                "backend b\n    balance first",
-                "backend b\n    balance first\n    server t 1.1.1.2:80",
-            )
-        },
-    )
-    assert replace_sections(text, {"c": other}) is None
-    assert replace_sections(text, {"a": other}) is None
+    sections = split_sections(text)
+    assert sections.text() == text
+    assert sections.body("b") == "backend b\n    balance first"
+    swapped = sections.replace({"a": "backend a\n    server t 1.1.1.2:80"})
+    assert swapped.text() == text.replace("s 1.1.1.1", "t 1.1.1.2")
+    assert sections.body("c") is None
+    with pytest.raises(KeyError):
+        sections.replace({"c": "backend c\n"})

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from service_loadbalancer.haproxy.files import filter_server_state
 from service_loadbalancer.haproxy.runtime import (
     RuntimeApiError,
     ServerState,
     parse_servers_state,
     parse_stat_sessions,
 )
-from service_loadbalancer.reconciler import filter_server_state, split_servers
+from service_loadbalancer.haproxy.sections import split_servers
 
 HEADER = (
     "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight "

@@ -22,7 +22,7 @@ from factories import (
 from service_loadbalancer import cli
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret
 from service_loadbalancer.haproxy.certs import remove_unused, write_certificates
-from service_loadbalancer.haproxy.plan import reason_kind, reload_reasons
+from service_loadbalancer.haproxy.plan import ReasonKind, reload_reasons
 from service_loadbalancer.haproxy.render import (
     CERTS_DIR,
     CRT_LIST,
@@ -385,16 +385,16 @@ def test_reload_reasons_for_https(ca: trustme.CA, default_cert: Path) -> None:
     svc = service("web", annotations={**TERM, P + "lb.ssl-secret": "w"})
     before = translate(snapshot(svc, secret_for(ca, "w", "web.example")), settings).model
     after = translate(snapshot(svc, secret_for(ca, "w", "web.example")), settings).model
-    reasons = reload_reasons(before, after)
+    reasons = [str(r) for r in reload_reasons(before, after)]
     assert len(reasons) == 1 and reasons[0].startswith("certificates changed (default_w_")
     assert "PRIVATE" not in reasons[0]
-    assert reason_kind(reasons[0]) == "certificates changed"
+    assert reload_reasons(before, after)[0].kind is ReasonKind.CERTIFICATES
     plain = translate(snapshot(service("web")), settings).model
-    assert "HTTPS routes changed" in reload_reasons(plain, before)
+    assert "HTTPS routes changed" in map(str, reload_reasons(plain, before))
     redirect = service("web", annotations={**TERM, P + "lb.sslRedirect": "true"})
     with_redirect = translate(snapshot(redirect), settings).model
     term_only = translate(snapshot(service("web", annotations=TERM)), settings).model
-    assert reload_reasons(term_only, with_redirect) == [
+    assert [str(r) for r in reload_reasons(term_only, with_redirect)] == [
         "http backend default/web:80 options changed"
     ]
 

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from service_loadbalancer.haproxy.files import atomic_write
+
 #: The names translation gives certificate files (namespace_name_hash.pem).
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\.pem\Z")
 
@@ -32,15 +34,7 @@ def write_certificates(directory: Path, certificates: Mapping[str, str]) -> None
         with contextlib.suppress(OSError):
             if target.read_bytes() == data:
                 continue
-        tmp = directory / f".{name}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        atomic_write(target, pem, mode=0o600, fsync=True)
 
 
 def remove_unused(directory: Path, keep: Iterable[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """Planning: why the running config must change. Pure, no I/O.
 
-Every reload carries reasons a person can read ("backend default/web added"), which are
-logged and counted; an empty reason is a bug.
+Every reload carries typed reasons: a kind (the label of the reloads metric) and a
+sentence a person can read ("backend default/web added"), which is logged; an empty
+reason is a bug.
 
 `plan` decides how a change is applied. Endpoint changes of an existing backend (servers
 added, removed, back again) become Runtime API operations: `add server` + `set server
@@ -17,8 +18,8 @@ batch, which then reloads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from service_loadbalancer.model import Backend, LoadBalancer, Server, Stickiness
@@ -40,16 +41,40 @@ class ServerOp:
     server: Server
 
 
+class ReasonKind(StrEnum):
+    """Why a reload happened, in few words: the label of the reloads metric."""
+
+    INITIAL = "initial config"
+    SETTINGS = "settings or template changed"
+    TEXT = "config text changed"
+    CERTIFICATES = "certificates changed"
+    ADDED = "added"
+    REMOVED = "removed"
+    OPTIONS = "options changed"
+    ROUTES = "routes changed"
+    LISTENERS = "listeners changed"
+    ENDPOINTS = "endpoints changed"
+    COOKIE_ENDPOINTS = "cookie backend endpoints changed"
+    RUNTIME_FAILED = "runtime update failed"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Reason:
+    """One reason to reload: its kind (for the metric) and a sentence (for the log)."""
+
+    kind: ReasonKind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Either runtime operations (`reload` empty) or a reload with its reasons."""
 
     ops: tuple[ServerOp, ...] = ()
-    reload: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def noop(self) -> bool:
-        return not self.ops and not self.reload
+    reload: tuple[Reason, ...] = ()
 
 
 def plan(
@@ -62,15 +87,32 @@ def plan(
     """How to go from `running` (with `draining` servers per backend, still in HAProxy
     but no longer in the model) to `desired`."""
     if running is None:
-        return Plan(reload=("initial config",))
-    draining = draining or {}
-    structural = _structural_reasons(running, desired, settings_changed=settings_changed)
+        return Plan(reload=(Reason(ReasonKind.INITIAL, "initial config"),))
+    structural = [
+        r
+        for r in reload_reasons(running, desired, settings_changed=settings_changed)
+        if r.kind not in (ReasonKind.ENDPOINTS, ReasonKind.TEXT)
+    ]
     before = {b.name: b for b in running.backends}
+    pairs = [(before[b.name], b) for b in desired.backends if b.name in before]
+    endpoints = plan_endpoints(pairs, draining=draining)
+    if structural:
+        reasons = structural + list(endpoints.reload) + endpoint_reasons(pairs)
+        return Plan(reload=tuple(dict.fromkeys(reasons)))
+    return endpoints
+
+
+def plan_endpoints(
+    pairs: Iterable[tuple[Backend, Backend]], *, draining: Mapping[str, frozenset[str]] | None
+) -> Plan:
+    """The runtime operations that take each (old, new) backend pair, alike but for
+    their servers, from the old servers to the new: work in proportion to the pairs
+    given, so the endpoint fast path can plan just the backends it touched."""
+    draining = draining or {}
     ops: list[ServerOp] = []
-    fallback: list[str] = []
-    for new in desired.backends:
-        old = before.get(new.name)
-        if old is None or old.servers == new.servers:
+    fallback: list[Reason] = []
+    for old, new in pairs:
+        if old is new or old.servers == new.servers:
             continue
         old_names = {s.name for s in old.servers}
         new_names = {s.name for s in new.servers}
@@ -78,8 +120,11 @@ def plan(
         removed = [s for s in old.servers if s.name not in new_names]
         if added and new.stickiness is Stickiness.COOKIE:
             fallback.append(
-                f"{_label(new)} endpoints changed (+{len(added)} -{len(removed)}): "
-                "cookie stickiness needs a reload to give new servers a cookie"
+                Reason(
+                    ReasonKind.COOKIE_ENDPOINTS,
+                    f"{_label(new)} endpoints changed (+{len(added)} -{len(removed)}): "
+                    "cookie stickiness needs a reload to give new servers a cookie",
+                )
             )
             continue
         gone = draining.get(new.name, frozenset())
@@ -87,36 +132,20 @@ def plan(
             kind = OpKind.READY if server.name in gone else OpKind.ADD
             ops.append(ServerOp(new.name, kind, server))
         ops.extend(ServerOp(new.name, OpKind.DRAIN, s) for s in removed)
-    if structural or fallback:
-        reasons = structural + fallback
-        if structural:
-            reasons += _endpoint_reasons(running, desired, skip=set())
-        return Plan(reload=tuple(dict.fromkeys(reasons)))
+    if fallback:
+        return Plan(reload=tuple(fallback))
     return Plan(ops=tuple(sorted(ops)))
 
 
-def _structural_reasons(
-    old: LoadBalancer, new: LoadBalancer, *, settings_changed: bool
-) -> list[str]:
-    """Every reason to reload except endpoint changes (those are runtime operations)."""
-    return [
-        r
-        for r in reload_reasons(old, new, settings_changed=settings_changed)
-        if reason_kind(r) not in ("endpoints changed", "config text changed")
-    ]
+def endpoint_reasons(pairs: Iterable[tuple[Backend, Backend]]) -> list[Reason]:
+    """One reason per (old, new) backend pair whose servers differ."""
+    return [_endpoints_changed(a, b) for a, b in pairs if a is not b and a.servers != b.servers]
 
 
-def _endpoint_reasons(old: LoadBalancer, new: LoadBalancer, *, skip: set[str]) -> list[str]:
-    before = {b.name: b for b in old.backends}
-    reasons = []
-    for b in new.backends:
-        a = before.get(b.name)
-        if a is None or a.servers == b.servers or b.name in skip:
-            continue
-        added = len(set(b.servers) - set(a.servers))
-        removed = len(set(a.servers) - set(b.servers))
-        reasons.append(f"{_label(b)} endpoints changed (+{added} -{removed})")
-    return reasons
+def _endpoints_changed(a: Backend, b: Backend) -> Reason:
+    added = len(set(b.servers) - set(a.servers))
+    removed = len(set(a.servers) - set(b.servers))
+    return Reason(ReasonKind.ENDPOINTS, f"{_label(b)} endpoints changed (+{added} -{removed})")
 
 
 def _options(b: Backend) -> Backend:
@@ -132,57 +161,39 @@ def _label(backend: Backend) -> str:
 
 def reload_reasons(
     old: LoadBalancer | None, new: LoadBalancer, *, settings_changed: bool = False
-) -> list[str]:
+) -> list[Reason]:
     """What differs between the running model and the new one, most structural first."""
     if old is None:
-        return ["initial config"]
-    reasons: list[str] = []
+        return [Reason(ReasonKind.INITIAL, "initial config")]
+    reasons: list[Reason] = []
     if settings_changed:
-        reasons.append("settings or template changed")
+        reasons.append(Reason(ReasonKind.SETTINGS, "settings or template changed"))
     before = {b.name: b for b in old.backends}
     after = {b.name: b for b in new.backends}
     for name in sorted(after.keys() - before.keys()):
-        reasons.append(f"{_label(after[name])} added")
+        reasons.append(Reason(ReasonKind.ADDED, f"{_label(after[name])} added"))
     for name in sorted(before.keys() - after.keys()):
-        reasons.append(f"{_label(before[name])} removed")
+        reasons.append(Reason(ReasonKind.REMOVED, f"{_label(before[name])} removed"))
     for name in sorted(after.keys() & before.keys()):
         a, b = before[name], after[name]
         if a is b:
             continue  # the fast path keeps unchanged backends: skip them cheaply
         if a.servers != b.servers:
-            added = len(set(b.servers) - set(a.servers))
-            removed = len(set(a.servers) - set(b.servers))
-            reasons.append(f"{_label(b)} endpoints changed (+{added} -{removed})")
+            reasons.append(_endpoints_changed(a, b))
         if _options(a) != _options(b):
-            reasons.append(f"{_label(b)} options changed")
-    if old.http_routes != new.http_routes:
-        reasons.append("HTTP routes changed")
-    if old.tcp_frontends != new.tcp_frontends:
-        reasons.append("TCP listeners changed")
-    if old.https_routes != new.https_routes:
-        reasons.append("HTTPS routes changed")
-    if old.passthrough != new.passthrough:
-        reasons.append("TLS passthrough routes changed")
+            reasons.append(Reason(ReasonKind.OPTIONS, f"{_label(b)} options changed"))
+    for changed, kind, text in (
+        (old.http_routes != new.http_routes, ReasonKind.ROUTES, "HTTP routes changed"),
+        (old.tcp_frontends != new.tcp_frontends, ReasonKind.LISTENERS, "TCP listeners changed"),
+        (old.https_routes != new.https_routes, ReasonKind.ROUTES, "HTTPS routes changed"),
+        (old.passthrough != new.passthrough, ReasonKind.ROUTES, "TLS passthrough routes changed"),
+    ):
+        if changed:
+            reasons.append(Reason(kind, text))
     if old.certificates != new.certificates:
         # Names only: they say which Secret changed, and never hold key material.
         names = sorted({c.name for c in old.certificates} ^ {c.name for c in new.certificates})
-        reasons.append(f"certificates changed ({', '.join(names)})")
-    return reasons or ["config text changed"]
-
-
-def reason_kind(reason: str) -> str:
-    """A low-cardinality label for the reloads metric ("backend added", ...)."""
-    if reason in ("initial config", "settings or template changed", "config text changed"):
-        return reason
-    if reason.startswith("certificates changed"):
-        return "certificates changed"
-    for suffix in ("added", "removed", "options changed", "routes changed", "listeners changed"):
-        if reason.endswith(suffix):
-            return suffix
-    if "cookie stickiness" in reason:
-        return "cookie backend endpoints changed"
-    if "endpoints changed" in reason:
-        return "endpoints changed"
-    if reason.startswith("runtime update failed"):
-        return "runtime update failed"
-    return "other"
+        reasons.append(
+            Reason(ReasonKind.CERTIFICATES, f"certificates changed ({', '.join(names)})")
+        )
+    return reasons or [Reason(ReasonKind.TEXT, "config text changed")]

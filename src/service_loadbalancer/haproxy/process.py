@@ -40,7 +40,7 @@ import os
 import re
 import signal
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,13 +346,16 @@ class HAProxyProcess:
             return False
         return self.running() and bool(status.workers)
 
-    async def supervise(self) -> None:
+    async def supervise(
+        self, *, before_restart: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Restart the master whenever it dies without `stop()` having asked it to.
 
         Restarts use the config on disk, which is the last good one (the reconciler
         installs only configs that passed `haproxy -c`), with a backoff that doubles
         from 0.1 s to 5 s and resets once a master stayed up for a while. Returns
-        when `stop()` is called; cancelling it is fine too.
+        when `stop()` is called; cancelling it is fine too. `before_restart` runs before
+        each restart (the reconciler writes pending server changes to the config).
         """
         loop = asyncio.get_running_loop()
         delay = _BACKOFF_FIRST
@@ -378,6 +381,8 @@ class HAProxyProcess:
             if self._stop_requested:
                 return
             delay = min(delay * 2, _BACKOFF_MAX)
+            if before_restart is not None:
+                await before_restart()
             async with self._lock:
                 if self._stop_requested:
                     return

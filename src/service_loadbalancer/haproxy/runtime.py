@@ -19,16 +19,21 @@ import asyncio
 import contextlib
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from service_loadbalancer.haproxy.plan import OpKind, ServerOp
 
 __all__ = [
     "RuntimeApi",
     "RuntimeApiError",
     "ServerState",
+    "check_servers",
+    "drain_commands",
     "parse_servers_state",
     "parse_stat_sessions",
+    "server_commands",
 ]
 
 _PROMPT = b"\n> "
@@ -131,6 +136,99 @@ def parse_stat_sessions(text: str) -> dict[tuple[str, str], int]:
             continue
         result[(row.get("pxname") or "", name)] = busy
     return result
+
+
+#: What HAProxy 2.6 answers to a successful `add server` (the other commands: nothing).
+_ADDED = "New server registered."
+_DELETED = "Server deleted."
+
+
+def server_commands(
+    ops: Iterable[ServerOp], args: Mapping[tuple[str, str], str]
+) -> tuple[list[str], list[str]] | str:
+    """The commands for `ops` and the answer each must get, or why they cannot be made.
+
+    `args`: (backend, server) -> the server's arguments as the config renders them, so a
+    server added at run time is exactly the one a reload would create."""
+    commands: list[str] = []
+    expected: list[str] = []
+    for op in ops:
+        target = f"{op.backend}/{op.server.name}"
+        if op.kind is OpKind.ADD:
+            server_args = args.get((op.backend, op.server.name))
+            if server_args is None:
+                return f"server {target} is not in the rendered config"
+            commands.append(f"add server {target} {server_args}")
+            expected.append(_ADDED)
+        state = "drain" if op.kind is OpKind.DRAIN else "ready"
+        commands.append(f"set server {target} state {state}")
+        expected.append("")
+    return commands, expected
+
+
+def check_servers(
+    rows: Iterable[ServerState],
+    expected: Mapping[tuple[str, str], str],
+    backends: Iterable[str],
+    draining: Mapping[str, Iterable[str]],
+) -> str | None:
+    """`show servers state` rows of `backends` must list every server of `expected`
+    ((backend, server) -> arguments) as ready with its address, every draining one as
+    draining (or gone), and nothing else; None when they do, else the first difference."""
+    wanted = set(backends)
+    seen = {(r.backend, r.name): r for r in rows}
+    for (backend, name), server_args in expected.items():
+        if backend not in wanted:
+            continue
+        row = seen.pop((backend, name), None)
+        if row is None:
+            return f"server {backend}/{name} is missing"
+        if not row.ready:
+            return f"server {backend}/{name} is not ready (admin state {row.admin_state})"
+        endpoint = server_args.split()[0] if server_args else ""
+        host = f"[{row.address}]" if ":" in row.address else row.address
+        if f"{host}:{row.port}" != endpoint:
+            return f"server {backend}/{name} has {host}:{row.port}, not {endpoint}"
+    for (backend, name), row in seen.items():
+        if name not in draining.get(backend, ()):
+            return f"server {backend}/{name} should not be there"
+        if not (row.drain or row.maint):
+            return f"server {backend}/{name} should be draining"
+    return None
+
+
+def drain_commands(
+    draining: Mapping[str, Mapping[str, float]], busy: Mapping[tuple[str, str], int], now: float
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """For draining servers (backend -> server -> deadline) and their sessions in flight
+    (`busy`, from `show stat`): the commands that delete the idle or overdue ones (cutting
+    the sessions of overdue ones), and the servers that are done (deleted, or gone)."""
+    commands: list[str] = []
+    done: list[tuple[str, str]] = []
+    for backend, servers in draining.items():
+        for name, deadline in servers.items():
+            sessions = busy.get((backend, name))
+            if sessions is None:
+                done.append((backend, name))  # already gone
+                continue
+            if sessions and now < deadline:
+                continue
+            target = f"{backend}/{name}"
+            if sessions:
+                commands.append(f"shutdown sessions server {target}")
+            commands += [f"set server {target} state maint", f"del server {target}"]
+            done.append((backend, name))
+    return commands, done
+
+
+def deleted_servers(commands: Sequence[str], answers: Sequence[str]) -> set[tuple[str, str]]:
+    """The servers whose `del server` succeeded."""
+    deleted: set[tuple[str, str]] = set()
+    for command, answer in zip(commands, answers, strict=True):
+        if command.startswith("del server") and answer.strip() == _DELETED:
+            backend, _, name = command.split()[2].partition("/")
+            deleted.add((backend, name))
+    return deleted
 
 
 class RuntimeApi:
