@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from service_loadbalancer.events import EventRecorder
 from service_loadbalancer.haproxy.process import HAProxyProcess
+from service_loadbalancer.kube.client import KubeOptions, connect
 from service_loadbalancer.kube.objects import KNOWN_KINDS
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.reconciler import Reconciler
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources.files import ManifestSource
-from service_loadbalancer.sources.kube import KubeOptions, KubeSource, connect, served_kinds
+from service_loadbalancer.sources.kube import KubeSource, served_kinds
 from service_loadbalancer.status import start_status_server
 from service_loadbalancer.store import Store
 

@@ -29,9 +29,9 @@ from typing import Any, Final
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
+from service_loadbalancer.kube.client import request_json
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import Problem
-from service_loadbalancer.sources.kube import request_json
 
 _LOG = logging.getLogger(__name__)
 

@@ -17,11 +17,12 @@ from pathlib import Path
 from service_loadbalancer.haproxy.certs import write_certificates
 from service_loadbalancer.haproxy.process import check_config
 from service_loadbalancer.haproxy.render import CERTS_DIR, TemplateError, render
+from service_loadbalancer.kube.client import KubeOptions, connect
 from service_loadbalancer.kube.objects import KNOWN_KINDS
 from service_loadbalancer.reconciler import write_files
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources.files import ManifestSource
-from service_loadbalancer.sources.kube import KubeOptions, KubeSource, connect, served_kinds
+from service_loadbalancer.sources.kube import KubeSource, served_kinds
 from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate
 

@@ -15,8 +15,9 @@ from aiohttp import web
 from fake_apiserver import FakeAPIServer
 from harness import service, slices, wait_for
 
+from service_loadbalancer.kube.client import connect
 from service_loadbalancer.kube.objects import ObjectKey
-from service_loadbalancer.sources.kube import KubeSource, connect, served_kinds
+from service_loadbalancer.sources.kube import KubeSource, served_kinds
 from service_loadbalancer.store import Store
 
 
