@@ -75,16 +75,23 @@ class ManifestSource:
     second edit within the same second, while re-reading compares contents (through the store).
     """
 
+    #: Objects from files are not API objects: no Events for them.
+    api: Final = None
+
     def __init__(
         self,
         directory: Path,
-        store: Store,
+        store: Store | None = None,
         *,
         logger: logging.Logger | None = None,
         poll: bool | None = None,
+        name: str = "source:files",
     ) -> None:
+        self.name = name
         self._directory = directory
-        self._store = store
+        #: Every kind the controller reads; all are "listed" by the first load that finds
+        #: the directory.
+        self._store = store if store is not None else Store(KNOWN_KINDS)
         self._log = logger or _LOG
         self._poll = _polling_requested() if poll is None else poll
         self._cache = ParseCache()
@@ -94,6 +101,25 @@ class ManifestSource:
     @property
     def directory(self) -> Path:
         return self._directory
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def description(self) -> str:
+        return str(self._directory)
+
+    def problems(self) -> list[str]:
+        """Always []: a missing directory or a bad file is a problem in the store, and an
+        empty store is not ready, which /healthz says on its own."""
+        return []
+
+    async def load_once(self) -> None:
+        self.load()
+
+    async def aclose(self) -> None:
+        """Nothing to release: watching ends with `run`."""
 
     @property
     def polling(self) -> bool:

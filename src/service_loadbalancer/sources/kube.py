@@ -35,6 +35,7 @@ from service_loadbalancer.kube.client import (
     DEFAULT_KINDS,
     ConfigError,
     KubeOptions,
+    connect,
     request,
     request_json,
 )
@@ -113,36 +114,77 @@ class _Unit:
 class KubeSource:
     """Keeps the store equal to what the API server has, for the given kinds and namespaces.
 
-    `problems()` names every permission that is missing right now (for /healthz).
+    `problems()` names every permission that is missing right now (for /healthz). The source
+    owns `api`: `aclose()` closes it. Without a `store` it makes its own, which is ready once
+    every kind has been listed in every namespace.
     """
 
     def __init__(
         self,
         *,
         api: ApiClient,
-        store: Store,
         kinds: Sequence[str],
+        store: Store | None = None,
         namespaces: Sequence[str] = (),
         backoff: Backoff | None = None,
         page_size: int = PAGE_SIZE,
         watch_timeout: int = WATCH_TIMEOUT,
         logger: logging.Logger | None = None,
         on_restart: Callable[[str], None] | None = None,
+        name: str = "source:kube",
     ) -> None:
-        self._api = api
+        self.name = name
+        #: The cluster's client: the source reads through it, and Events about the objects
+        #: read go through it too.
+        self.api: ApiClient = api
         #: Called with the failure's action (relist, retry, forbidden) whenever a unit
         #: has to list or watch again; the controller counts these in its metrics.
         self._on_restart = on_restart
-        self._store = store
+        self._kinds = tuple(kinds)
+        self._namespaces = tuple(namespaces) or ("",)
+        self._store = store if store is not None else Store(kinds, namespaces=self._namespaces)
         self._units = [
-            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in namespaces or ("",)
+            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in self._namespaces
         ]
         self._backoff = backoff or Backoff()
         self._page_size = page_size
         self._watch_timeout = watch_timeout
         self._log = logger or _LOG
 
-    async def list_once(self) -> None:
+    @classmethod
+    async def open(
+        cls,
+        options: KubeOptions,
+        *,
+        namespaces: Sequence[str] = (),
+        on_restart: Callable[[str], None] | None = None,
+    ) -> KubeSource:
+        """A source for the cluster `options` point to, reading the kinds it serves of
+        `options.kinds` (see `served_kinds`); ConfigError if there is no usable cluster
+        configuration."""
+        api = await connect(
+            kubeconfig=options.kubeconfig,
+            context=options.context,
+            in_cluster=options.in_cluster,
+            watches=(len(options.kinds) + 1) * len(tuple(namespaces) or ("",)),
+        )
+        try:
+            kinds = await served_kinds(api, options.kinds)
+        except BaseException:  # cancelled while the API is out of reach: close the pool
+            await api.close()
+            raise
+        return cls(api=api, kinds=kinds, namespaces=namespaces, on_restart=on_restart)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def description(self) -> str:
+        where = ", ".join(namespace for namespace in self._namespaces if namespace)
+        return f"{', '.join(self._kinds)} from the Kubernetes API ({where or 'all namespaces'})"
+
+    async def load_once(self) -> None:
         """List every unit once (for `render` and `check`); the first failure raises
         ConfigError with its reason."""
         for unit in self._units:
@@ -160,12 +202,23 @@ class KubeSource:
     def problems(self) -> list[str]:
         return [unit.forbidden for unit in self._units if unit.forbidden]
 
-    async def run(self) -> None:
-        """Inform every unit, forever (until cancelled)."""
+    async def run(self, *, stop: asyncio.Event | None = None) -> None:
+        """Inform every unit until `stop` is set (or forever, until cancelled)."""
         async with asyncio.TaskGroup() as group:
-            for unit in self._units:
-                group.create_task(self._inform(unit), name=f"informer:{unit.resource.plural}:"
-                                  f"{unit.namespace or '*'}")  # fmt: skip
+            informers = [
+                group.create_task(
+                    self._inform(unit),
+                    name=f"informer:{unit.resource.plural}:{unit.namespace or '*'}",
+                )
+                for unit in self._units
+            ]
+            if stop is not None:
+                await stop.wait()
+                for informer in informers:
+                    informer.cancel()
+
+    async def aclose(self) -> None:
+        await self.api.close()
 
     async def _inform(self, unit: _Unit) -> None:
         while True:
@@ -229,7 +282,7 @@ class KubeSource:
             if token:
                 query.append(("continue", token))
             status, body = await request_json(
-                self._api, "GET", unit.resource.path(unit.namespace), query=query
+                self.api, "GET", unit.resource.path(unit.namespace), query=query
             )
             if not 200 <= status < 300 or not isinstance(body, dict):
                 raise _Failed(classify(status, body if isinstance(body, dict) else None), "list")
@@ -264,7 +317,7 @@ class KubeSource:
             ("timeoutSeconds", str(timeout)),
         ]
         response = await request(
-            self._api,
+            self.api,
             "GET",
             unit.resource.path(unit.namespace),
             query=query,
