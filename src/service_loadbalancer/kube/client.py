@@ -8,7 +8,7 @@ its reactor.
 - **Auth is the library's.** kubernetes_asyncio loads the kubeconfig (contexts, client
   certificates, bearer tokens, exec credential plugins, CA bundles) or the pod's service
   account, and sends our requests; we only ask it for raw responses, so objects stay the
-  plain JSON dicts `kube/objects.py` describes, exactly as the file source gives them.
+  plain JSON dicts (`RawObject`), exactly as the file source gives them.
 - **One error for a configuration that cannot be used** (`ConfigError`), whose message
   tells the user what to give instead; the CLI prints it and exits.
 """

@@ -3,7 +3,7 @@
 Why it looks like this:
 
 - **The transport is `kube/client.py`'s** (kubeconfig, auth, raw requests); objects stay the
-  plain JSON dicts `kube/objects.py` describes, exactly as the file source gives them.
+  plain JSON dicts (`RawObject`), exactly as the file source gives them.
 - **The decisions are data.** What a 410, a 403 or a dropped stream means, and how long to
   wait, is decided by the pure functions in `kube/watch.py`; this module only moves bytes.
 - **A failed list never empties anything.** Pages are collected first and handed to the
