@@ -19,7 +19,7 @@ path in the controller. What a caller may ask of a source is exactly this:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from service_loadbalancer.store import Store
 
 
+@runtime_checkable
 class Source(Protocol):
-    """Where objects come from (see the module docstring)."""
+    """Where objects come from (see the module docstring). `isinstance(x, Source)` checks
+    only that the members exist; mypy checks their types."""
 
     #: The name of its task, e.g. "source:files".
     @property
