@@ -14,23 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN, is_host_name
 from service_loadbalancer.model import Algorithm
 
 PREFIX = "serviceloadbalancer/"
 
 T = TypeVar("T")
 
-#: RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
-#: `\Z`, not `$`, everywhere: `$` also matches before a trailing newline.
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-HOST_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z")
 #: A URL path prefix: a strict, unreserved character set, no `//`, no dot segments.
+#: `\Z`, not `$`: `$` also matches before a trailing newline. (Host and Secret names are
+#: checked with the name formats of kube/names.py.)
 PATH_RE = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*/?)?\Z")
 MAX_PATH_LEN = 512
-#: A Secret name: a DNS-1123 subdomain, as the API server requires.
-SECRET_NAME_RE = re.compile(
-    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
-)
 #: HSTS max-age: at most two years, the preload list's recommendation.
 MAX_HSTS_AGE = 63072000
 
@@ -87,7 +82,7 @@ def parse_host(raw: str) -> str:
     # ASCII first: some non-ASCII letters lower-case to ASCII (KELVIN SIGN to k).
     value = value.lower() if value.isascii() else ""
     rest = value[2:] if value.startswith("*.") else value
-    if not HOST_RE.match(rest) or len(value) > 253:
+    if not is_host_name(rest) or len(value) > 253:
         raise AnnotationError(
             f"{_quote(raw)} is not an RFC 1123 host name (optionally with a leading *.)"
         )
@@ -110,7 +105,8 @@ def parse_path(raw: str) -> str:
 
 def parse_secret_name(raw: str) -> str:
     value = raw.strip()
-    if not SECRET_NAME_RE.match(value):
+    # A DNS-1123 subdomain, as the API server requires of a Secret's name.
+    if not DNS1123_SUBDOMAIN.matches(value):
         raise AnnotationError(f"{_quote(raw)} is not a Secret name (a DNS-1123 subdomain)")
     return value
 

@@ -14,18 +14,16 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from service_loadbalancer.events import EventRecorder
 from service_loadbalancer.haproxy.process import HAProxyProcess
-from service_loadbalancer.kube.objects import KNOWN_KINDS
+from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.reconciler import Reconciler
 from service_loadbalancer.settings import Settings
-from service_loadbalancer.sources.files import ManifestSource
-from service_loadbalancer.sources.kube import KubeOptions, KubeSource, connect, served_kinds
+from service_loadbalancer.sources import Source, open_source
 from service_loadbalancer.status import start_status_server
 from service_loadbalancer.store import Store
 
@@ -35,64 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("service_loadbalancer")
 
 
-@dataclass
-class _Source:
-    """The active source: its store, its task, and what /healthz must know of it."""
-
-    name: str
-    store: Store
-    task: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
-    problems: Callable[[], list[str]]
-    describe: str
-    kube: KubeSource | None = None
-    api: ApiClient | None = None
-
-
-async def _open_source(settings: Settings, kube: KubeOptions, metrics: Metrics) -> _Source:
-    """The manifests directory if given, else the Kubernetes API (the store then holds
-    only the kinds the cluster serves, in the namespaces asked for)."""
-    if settings.manifests is not None:
-        store = Store(KNOWN_KINDS)
-        files = ManifestSource(settings.manifests, store)
-        return _Source(
-            "source:files", store, lambda stop: files.run(stop=stop), list, str(settings.manifests)
-        )
-    namespaces = settings.namespaces or ("",)
-    api = await connect(
-        kubeconfig=kube.kubeconfig,
-        context=kube.context,
-        in_cluster=kube.in_cluster,
-        watches=(len(kube.kinds) + 1) * len(namespaces),
-    )
-    kinds = await served_kinds(api, kube.kinds)
-    store = Store(kinds, namespaces=namespaces)
-    restarts = metrics.watch_restarts
-    source = KubeSource(
-        api=api,
-        store=store,
-        kinds=kinds,
-        namespaces=namespaces,
-        on_restart=lambda action: restarts.labels(source=f"kube:{action}").inc(),
-    )
-    where = ", ".join(settings.namespaces) or "all namespaces"
-    return _Source(
-        "source:kube",
-        store,
-        lambda _stop: source.run(),
-        source.problems,
-        f"{', '.join(kinds)} from the Kubernetes API ({where})",
-        kube=source,
-        api=api,
-    )
-
-
 async def run(settings: Settings, kube: KubeOptions) -> int:
     """Serve until SIGTERM or SIGINT: every task is named and supervised; if one
     fails the others are cancelled and HAProxy is stopped."""
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.config_path.parent.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
-    active: _Source | None = None
+    active: Source | None = None
     reconciler: Reconciler | None = None
     haproxy = HAProxyProcess(
         haproxy_bin=settings.haproxy_bin,
@@ -121,7 +68,7 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
     )
     try:
-        active = await _until_stopped(_open_source(settings, kube, metrics), stop)
+        active = await _until_stopped(open_source(settings, kube, metrics=metrics), stop)
     finally:
         if active is None:
             await runner.cleanup()
@@ -131,7 +78,7 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
     reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
     log.info(
         "serving %s: HTTP on :%d, stats on :%d, healthz on :%d",
-        active.describe,
+        active.description,
         settings.http_port,
         settings.stats_port,
         settings.healthz_port,
@@ -139,7 +86,7 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(active.task(stop), name=active.name),
+                group.create_task(active.run(stop=stop), name=active.name),
                 group.create_task(reconciler.run(), name="reconciler"),
                 group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
             ]
@@ -154,12 +101,11 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         with contextlib.suppress(Exception):
             await haproxy.stop()
         await runner.cleanup()
-        if active.api is not None:
-            await active.api.close()
+        await active.aclose()
     return 0
 
 
-async def _until_stopped(work: Coroutine[Any, Any, _Source], stop: asyncio.Event) -> _Source | None:
+async def _until_stopped(work: Coroutine[Any, Any, Source], stop: asyncio.Event) -> Source | None:
     """`work`'s result, or None if `stop` is set first (SIGTERM while connecting)."""
     task = asyncio.create_task(work, name="source:connect")
     stopped = asyncio.create_task(stop.wait(), name="stop")

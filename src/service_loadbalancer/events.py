@@ -29,16 +29,16 @@ from typing import Any, Final
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
-from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.kube.client import request_json
+from service_loadbalancer.kube.objects import KNOWN_KINDS, ObjectKey, RawObject
 from service_loadbalancer.model import Problem
-from service_loadbalancer.sources.kube import request_json
 
 _LOG = logging.getLogger(__name__)
 
 COMPONENT: Final = "service-loadbalancer"
 REASON: Final = "NotExposed"
 #: Kinds that are API objects we read (anything else, e.g. "File", gets no Event).
-API_KINDS: Final = frozenset({"Service", "Endpoints", "EndpointSlice", "Secret", "ConfigMap"})
+API_KINDS: Final = frozenset(KNOWN_KINDS)
 MAX_MESSAGE: Final = 1024
 
 

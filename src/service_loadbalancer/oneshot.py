@@ -18,10 +18,9 @@ from service_loadbalancer.haproxy.certs import write_certificates
 from service_loadbalancer.haproxy.files import write_files
 from service_loadbalancer.haproxy.process import check_config
 from service_loadbalancer.haproxy.render import CERTS_DIR, TemplateError, render
-from service_loadbalancer.kube.objects import KNOWN_KINDS
+from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.settings import Settings
-from service_loadbalancer.sources.files import ManifestSource
-from service_loadbalancer.sources.kube import KubeOptions, KubeSource, connect, served_kinds
+from service_loadbalancer.sources import open_source
 from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate
 
@@ -29,24 +28,14 @@ log = logging.getLogger("service_loadbalancer")
 
 
 async def load_store(settings: Settings, kube: KubeOptions) -> Store:
-    """Everything the sources have, once: the manifests directory, else the cluster."""
-    if settings.manifests is None:
-        return await _list_cluster(settings, kube)
-    store = Store(KNOWN_KINDS)
-    ManifestSource(settings.manifests, store).load()
-    return store
-
-
-async def _list_cluster(settings: Settings, kube: KubeOptions) -> Store:
-    """`render` and `check` without --manifests: one list of everything, no watch."""
-    async with await connect(
-        kubeconfig=kube.kubeconfig, context=kube.context, in_cluster=kube.in_cluster
-    ) as api:
-        kinds = await served_kinds(api, kube.kinds)
-        namespaces = settings.namespaces or ("",)
-        store = Store(kinds, namespaces=namespaces)
-        await KubeSource(api=api, store=store, kinds=kinds, namespaces=namespaces).list_once()
-        return store
+    """Everything the source has, once: the manifests directory, or one list of the
+    cluster (no watch)."""
+    source = await open_source(settings, kube)
+    try:
+        await source.load_once()
+    finally:
+        await source.aclose()
+    return source.store
 
 
 def render_once(settings: Settings, kube: KubeOptions) -> int:

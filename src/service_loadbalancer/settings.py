@@ -20,11 +20,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.model import Algorithm
 
 # `\Z`, not `$`: `$` also matches before a trailing newline, which would let
 # "web\n" through into the config.
-DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 STATS_USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 #: The password reaches HAProxy through its environment, never the config text, but
 #: HAProxy still parses it: keep it to printable ASCII without blanks or quotes.
@@ -163,7 +163,7 @@ def load_config_file(path: Path) -> LoadBalancerConfig:
 
 def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
     parts = text.split("/")
-    if len(parts) > 2 or not all(DNS_LABEL_RE.match(p) for p in parts):
+    if len(parts) > 2 or not all(DNS1123_LABEL.matches(p) for p in parts):
         raise SettingsError(f"{flag}: {text!r} is not a service name or namespace/name")
     if len(parts) == 2:
         return ServiceRef(name=parts[1], namespace=parts[0])
@@ -210,7 +210,7 @@ def parse_tcp_services(text: str) -> tuple[TcpService, ...]:
 def parse_namespaces(text: str) -> tuple[str, ...]:
     names = tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
     for name in names:
-        if not DNS_LABEL_RE.match(name):
+        if not DNS1123_LABEL.matches(name):
             raise SettingsError(f"--namespace: {name!r} is not a namespace name")
     return names
 

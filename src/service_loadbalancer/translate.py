@@ -29,6 +29,7 @@ from typing import Any
 
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret
+from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
 from service_loadbalancer.model import (
     Algorithm,
@@ -44,7 +45,7 @@ from service_loadbalancer.model import (
     TlsPassthrough,
     Translation,
 )
-from service_loadbalancer.settings import DNS_LABEL_RE, Settings, TcpService
+from service_loadbalancer.settings import Settings, TcpService
 from service_loadbalancer.store import Snapshot
 
 API_SERVER = ("default", "kubernetes")
@@ -161,7 +162,7 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: _Result) -> list[_Port]:
     settings = out.settings
     # The API server enforces these, but a manifest file or a hostile object may not:
     # names end up in paths, map keys and backend names.
-    if not DNS_LABEL_RE.match(key.name) or not DNS_LABEL_RE.match(key.namespace):
+    if not DNS1123_LABEL.matches(key.name) or not DNS1123_LABEL.matches(key.namespace):
         out.problem(key, "name and namespace must be DNS labels (a-z, 0-9, -; 63 at most)")
         return []
     spec = svc.get("spec")

@@ -1,6 +1,7 @@
 """KubeSource in-process against the fake API server (real HTTPS, real kubeconfig loading
 by kubernetes_asyncio): the store's exact content after relists, expired continue tokens
-mid-list, a forbidden kind that is only watched on request (Secrets), and namespaces."""
+mid-list, a forbidden kind that is only watched on request (Secrets), namespaces, and the
+source as `open_source` gives it (the Source shape)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from aiohttp import web
 from fake_apiserver import FakeAPIServer
 from harness import service, slices, wait_for
 
+from service_loadbalancer.kube.client import ConfigError, KubeOptions, connect
 from service_loadbalancer.kube.objects import ObjectKey
-from service_loadbalancer.sources.kube import KubeSource, connect, served_kinds
+from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.settings import Settings
+from service_loadbalancer.sources import Source, open_source
+from service_loadbalancer.sources.kube import KubeSource, served_kinds
 from service_loadbalancer.store import Store
 
 
@@ -176,3 +181,52 @@ async def test_relist_of_one_namespace_keeps_the_others(api: FakeAPIServer, tmp_
 
         await wait_for(a_relisted, what="a relisted, b kept")
         assert not any(r.startswith("GET /api/v1/services?") for r in api.requests)
+
+
+async def test_open_source_gives_a_kube_source_of_the_source_shape(
+    api: FakeAPIServer, tmp_path: Path
+) -> None:
+    """Without --manifests: the cluster, in the namespaces asked for, with the kinds it
+    serves; load_once lists, run follows until stopped, aclose closes the client."""
+    await api.create(service("web", [80], namespace="a"))
+    await api.create(service("other", [80], namespace="b"))
+    options = KubeOptions(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"), in_cluster=False)
+    settings = Settings(namespaces=("a",))
+    source = await open_source(settings, options, metrics=Metrics())
+    assert isinstance(source, KubeSource) and isinstance(source, Source)
+    try:
+        assert source.api is not None
+        assert source.name == "source:kube"
+        assert source.description == "Service, EndpointSlice from the Kubernetes API (a)"
+        await source.load_once()
+        assert source.store.ready
+        assert set(source.store.snapshot().objects) == {ObjectKey("Service", "a", "web")}
+        assert source.problems() == []
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.run(stop=stop), name="source")
+        await api.create(service("new", [80], namespace="a"))
+
+        async def followed() -> bool:
+            return ObjectKey("Service", "a", "new") in source.store.snapshot().objects
+
+        await wait_for(followed, what="the watch after load_once")
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+    finally:
+        await source.aclose()
+
+
+async def test_open_source_lists_once_and_reports_a_forbidden_list(
+    api: FakeAPIServer, tmp_path: Path
+) -> None:
+    """`render` and `check`: a list they cannot make is a ConfigError naming the permission."""
+    api.forbidden.add(("services", "*"))
+    options = KubeOptions(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"), in_cluster=False)
+    source = await open_source(Settings(), options)
+    try:
+        with pytest.raises(ConfigError, match="cannot list services"):
+            await source.load_once()
+    finally:
+        await source.aclose()

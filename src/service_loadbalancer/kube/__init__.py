@@ -1,1 +1,2 @@
-"""Shapes of the raw Kubernetes objects we read, and their identities."""
+"""The Kubernetes edge: raw objects and their identities, name formats, the API client,
+and the watch policy (pure). Nothing here knows HAProxy or the model."""

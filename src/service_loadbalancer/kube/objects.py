@@ -1,120 +1,16 @@
-"""TypedDicts for the raw Kubernetes objects the controller reads.
+"""The raw Kubernetes objects: how they are held, how they are named, which kinds we read.
 
-They describe the JSON the API server (or a manifest file) gives us, no more: the
-translation reads them defensively, because a manifest may omit anything. Only the
-fields we use are declared; `total=False` everywhere, since the API omits empty fields.
+Objects stay the plain JSON dicts the API server (or a manifest file) gives us (`RawObject`),
+and translation reads them defensively, because a manifest may omit or mistype anything: a
+typed shape would promise what nothing checks. What every part shares is here: the identity
+of an object (`ObjectKey`, `key_of`), the kinds with their apiVersions, and the few
+well-known strings (the TLS Secret type, the EndpointSlice-to-Service label).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypedDict
-
-
-class ObjectMeta(TypedDict, total=False):
-    name: str
-    namespace: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    resourceVersion: str
-    uid: str
-
-
-class ServicePort(TypedDict, total=False):
-    name: str
-    protocol: str
-    port: int
-    targetPort: int | str
-    nodePort: int
-
-
-class ClientIPConfig(TypedDict, total=False):
-    timeoutSeconds: int
-
-
-class SessionAffinityConfig(TypedDict, total=False):
-    clientIP: ClientIPConfig
-
-
-class ServiceSpec(TypedDict, total=False):
-    type: str
-    clusterIP: str
-    clusterIPs: list[str]
-    externalName: str
-    ports: list[ServicePort]
-    selector: dict[str, str]
-    sessionAffinity: str
-    sessionAffinityConfig: SessionAffinityConfig
-
-
-class Service(TypedDict, total=False):
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    spec: ServiceSpec
-
-
-class EndpointAddress(TypedDict, total=False):
-    ip: str
-    hostname: str
-    nodeName: str
-
-
-class EndpointPort(TypedDict, total=False):
-    name: str
-    port: int
-    protocol: str
-
-
-class EndpointSubset(TypedDict, total=False):
-    addresses: list[EndpointAddress]
-    notReadyAddresses: list[EndpointAddress]
-    ports: list[EndpointPort]
-
-
-class Endpoints(TypedDict, total=False):
-    """core/v1 Endpoints: one object per Service, named like it."""
-
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    subsets: list[EndpointSubset]
-
-
-class EndpointConditions(TypedDict, total=False):
-    ready: bool | None
-    serving: bool | None
-    terminating: bool | None
-
-
-class SliceEndpoint(TypedDict, total=False):
-    addresses: list[str]
-    conditions: EndpointConditions
-    hostname: str
-    nodeName: str
-
-
-class EndpointSlice(TypedDict, total=False):
-    """discovery.k8s.io/v1 EndpointSlice: many per Service, tied by a label."""
-
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    addressType: str
-    endpoints: list[SliceEndpoint]
-    ports: list[EndpointPort]
-
-
-class Secret(TypedDict, total=False):
-    """core/v1 Secret; only `kubernetes.io/tls` ones, and only when an annotation names
-    them (lb.ssl-secret) and --tls-secrets allows it. `data` values are base64."""
-
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    type: str
-    data: dict[str, str]
-
+from typing import Any
 
 #: The type of a Secret holding a certificate and its key.
 TLS_SECRET_TYPE = "kubernetes.io/tls"

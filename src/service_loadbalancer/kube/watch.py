@@ -46,14 +46,14 @@ class Resource:
         return f"{base}/{self.plural}"
 
 
-#: Every kind the source can watch, by kind. Which are watched is a parameter (a later
-#: issue watches Secrets only when TLS from Secrets is asked for).
+#: Every kind the source can watch, by kind. Which are watched is a parameter
+#: (KubeOptions.kinds: Secrets only with --tls-secrets; Endpoints where EndpointSlices are
+#: not served).
 RESOURCES: Final[Mapping[str, Resource]] = {
     "Service": Resource("Service", "v1", "services"),
     "Endpoints": Resource("Endpoints", "v1", "endpoints"),
     "EndpointSlice": Resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
     "Secret": Resource("Secret", "v1", "secrets"),
-    "ConfigMap": Resource("ConfigMap", "v1", "configmaps"),
 }
 
 

@@ -2,10 +2,8 @@
 
 Why it looks like this:
 
-- **Auth is the library's.** kubernetes_asyncio loads the kubeconfig (contexts, client
-  certificates, bearer tokens, exec credential plugins, CA bundles) or the pod's service
-  account, and sends our requests; we only ask it for raw responses, so objects stay the
-  plain JSON dicts `kube/objects.py` describes, exactly as the file source gives them.
+- **The transport is `kube/client.py`'s** (kubeconfig, auth, raw requests); objects stay the
+  plain JSON dicts (`RawObject`), exactly as the file source gives them.
 - **The decisions are data.** What a 410, a 403 or a dropped stream means, and how long to
   wait, is decided by the pure functions in `kube/watch.py`; this module only moves bytes.
 - **A failed list never empties anything.** Pages are collected first and handed to the
@@ -24,17 +22,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+from kubernetes_asyncio.client import ApiClient
 
+from service_loadbalancer.kube.client import (
+    CONNECT_TIMEOUT,
+    DEFAULT_KINDS,
+    ConfigError,
+    KubeOptions,
+    connect,
+    request,
+    request_json,
+)
 from service_loadbalancer.kube.objects import RawObject, key_of
 from service_loadbalancer.kube.watch import (
     RESOURCES,
@@ -50,113 +54,16 @@ from service_loadbalancer.kube.watch import (
 )
 from service_loadbalancer.store import Store
 
+# DEFAULT_KINDS, ConfigError and KubeOptions live in kube/client.py; cli.py (outside this
+# change) still imports them from here.
+__all__ = ["DEFAULT_KINDS", "ConfigError", "KubeOptions", "KubeSource", "served_kinds"]
+
 _LOG = logging.getLogger(__name__)
 
-#: Kinds watched by default, before the EndpointSlice -> Endpoints fallback.
-DEFAULT_KINDS: Final = ("Service", "EndpointSlice")
 PAGE_SIZE: Final = 500
 #: The server ends each watch after timeoutSeconds; like client-go we pick it at random in
 #: [WATCH_TIMEOUT, 2 * WATCH_TIMEOUT] so that many watchers do not reconnect together.
 WATCH_TIMEOUT: Final = 300
-LIST_TIMEOUT: Final = 60.0
-CONNECT_TIMEOUT: Final = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class KubeOptions:
-    """How to reach the cluster and what to read from it (the Kubernetes flags)."""
-
-    kubeconfig: Path | None = None
-    context: str | None = None
-    in_cluster: bool = True
-    kinds: tuple[str, ...] = DEFAULT_KINDS
-
-
-class ConfigError(Exception):
-    """No usable cluster configuration (no kubeconfig, unknown context, ...)."""
-
-
-async def connect(
-    *, kubeconfig: Path | None, context: str | None, in_cluster: bool, watches: int = 0
-) -> ApiClient:
-    """An ApiClient from the pod's service account or from a kubeconfig.
-
-    `in_cluster` (--use-kubernetes-cluster-service) applies only inside a pod, recognised
-    as kubelet makes it, by KUBERNETES_SERVICE_HOST; an explicit --kubeconfig wins.
-    Each open watch holds a connection, so the pool must hold `watches` and room for lists
-    and Events besides: with the library's default of 100, 50 namespaces would hang.
-    """
-    configuration = Configuration()
-    # The library logs "Config not found" itself before raising; our error says it once.
-    logging.getLogger("kubernetes_asyncio.config").setLevel(logging.ERROR)
-    try:
-        if in_cluster and kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await load_kube_config(
-                config_file=str(kubeconfig) if kubeconfig else None,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-    except Exception as err:  # the library raises ConfigException, OSError, TypeError ...
-        raise ConfigError(
-            f"no source: give --manifests DIR, or a Kubernetes configuration ({err})"
-        ) from None
-    configuration.connection_pool_maxsize = max(100, watches + 16)
-    return ApiClient(configuration)
-
-
-async def _request(
-    api: ApiClient,
-    method: str,
-    path: str,
-    *,
-    query: list[tuple[str, str]] | None = None,
-    body: Any = None,
-    content_type: str = "application/json",
-    limits: aiohttp.ClientTimeout,
-) -> aiohttp.ClientResponse:
-    """A raw response (not read yet); the caller reads it and checks the status."""
-    response: aiohttp.ClientResponse = await api.call_api(
-        path,
-        method,
-        query_params=query or [],
-        header_params={"Accept": "application/json", "Content-Type": content_type},
-        body=body,
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _request_timeout=limits,
-    )
-    return response
-
-
-async def request_json(
-    api: ApiClient,
-    method: str,
-    path: str,
-    *,
-    query: list[tuple[str, str]] | None = None,
-    body: Any = None,
-    content_type: str = "application/json",
-    seconds: float = LIST_TIMEOUT,
-) -> tuple[int, Any]:
-    """Status code and decoded JSON body (None if not JSON); network errors propagate."""
-    response = await _request(
-        api,
-        method,
-        path,
-        query=query,
-        body=body,
-        content_type=content_type,
-        limits=aiohttp.ClientTimeout(total=seconds, connect=CONNECT_TIMEOUT),
-    )
-    async with response:
-        data = await response.read()
-    try:
-        return response.status, json.loads(data)
-    except ValueError:
-        return response.status, None
 
 
 async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
@@ -207,36 +114,77 @@ class _Unit:
 class KubeSource:
     """Keeps the store equal to what the API server has, for the given kinds and namespaces.
 
-    `problems()` names every permission that is missing right now (for /healthz).
+    `problems()` names every permission that is missing right now (for /healthz). The source
+    owns `api`: `aclose()` closes it. Without a `store` it makes its own, which is ready once
+    every kind has been listed in every namespace.
     """
 
     def __init__(
         self,
         *,
         api: ApiClient,
-        store: Store,
         kinds: Sequence[str],
+        store: Store | None = None,
         namespaces: Sequence[str] = (),
         backoff: Backoff | None = None,
         page_size: int = PAGE_SIZE,
         watch_timeout: int = WATCH_TIMEOUT,
         logger: logging.Logger | None = None,
         on_restart: Callable[[str], None] | None = None,
+        name: str = "source:kube",
     ) -> None:
-        self._api = api
+        self.name = name
+        #: The cluster's client: the source reads through it, and Events about the objects
+        #: read go through it too.
+        self.api: ApiClient = api
         #: Called with the failure's action (relist, retry, forbidden) whenever a unit
         #: has to list or watch again; the controller counts these in its metrics.
         self._on_restart = on_restart
-        self._store = store
+        self._kinds = tuple(kinds)
+        self._namespaces = tuple(namespaces) or ("",)
+        self._store = store if store is not None else Store(kinds, namespaces=self._namespaces)
         self._units = [
-            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in namespaces or ("",)
+            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in self._namespaces
         ]
         self._backoff = backoff or Backoff()
         self._page_size = page_size
         self._watch_timeout = watch_timeout
         self._log = logger or _LOG
 
-    async def list_once(self) -> None:
+    @classmethod
+    async def open(
+        cls,
+        options: KubeOptions,
+        *,
+        namespaces: Sequence[str] = (),
+        on_restart: Callable[[str], None] | None = None,
+    ) -> KubeSource:
+        """A source for the cluster `options` point to, reading the kinds it serves of
+        `options.kinds` (see `served_kinds`); ConfigError if there is no usable cluster
+        configuration."""
+        api = await connect(
+            kubeconfig=options.kubeconfig,
+            context=options.context,
+            in_cluster=options.in_cluster,
+            watches=(len(options.kinds) + 1) * len(tuple(namespaces) or ("",)),
+        )
+        try:
+            kinds = await served_kinds(api, options.kinds)
+        except BaseException:  # cancelled while the API is out of reach: close the pool
+            await api.close()
+            raise
+        return cls(api=api, kinds=kinds, namespaces=namespaces, on_restart=on_restart)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def description(self) -> str:
+        where = ", ".join(namespace for namespace in self._namespaces if namespace)
+        return f"{', '.join(self._kinds)} from the Kubernetes API ({where or 'all namespaces'})"
+
+    async def load_once(self) -> None:
         """List every unit once (for `render` and `check`); the first failure raises
         ConfigError with its reason."""
         for unit in self._units:
@@ -254,12 +202,23 @@ class KubeSource:
     def problems(self) -> list[str]:
         return [unit.forbidden for unit in self._units if unit.forbidden]
 
-    async def run(self) -> None:
-        """Inform every unit, forever (until cancelled)."""
+    async def run(self, *, stop: asyncio.Event | None = None) -> None:
+        """Inform every unit until `stop` is set (or forever, until cancelled)."""
         async with asyncio.TaskGroup() as group:
-            for unit in self._units:
-                group.create_task(self._inform(unit), name=f"informer:{unit.resource.plural}:"
-                                  f"{unit.namespace or '*'}")  # fmt: skip
+            informers = [
+                group.create_task(
+                    self._inform(unit),
+                    name=f"informer:{unit.resource.plural}:{unit.namespace or '*'}",
+                )
+                for unit in self._units
+            ]
+            if stop is not None:
+                await stop.wait()
+                for informer in informers:
+                    informer.cancel()
+
+    async def aclose(self) -> None:
+        await self.api.close()
 
     async def _inform(self, unit: _Unit) -> None:
         while True:
@@ -323,7 +282,7 @@ class KubeSource:
             if token:
                 query.append(("continue", token))
             status, body = await request_json(
-                self._api, "GET", unit.resource.path(unit.namespace), query=query
+                self.api, "GET", unit.resource.path(unit.namespace), query=query
             )
             if not 200 <= status < 300 or not isinstance(body, dict):
                 raise _Failed(classify(status, body if isinstance(body, dict) else None), "list")
@@ -357,8 +316,8 @@ class KubeSource:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout)),
         ]
-        response = await _request(
-            self._api,
+        response = await request(
+            self.api,
             "GET",
             unit.resource.path(unit.namespace),
             query=query,
