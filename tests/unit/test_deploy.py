@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from service_loadbalancer.cli import build_parser
+from service_loadbalancer.config import load_config_file
 from service_loadbalancer.kube.watch import RESOURCES
-from service_loadbalancer.settings import load_config_file
 from service_loadbalancer.sources.kube import DEFAULT_KINDS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
