@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from service_loadbalancer.haproxy.render import TemplateError, check_template
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.settings import (
+    DEFAULT_RUN_DIR,
     ENV_STATS_PASSWORD,
     ENV_STATS_PASSWORD_FILE,
     ENV_STATS_USER,
@@ -151,10 +152,9 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
     files they name, read once here) as one frozen `Settings`; `SettingsError` if not."""
     cfg = load_config_file(args.cfg) if args.cfg else LoadBalancerConfig()
     user, password = stats_credentials(cfg=cfg, env=env)
-    run_dir = _paths_ok(
-        args.run_dir or cfg.runDir or Path("/var/run/service-loadbalancer"), "--run-dir"
-    )
-    config_path = _paths_ok(cfg.config or run_dir / "haproxy.cfg", "config")
+    run_dir = _paths_ok(args.run_dir or cfg.runDir or DEFAULT_RUN_DIR, "--run-dir")
+    # Not given: Settings puts it in the run directory (checked above).
+    haproxy_config = _paths_ok(cfg.config, "config") if cfg.config else None
     template = None
     if cfg.template is not None:
         template_path = (
@@ -203,7 +203,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         manifests=manifests,
         haproxy_bin=args.haproxy_bin,
         template=template,
-        config_path=config_path,
+        haproxy_config=haproxy_config,
         run_dir=run_dir,
         stats_user=user,
         stats_password=password,

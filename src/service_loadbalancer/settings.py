@@ -22,6 +22,10 @@ STATS_USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 #: HAProxy still parses it: keep it to printable ASCII without blanks or quotes.
 STATS_PASSWORD_RE = re.compile(r"[!#-&(-~]{1,128}\Z")
 
+DEFAULT_RUN_DIR = Path("/var/run/service-loadbalancer")
+#: The config's name in the run directory, unless the --cfg file puts it elsewhere.
+CONFIG_NAME = "haproxy.cfg"
+
 ENV_STATS_USER = "SLB_STATS_USER"
 ENV_STATS_PASSWORD = "SLB_STATS_PASSWORD"
 ENV_STATS_PASSWORD_FILE = "SLB_STATS_PASSWORD_FILE"
@@ -74,8 +78,10 @@ class Settings:
     haproxy_bin: str = "haproxy"
     #: A user's Jinja2 template replacing the built-in one (its text).
     template: str | None = None
-    config_path: Path = Path("/etc/haproxy/haproxy.cfg")
-    run_dir: Path = Path("/var/run/service-loadbalancer")
+    #: Where the HAProxy config goes (its map files beside it), if not `config_path`'s
+    #: default; the --cfg file's `config` key.
+    haproxy_config: Path | None = None
+    run_dir: Path = DEFAULT_RUN_DIR
     stats_user: str | None = None
     stats_password: str | None = field(default=None, repr=False)
     dry: bool = False
@@ -94,6 +100,13 @@ class Settings:
     #: Longest wait, in seconds, for a removed endpoint's connections to end before
     #: they are cut and the server deleted.
     drain_timeout: float = 30.0
+
+    @property
+    def config_path(self) -> Path:
+        """The HAProxy config: `haproxy_config` if given, else `<run_dir>/haproxy.cfg`.
+        Derived, not stored, so a copy with another run_dir (`dataclasses.replace`)
+        keeps the two together."""
+        return self.haproxy_config or self.run_dir / CONFIG_NAME
 
     @property
     def stats_auth(self) -> bool:

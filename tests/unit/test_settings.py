@@ -540,6 +540,21 @@ def test_settings_defaults() -> None:
     assert settings.haproxy_env() == {}
 
 
+def test_config_path_follows_the_run_dir() -> None:
+    """The README's default: `<run-dir>/haproxy.cfg`, also for a copy with another run_dir."""
+    assert Settings().config_path == Path("/var/run/service-loadbalancer/haproxy.cfg")
+    assert Settings(run_dir=Path("/run/slb")).config_path == Path("/run/slb/haproxy.cfg")
+    moved = dataclasses.replace(Settings(), run_dir=Path("/tmp/x"))
+    assert moved.config_path == Path("/tmp/x/haproxy.cfg")
+
+
+def test_config_path_given_stays_put() -> None:
+    settings = Settings(haproxy_config=Path("/etc/haproxy/haproxy.cfg"))
+    assert dataclasses.replace(settings, run_dir=Path("/tmp/x")).config_path == Path(
+        "/etc/haproxy/haproxy.cfg"
+    )
+
+
 @pytest.mark.parametrize(
     ("user", "password", "auth"),
     [("u", "p", True), ("u", None, False), (None, "p", False), (None, None, False)],
