@@ -295,6 +295,11 @@ async def test_killed_haproxy_is_restarted(tmp_path: Path, backends: Backends) -
 
         await wait_for(back, what="HAProxy back after SIGKILL")
 
+        async def counted() -> bool:
+            return "\nslb_haproxy_restarts_total 1.0\n" in await c.metrics()
+
+        await wait_for(counted, what="the restart in slb_haproxy_restarts_total")
+
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
