@@ -4,7 +4,8 @@ decline (None) so the full sync runs."""
 from __future__ import annotations
 
 import pytest
-from factories import endpoint_slice, endpoints, service, snapshot, subset
+from factories import snapshot
+from objects import endpoint_slice, endpoints, service, subset
 
 from service_loadbalancer.fastpath import (
     endpoint_changes,
