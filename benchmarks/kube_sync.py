@@ -26,10 +26,12 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # objects
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from fake_apiserver import FakeAPIServer
-from harness import Backends, Controller, service, slices, write_manifest
+from harness import Backends, Controller, write_manifest
+from objects import service, slices
 
 SERVICES = 5000
 MAX_WAIT = 300.0
@@ -39,7 +41,7 @@ def cluster(n: int, last: tuple[str, int]) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for i in range(n):
         name = f"svc-{i:05d}"
-        objects.append(service(name, [80], namespace=f"ns{i % 50}"))
+        objects.append(service(name, 80, namespace=f"ns{i % 50}"))
         endpoint = last if i == n - 1 else (f"127.9.{(i >> 8) & 255}.{i & 255}", 8080)
         objects.extend(slices(name, [endpoint], namespace=f"ns{i % 50}"))
     return objects
@@ -130,7 +132,7 @@ async def outage_table(outage: float) -> None:
     with tempfile.TemporaryDirectory(prefix="slb-bench-") as tmp:
         workdir = Path(tmp)
         api = FakeAPIServer(workdir)
-        for obj in (service("web", [80]), *slices("web", [web])):
+        for obj in (service("web", 80), *slices("web", [web])):
             await api.create(obj)
         await api.start()
         kubeconfig = api.kubeconfig(workdir / "kubeconfig")
@@ -160,7 +162,7 @@ async def outage_table(outage: float) -> None:
             await asyncio.sleep(outage)  # the outage itself: a fixed time is the point here
             await api.start()
             back = time.monotonic()
-            for obj in (service("new", [80]), *slices("new", [new])):
+            for obj in (service("new", 80), *slices("new", [new])):
                 await api.create(obj)
             async with aiohttp.ClientSession() as session:
                 while time.monotonic() - back < MAX_WAIT:

@@ -4,7 +4,8 @@ Flags keep the names of the original controller (--cfg, --dry, --tcp-services,
 --target-service, --forward-services, --http-port, --stats-port, --syslog,
 --error-page, --default-return-code, --balance-algorithm) so its users can move over
 unchanged; Go-style booleans (`--dry=true`) are accepted too. A wrong flag or config
-is one line on stderr and exit code 2, never a traceback.
+is one line on stderr and exit code 2, never a traceback. The parsed flags become
+`Settings` in config.py, which reads the files they name.
 """
 
 from __future__ import annotations
@@ -14,32 +15,20 @@ import asyncio
 import ipaddress
 import logging
 import os
-import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from service_loadbalancer import __version__, controller
-from service_loadbalancer.haproxy.render import TemplateError, check_template
+from service_loadbalancer.config import build_settings
+from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOptions
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.oneshot import check_once, render_once
-from service_loadbalancer.settings import (
-    LoadBalancerConfig,
-    Settings,
-    SettingsError,
-    load_config_file,
-    parse_namespaces,
-    parse_service_ref,
-    parse_tcp_services,
-    port_number,
-    stats_credentials,
-)
-from service_loadbalancer.sources.kube import DEFAULT_KINDS, ConfigError, KubeOptions
+from service_loadbalancer.settings import SettingsError, port_number
 
 COMMANDS = ("run", "render", "check")
 EXIT_USAGE = 2
-MAX_ERROR_PAGE = 8192
 log = logging.getLogger("service_loadbalancer")
 
 
@@ -233,103 +222,6 @@ def kube_options(args: argparse.Namespace) -> KubeOptions:
         context=args.context,
         in_cluster=args.use_kubernetes_cluster_service,
         kinds=kinds,
-    )
-
-
-def _paths_ok(path: Path, what: str) -> Path:
-    """Paths end up in the HAProxy config unquoted: keep them to a safe character set."""
-    text = str(path.absolute())
-    if any(c.isspace() or c in "\"'#\\$" for c in text):
-        raise SettingsError(f"{what} {text!r}: spaces, quotes, #, $ and \\ are not allowed")
-    return Path(text)
-
-
-def _tls_file(path: Path | None, flag: str, *, key: bool) -> Path | None:
-    """Check a PEM file at start (a bad one would make every config fail `haproxy -c`):
-    the certificate and its matching key, or CA certificates. The error never quotes it."""
-    if path is None:
-        return None
-    path = _paths_ok(path, flag)
-    try:
-        if key:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(path)
-        else:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
-    except (ssl.SSLError, ValueError):  # before OSError: SSLError is one
-        what = "a certificate and its key (PEM)" if key else "CA certificates (PEM)"
-        raise SettingsError(f"{flag} {path}: does not hold {what}") from None
-    except OSError as err:
-        raise SettingsError(f"{flag} {path}: {err.strerror or 'cannot read'}") from None
-    return path
-
-
-def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    cfg = load_config_file(args.cfg) if args.cfg else LoadBalancerConfig()
-    user, password = stats_credentials(cfg=cfg, env=env)
-    run_dir = _paths_ok(
-        args.run_dir or cfg.runDir or Path("/var/run/service-loadbalancer"), "--run-dir"
-    )
-    config_path = _paths_ok(cfg.config or run_dir / "haproxy.cfg", "config")
-    template = None
-    if cfg.template is not None:
-        template_path = (
-            cfg.template
-            if cfg.template.is_absolute() or args.cfg is None
-            else (args.cfg.parent / cfg.template)
-        )
-        try:
-            template = template_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise SettingsError(f"template {template_path}: {err}") from None
-        try:
-            check_template(template)
-        except TemplateError as err:
-            raise SettingsError(f"template {template_path}: {err}") from None
-    error_page = None
-    if args.error_page is not None:
-        try:
-            error_page = args.error_page.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise SettingsError(f"--error-page {args.error_page}: {err}") from None
-        if len(error_page.encode()) > MAX_ERROR_PAGE:
-            # HAProxy must fit the whole answer in one buffer (16 kB with headers).
-            raise SettingsError(
-                f"--error-page {args.error_page}: larger than {MAX_ERROR_PAGE} bytes"
-            )
-    target = (
-        parse_service_ref(args.target_service, flag="--target-service")
-        if args.target_service
-        else None
-    )
-    manifests = args.manifests.absolute() if args.manifests else None
-    return Settings(
-        http_port=args.http_port,
-        stats_port=args.stats_port,
-        healthz_port=args.healthz_port,
-        bind_address=args.bind_address,
-        tcp_services=parse_tcp_services(args.tcp_services),
-        target_service=target,
-        forward_services=args.forward_services,
-        balance_algorithm=args.balance_algorithm or cfg.algorithm or Algorithm.ROUNDROBIN,
-        default_return_code=args.default_return_code,
-        error_page=error_page,
-        syslog=args.syslog or cfg.startSyslog,
-        namespaces=parse_namespaces(args.namespace),
-        manifests=manifests,
-        haproxy_bin=args.haproxy_bin,
-        template=template,
-        config_path=config_path,
-        run_dir=run_dir,
-        stats_user=user,
-        stats_password=password,
-        dry=args.dry,
-        https_port=args.https_port,
-        ssl_cert=_tls_file(args.ssl_cert, "--ssl-cert", key=True),
-        ssl_ca_cert=_tls_file(args.ssl_ca_cert, "--ssl-ca-cert", key=False),
-        tls_secrets=args.tls_secrets,
-        tls_tickets=args.tls_tickets,
-        ssl_redirect_code=args.ssl_redirect_code,
-        drain_timeout=args.drain_timeout,
     )
 
 

@@ -46,6 +46,7 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         config_path=settings.config_path,
         run_dir=settings.run_dir,
         env=settings.haproxy_env(),
+        on_restart=metrics.haproxy_restarts.inc,
     )
 
     async def health() -> tuple[bool, str]:

@@ -1,7 +1,7 @@
 """The controller's own Prometheus metrics, in a registry of their own (no global state).
 
 HAProxy's traffic metrics are its own exporter's (stats port, /metrics); these say how
-the controller is doing: reloads and why, failed validations, problems, sync times.
+the controller is doing: reloads and why, restarts, failed validations, problems, sync times.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.reloads = Counter(
             "slb_haproxy_reloads",
-            "HAProxy reloads and restarts applied, by reason kind.",
+            "HAProxy starts and reloads the controller applied, by reason kind "
+            "(restarts after HAProxy died: slb_haproxy_restarts).",
             ["reason"],
+            registry=self.registry,
+        )
+        self.haproxy_restarts = Counter(
+            "slb_haproxy_restarts",
+            "Times the HAProxy master died unexpectedly and was started again "
+            "(on the last good config).",
             registry=self.registry,
         )
         self.validation_failures = Counter(

@@ -1,24 +1,16 @@
-"""Settings: one frozen object built from flags, the environment and the --cfg file.
+"""Settings: one frozen object, and the pure parsers of the values it holds.
 
-The --cfg file keeps the keys of the original controller's loadbalancer.json
-(`name`, `config`, `template`, `algorithm`, `startSyslog`, `reloadCmd`) so that its
-users can bring theirs along, and adds the stats credentials and the run directory.
-It is validated with pydantic; every mistake becomes one `SettingsError` line.
-
-Precedence: an explicit flag, then the environment, then the file, then the default.
+`config.py` builds it from the flags, the environment and the --cfg file; this module
+reads nothing and imports neither pydantic nor yaml, so the pure core (translate,
+render, plan) that takes a `Settings` stays free of them. Every mistake is one
+`SettingsError` line.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.model import Algorithm
@@ -29,6 +21,10 @@ STATS_USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 #: The password reaches HAProxy through its environment, never the config text, but
 #: HAProxy still parses it: keep it to printable ASCII without blanks or quotes.
 STATS_PASSWORD_RE = re.compile(r"[!#-&(-~]{1,128}\Z")
+
+DEFAULT_RUN_DIR = Path("/var/run/service-loadbalancer")
+#: The config's name in the run directory, unless the --cfg file puts it elsewhere.
+CONFIG_NAME = "haproxy.cfg"
 
 ENV_STATS_USER = "SLB_STATS_USER"
 ENV_STATS_PASSWORD = "SLB_STATS_PASSWORD"
@@ -82,8 +78,10 @@ class Settings:
     haproxy_bin: str = "haproxy"
     #: A user's Jinja2 template replacing the built-in one (its text).
     template: str | None = None
-    config_path: Path = Path("/etc/haproxy/haproxy.cfg")
-    run_dir: Path = Path("/var/run/service-loadbalancer")
+    #: Where the HAProxy config goes (its map files beside it), if not `config_path`'s
+    #: default; the --cfg file's `config` key.
+    haproxy_config: Path | None = None
+    run_dir: Path = DEFAULT_RUN_DIR
     stats_user: str | None = None
     stats_password: str | None = field(default=None, repr=False)
     dry: bool = False
@@ -104,6 +102,13 @@ class Settings:
     drain_timeout: float = 30.0
 
     @property
+    def config_path(self) -> Path:
+        """The HAProxy config: `haproxy_config` if given, else `<run_dir>/haproxy.cfg`.
+        Derived, not stored, so a copy with another run_dir (`dataclasses.replace`)
+        keeps the two together."""
+        return self.haproxy_config or self.run_dir / CONFIG_NAME
+
+    @property
     def stats_auth(self) -> bool:
         return self.stats_user is not None and self.stats_password is not None
 
@@ -113,52 +118,6 @@ class Settings:
         if self.stats_user is None or self.stats_password is None:
             return {}
         return {ENV_STATS_USER: self.stats_user, ENV_STATS_PASSWORD: self.stats_password}
-
-
-class LoadBalancerConfig(BaseModel):
-    """The --cfg file (JSON or YAML), the original loadbalancer.json plus our keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    name: Literal["haproxy"] = "haproxy"
-    config: Path | None = None
-    template: Path | None = None
-    algorithm: Algorithm | None = None
-    startSyslog: bool = False
-    reloadCmd: str | None = None
-    statsUser: str | None = Field(default=None)
-    statsPassword: str | None = Field(default=None, repr=False)
-    statsPasswordFile: Path | None = None
-    runDir: Path | None = None
-
-    @field_validator("statsUser")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        if value is not None and not STATS_USER_RE.match(value):
-            raise ValueError("must be 1-64 characters of letters, digits and . _ -")
-        return value
-
-
-def load_config_file(path: Path) -> LoadBalancerConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SettingsError(f"--cfg {path}: cannot read: {err}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        detail = str(err).replace("\n", " ")
-        raise SettingsError(f"--cfg {path}: not valid JSON or YAML: {detail}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SettingsError(f"--cfg {path}: must be a mapping of keys to values")
-    try:
-        return LoadBalancerConfig.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise SettingsError(f"--cfg {path}: {where}: {first['msg']}") from None
 
 
 def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
@@ -213,36 +172,3 @@ def parse_namespaces(text: str) -> tuple[str, ...]:
         if not DNS1123_LABEL.matches(name):
             raise SettingsError(f"--namespace: {name!r} is not a namespace name")
     return names
-
-
-def stats_credentials(
-    *, cfg: LoadBalancerConfig, env: Mapping[str, str]
-) -> tuple[str | None, str | None]:
-    """The stats user and password, from the environment first, then the --cfg file;
-    a password may come from a file (a mounted Secret)."""
-    user = env.get(ENV_STATS_USER) or cfg.statsUser
-    password: str | None = None
-    # Each source in turn, the environment first; a password file counts as its source.
-    sources: tuple[tuple[str | None, str | Path | None], ...] = (
-        (env.get(ENV_STATS_PASSWORD), env.get(ENV_STATS_PASSWORD_FILE)),
-        (cfg.statsPassword, cfg.statsPasswordFile),
-    )
-    for value, path in sources:
-        if value:
-            password = value
-        elif path:
-            try:
-                password = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as err:
-                raise SettingsError(f"stats password file {path}: {err}") from None
-        if password is not None:
-            break
-    if user is not None and not STATS_USER_RE.match(user):
-        raise SettingsError("stats user: must be 1-64 characters of letters, digits and . _ -")
-    if password is not None and not STATS_PASSWORD_RE.match(password):
-        raise SettingsError(
-            "stats password: must be 1-128 printable ASCII characters without blanks or quotes"
-        )
-    if (user is None) != (password is None):
-        raise SettingsError("stats: a user needs a password and a password needs a user")
-    return user, password

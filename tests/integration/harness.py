@@ -1,5 +1,6 @@
-"""Helpers for integration tests: free ports, condition waits, manifests, backends, and
-the real controller as a subprocess in front of the real HAProxy.
+"""Helpers for integration tests: free ports, condition waits, manifest files, backends,
+and the real controller as a subprocess in front of the real HAProxy. The Kubernetes
+objects come from `tests/objects.py`, which the unit tests share.
 
 Everything binds to 127.0.0.0/8 and asks the OS for ports, so two test runs can go at
 once. Waits poll a condition until a deadline; nothing sleeps a fixed time to be safe.
@@ -8,7 +9,6 @@ once. Waits poll a condition until a deadline; nothing sleeps a fixed time to be
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import signal
@@ -52,61 +52,7 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
-# ----------------------------------------------------------------------------- objects
-
-
-def service(
-    name: str,
-    ports: list[int] | list[dict[str, Any]],
-    *,
-    namespace: str = "default",
-    annotations: dict[str, str] | None = None,
-    affinity: str | None = None,
-) -> dict[str, Any]:
-    spec_ports = [p if isinstance(p, dict) else {"port": p} for p in ports]
-    spec: dict[str, Any] = {"clusterIP": "10.0.0.1", "ports": spec_ports}
-    if affinity:
-        spec["sessionAffinity"] = affinity
-    meta: dict[str, Any] = {"name": name, "namespace": namespace}
-    if annotations:
-        meta["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
-
-
-def slices(
-    name: str, endpoints: list[tuple[str, int]], *, namespace: str = "default", port_name: str = ""
-) -> list[dict[str, Any]]:
-    """One EndpointSlice per endpoint (each backend has its own free port)."""
-    return [
-        {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": f"{name}-{i}",
-                "namespace": namespace,
-                "labels": {"kubernetes.io/service-name": name},
-            },
-            "addressType": "IPv4",
-            "ports": [{"name": port_name, "port": port}],
-            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
-        }
-        for i, (address, port) in enumerate(endpoints)
-    ]
-
-
-def tls_secret(name: str, cert: trustme.LeafCert, *, namespace: str = "default") -> dict[str, Any]:
-    """A kubernetes.io/tls Secret holding `cert` (chain and key, base64 as the API has it)."""
-    chain = b"".join(b.bytes() for b in cert.cert_chain_pems)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": base64.b64encode(chain).decode(),
-            "tls.key": base64.b64encode(cert.private_key_pem.bytes()).decode(),
-        },
-    }
+# ----------------------------------------------------------------------------- manifests
 
 
 def write_manifest(path: Path, objects: list[dict[str, Any]]) -> None:

@@ -20,11 +20,10 @@ from harness import (
     backend_names,
     free_port,
     running,
-    service,
-    slices,
     wait_for,
     write_manifest,
 )
+from objects import port, service, slices
 
 
 @pytest.fixture
@@ -53,12 +52,11 @@ async def test_path_routing_strip_spread_and_default(tmp_path: Path, backends: B
     write_manifest(
         c.manifests / "apps.yaml",
         [
-            service("web", [80]),
+            service("web", 80),
             *slices("web", [web1, web2]),
-            service("api", [{"name": "http", "port": 8080, "targetPort": "http"}],
-                    namespace="shop"),
+            service("api", port(8080, name="http", target="http"), namespace="shop"),
             *slices("api", [api], namespace="shop", port_name="http"),
-            service("web", [80], namespace="other"),
+            service("web", 80, namespace="other"),
             *slices("web", [other], namespace="other"),
         ],
     )  # fmt: skip
@@ -99,11 +97,11 @@ async def test_host_routing_and_acl_match(tmp_path: Path, backends: Backends) ->
     write_manifest(
         c.manifests / "apps.yaml",
         [
-            service("shop", [80], annotations={"serviceloadbalancer/lb.host": "shop.example.com"}),
+            service("shop", 80, annotations={"serviceloadbalancer/lb.host": "shop.example.com"}),
             *slices("shop", [shop]),
-            service("store", [80], annotations={"serviceloadbalancer/lb.aclMatch": "/buy/now"}),
+            service("store", 80, annotations={"serviceloadbalancer/lb.aclMatch": "/buy/now"}),
             *slices("store", [store]),
-            service("plain", [80]),
+            service("plain", 80),
             *slices("plain", [plain]),
         ],
     )
@@ -130,9 +128,9 @@ async def test_stickiness_source_and_cookie(tmp_path: Path, backends: Backends) 
     write_manifest(
         c.manifests / "apps.yaml",
         [
-            service("src", [80], affinity="ClientIP"),
+            service("src", 80, session_affinity="ClientIP"),
             *slices("src", eps),
-            service("ck", [80], affinity="ClientIP", annotations=cookie),
+            service("ck", 80, session_affinity="ClientIP", annotations=cookie),
             *slices("ck", eps),
         ],
     )
@@ -158,7 +156,7 @@ async def test_tcp_service(tmp_path: Path, backends: Backends) -> None:
     c.manifests.mkdir(parents=True)
     write_manifest(
         c.manifests / "echo.yaml",
-        [service("echo", [tcp_port]), *slices("echo", [echo])],
+        [service("echo", tcp_port), *slices("echo", [echo])],
     )
     with running(c):
         await c.wait_healthy()
@@ -179,12 +177,12 @@ async def test_file_edit_moves_traffic_and_bad_file_is_skipped(
     keep = await backends.http("keep", "127.0.6.3")
     c = Controller(tmp_path)
     c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "app.yaml", [service("app", [80]), *slices("app", [old])])
-    write_manifest(c.manifests / "keep.yaml", [service("keep", [80]), *slices("keep", [keep])])
+    write_manifest(c.manifests / "app.yaml", [service("app", 80), *slices("app", [old])])
+    write_manifest(c.manifests / "keep.yaml", [service("keep", 80), *slices("keep", [keep])])
     with running(c):
         await c.wait_healthy()
         assert await names_of(c, "/app", 2) == ["old", "old"]
-        write_manifest(c.manifests / "app.yaml", [service("app", [80]), *slices("app", [new])])
+        write_manifest(c.manifests / "app.yaml", [service("app", 80), *slices("app", [new])])
 
         async def moved() -> bool:
             return (await c.get("/app"))[1].startswith("backend=new")
@@ -212,7 +210,7 @@ async def _contains(c: Controller, text: str) -> bool:
 async def test_service_without_endpoints_answers_503(tmp_path: Path) -> None:
     c = Controller(tmp_path)
     c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "a.yaml", [service("lonely", [80])])
+    write_manifest(c.manifests / "a.yaml", [service("lonely", 80)])
     with running(c):
         await c.wait_healthy()
         assert (await c.get("/lonely"))[0] == 503
@@ -256,10 +254,10 @@ async def test_invalid_config_keeps_the_last_good_one(tmp_path: Path, backends: 
     (tmp_path / "lb.yaml").write_text("template: t.cfg.j2\n")
     c = Controller(tmp_path, extra_args=["--cfg", str(tmp_path / "lb.yaml")])
     c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "a.yaml", [service("a", [80]), *slices("a", [a])])
+    write_manifest(c.manifests / "a.yaml", [service("a", 80), *slices("a", [a])])
     with running(c):
         await c.wait_healthy()
-        write_manifest(c.manifests / "b.yaml", [service("b", [80]), *slices("b", [b])])
+        write_manifest(c.manifests / "b.yaml", [service("b", 80), *slices("b", [b])])
         await wait_for(lambda: _contains(c, "haproxy -c refused"), what="refused config")
         assert (await c.get("/a"))[1].startswith("backend=a")
         assert (await c.get("/b"))[0] == 404
@@ -284,7 +282,7 @@ async def test_killed_haproxy_is_restarted(tmp_path: Path, backends: Backends) -
     a = await backends.http("a", "127.0.8.1")
     c = Controller(tmp_path)
     c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "a.yaml", [service("a", [80]), *slices("a", [a])])
+    write_manifest(c.manifests / "a.yaml", [service("a", 80), *slices("a", [a])])
     with running(c):
         await c.wait_healthy()
         for pid in c.haproxy_pids():
@@ -294,6 +292,11 @@ async def test_killed_haproxy_is_restarted(tmp_path: Path, backends: Backends) -
             return (await c.get("/a"))[0] == 200
 
         await wait_for(back, what="HAProxy back after SIGKILL")
+
+        async def counted() -> bool:
+            return "\nslb_haproxy_restarts_total 1.0\n" in await c.metrics()
+
+        await wait_for(counted, what="the restart in slb_haproxy_restarts_total")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -344,9 +347,7 @@ def test_bad_cfg_file_is_one_line(tmp_path: Path) -> None:
 def test_dry_and_check(tmp_path: Path) -> None:
     manifests = tmp_path / "m"
     manifests.mkdir()
-    write_manifest(
-        manifests / "a.yaml", [service("web", [80]), *slices("web", [("127.0.9.1", 80)])]
-    )
+    write_manifest(manifests / "a.yaml", [service("web", 80), *slices("web", [("127.0.9.1", 80)])])
     for argv in (["--dry"], ["render"], ["--dry=true"]):
         cmd = [*argv, "--manifests", str(manifests), "--run-dir", str(tmp_path)]
         if argv[0] == "render":

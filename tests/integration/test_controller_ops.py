@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from harness import Backends, Controller, running, service, slices, wait_for, write_manifest
+from harness import Backends, Controller, running, wait_for, write_manifest
+from objects import service, slices
 
 
 @pytest.fixture
@@ -23,13 +24,13 @@ async def test_a_burst_of_1000_changes_gives_a_handful_of_reloads(
     pod = await backends.http("pod", "127.0.10.1")
     c = Controller(tmp_path)
     c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "a.yaml", [service("a", [80]), *slices("a", [pod])])
+    write_manifest(c.manifests / "a.yaml", [service("a", 80), *slices("a", [pod])])
     with running(c):
         await c.wait_healthy()
         before = c.log().count("reloading HAProxy:")
         # 1,000 changes as fast as the file system takes them: 1,000 new Services.
         for i in range(1000):
-            write_manifest(c.manifests / f"s{i:04}.yaml", [service(f"s{i}", [80])])
+            write_manifest(c.manifests / f"s{i:04}.yaml", [service(f"s{i}", 80)])
 
         async def all_there() -> bool:
             return (await c.get("/s999"))[0] == 503  # routed, no endpoints
@@ -45,7 +46,7 @@ async def test_syslog_sends_request_logs_to_stdout(tmp_path: Path, backends: Bac
     pod = await backends.http("pod", "127.0.10.2")
     c = Controller(tmp_path, extra_args=["--syslog"])
     c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "a.yaml", [service("a", [80]), *slices("a", [pod])])
+    write_manifest(c.manifests / "a.yaml", [service("a", 80), *slices("a", [pod])])
     with running(c):
         await c.wait_healthy()
         assert (await c.get("/a/logged-path"))[0] == 200

@@ -12,17 +12,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from harness import (
-    Backends,
-    Controller,
-    request,
-    running,
-    service,
-    slices,
-    tls_secret,
-    wait_for,
-    write_manifest,
-)
+from harness import Backends, Controller, request, running, wait_for, write_manifest
+from objects import cert_secret, service, slices
 
 P = "serviceloadbalancer/"
 
@@ -66,24 +57,24 @@ async def test_termination_by_sni_passthrough_redirect_and_hsts(
     write_manifest(
         c.manifests / "apps.yaml",
         [
-            service("a", [80], annotations={
+            service("a", 80, annotations={
                 **term, P + "lb.ssl-secret": "a-tls", P + "lb.host": "a.example",
                 P + "lb.sslRedirect": "true", P + "lb.hsts": "600"}),
             *slices("a", [a]),
-            tls_secret("a-tls", ca.issue_cert("a.example")),
-            service("b", [80], annotations={**term, P + "lb.ssl-secret": "b-tls",
+            cert_secret("a-tls", ca.issue_cert("a.example")),
+            service("b", 80, annotations={**term, P + "lb.ssl-secret": "b-tls",
                                             P + "lb.host": "b.example"}),
             *slices("b", [b]),
-            tls_secret("b-tls", ca.issue_cert("b.example")),
-            service("plain", [80]),
+            cert_secret("b-tls", ca.issue_cert("b.example")),
+            service("plain", 80),
             *slices("plain", [plain]),
-            service("p", [443], annotations={P + "lb.sslPassthrough": "true",
+            service("p", 443, annotations={P + "lb.sslPassthrough": "true",
                                              P + "lb.host": "p.example"}),
             *slices("p", [pod]),
-            service("pw", [443], annotations={P + "lb.sslPassthrough": "true",
+            service("pw", 443, annotations={P + "lb.sslPassthrough": "true",
                                               P + "lb.host": "*.pw.example"}),
             *slices("pw", [pod]),
-            service("w", [80], annotations={P + "lb.host": "*.w.example"}),
+            service("w", 80, annotations={P + "lb.host": "*.w.example"}),
             *slices("w", [wild]),
         ],
     )  # fmt: skip
@@ -157,7 +148,7 @@ async def test_client_certificate_required(tmp_path: Path, backends: Backends) -
     c.manifests.mkdir(parents=True)
     write_manifest(
         c.manifests / "apps.yaml",
-        [service("web", [80], annotations={P + "lb.sslTerm": "true"}), *slices("web", [web])],
+        [service("web", 80, annotations={P + "lb.sslTerm": "true"}), *slices("web", [web])],
     )
     with running(c):
         await c.wait_healthy()
@@ -184,9 +175,9 @@ async def test_rotated_and_removed_secret(tmp_path: Path, backends: Backends) ->
     web = await backends.http("web-1", "127.0.5.20")
     c = Controller(tmp_path, extra_args=["--tls-secrets"])
     c.manifests.mkdir(parents=True)
-    svc = service("web", [80], annotations={P + "lb.sslTerm": "true", P + "lb.ssl-secret": "w"})
+    svc = service("web", 80, annotations={P + "lb.sslTerm": "true", P + "lb.ssl-secret": "w"})
     first, second = ca.issue_cert("web.example"), ca.issue_cert("web.example")
-    write_manifest(c.manifests / "apps.yaml", [svc, *slices("web", [web]), tls_secret("w", first)])
+    write_manifest(c.manifests / "apps.yaml", [svc, *slices("web", [web]), cert_secret("w", first)])
     client = trusting(ca)
     with running(c):
         await c.wait_healthy()
@@ -211,7 +202,7 @@ async def test_rotated_and_removed_secret(tmp_path: Path, backends: Backends) ->
         await wait_for(lambda: _true(len(serials) >= 5), what="requests before the rotation")
         old_files = set((c.run_dir / "certs").iterdir())
         write_manifest(
-            c.manifests / "apps.yaml", [svc, *slices("web", [web]), tls_secret("w", second)]
+            c.manifests / "apps.yaml", [svc, *slices("web", [web]), cert_secret("w", second)]
         )
 
         async def rotated() -> bool:

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 from fake_apiserver import FakeAPIServer
-from harness import Backends, Controller, backend_names, running, service, slices, wait_for
+from harness import Backends, Controller, backend_names, running, wait_for
+from objects import service, slices
 
 #: API outage length in the outage test; `benchmarks/kube_sync.py --outage 60` runs the
 #: issue's full 60 s. Kept short here so the suite stays fast.
@@ -80,7 +81,7 @@ async def test_create_scale_delete_and_events(
 ) -> None:
     web1 = await backends.http("web-1", "127.0.4.1")
     web2 = await backends.http("web-2", "127.0.4.2")
-    await api.create(service("web", [80]))
+    await api.create(service("web", 80))
     first, second = slices("web", [web1, web2])
     await api.create(first)
     await controller.wait_healthy()
@@ -91,7 +92,7 @@ async def test_create_scale_delete_and_events(
     await api.delete("EndpointSlice", "default", first["metadata"]["name"])
     await until_served(controller, "/web", {"web-2"})
     # A bad annotation: the Service is skipped and an Event lands on it, once.
-    bad = service("bad", [80], annotations={"serviceloadbalancer/lb.algorithm": "fastest"})
+    bad = service("bad", 80, annotations={"serviceloadbalancer/lb.algorithm": "fastest"})
     stored = await api.create(bad)
 
     async def event_on_bad() -> bool:
@@ -121,7 +122,7 @@ async def test_expired_version_relists_exactly(
     c = await backends.http("c-1", "127.0.4.13")
     a2 = await backends.http("a-2", "127.0.4.14")
     for name, endpoint in (("a", a), ("b", b)):
-        await api.create(service(name, [80]))
+        await api.create(service(name, 80))
         await api.create(slices(name, [endpoint])[0])
     await controller.wait_healthy()
     await until_served(controller, "/a", {"a-1"})
@@ -131,7 +132,7 @@ async def test_expired_version_relists_exactly(
     await api.stop()
     await api.delete("Service", "default", "b")
     await api.delete("EndpointSlice", "default", "b-0")
-    await api.create(service("c", [80]))
+    await api.create(service("c", 80))
     await api.create(slices("c", [c])[0])
     await api.update(slices("a", [a2])[0])
     await api.expire(tell_watchers=False)
@@ -151,7 +152,7 @@ async def test_expired_while_watching_gets_error_event(
     api: FakeAPIServer, controller: Controller, backends: Backends
 ) -> None:
     a = await backends.http("a-1", "127.0.4.21")
-    await api.create(service("a", [80]))
+    await api.create(service("a", 80))
     await controller.wait_healthy()
     lists_before = sum(1 for r in api.requests if "limit=" in r)
     await api.expire(tell_watchers=True)  # ERROR 410 on the open watches
@@ -170,7 +171,7 @@ async def test_api_outage_keeps_serving_and_catches_up(
 ) -> None:
     web = await backends.http("web-1", "127.0.4.31")
     new = await backends.http("new-1", "127.0.4.32")
-    await api.create(service("web", [80]))
+    await api.create(service("web", 80))
     await api.create(slices("web", [web])[0])
     await controller.wait_healthy()
     await until_served(controller, "/web", {"web-1"})
@@ -204,7 +205,7 @@ async def test_api_outage_keeps_serving_and_catches_up(
     await wait_for(outage_over, within=OUTAGE_SECONDS + 5, what="the outage")
     assert controller.proc is not None and controller.proc.poll() is None
     await api.start()  # same port, same state
-    await api.create(service("new", [80]))
+    await api.create(service("new", 80))
     await api.create(slices("new", [new])[0])
     await until_served(controller, "/new", {"new-1"})
     done.set()
@@ -217,9 +218,9 @@ async def test_forbidden_namespace_is_reported_and_the_rest_works(
     tmp_path: Path, api: FakeAPIServer, backends: Backends
 ) -> None:
     ok = await backends.http("ok-1", "127.0.4.41")
-    await api.create(service("ok", [80], namespace="shop"))
+    await api.create(service("ok", 80, namespace="shop"))
     await api.create(slices("ok", [ok], namespace="shop")[0])
-    await api.create(service("hidden", [80], namespace="secret-team"))
+    await api.create(service("hidden", 80, namespace="secret-team"))
     api.forbidden.add(("services", "secret-team"))
     c = kube_controller(tmp_path, api, "--namespace", "shop,secret-team")
     with running(c):
@@ -250,7 +251,7 @@ async def test_faults_500_429_and_slow(
     a = await backends.http("a-1", "127.0.4.51")
     api.fail_next.extend([500, 429, 500])
     api.delay = 0.2
-    await api.create(service("a", [80]))
+    await api.create(service("a", 80))
     await api.create(slices("a", [a])[0])
     await controller.wait_healthy()
     await until_served(controller, "/a", {"a-1"})
@@ -269,7 +270,7 @@ async def test_endpoints_fallback_without_endpointslices(
     await api.start()
     try:
         host, port = await backends.http("old-1", "127.0.4.61")
-        await api.create(service("old", [80]))
+        await api.create(service("old", 80))
         endpoints: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Endpoints",
@@ -293,7 +294,7 @@ async def test_large_cluster_paginated(
     objects: list[dict[str, Any]] = []
     for i in range(5000):
         name = f"svc-{i:05d}"
-        objects.append(service(name, [80]))
+        objects.append(service(name, 80))
         endpoint = target if i == 4999 else ("127.0.9.9", 9)
         objects.extend(slices(name, [endpoint]))
     api.bulk_load(objects)
@@ -314,7 +315,7 @@ async def test_api_down_at_start_healthz_answers_then_it_serves(
     api = FakeAPIServer(tmp_path)
     await api.start()  # for its port and CA; then down before the controller starts
     web = await backends.http("web-1", "127.0.4.81")
-    await api.create(service("web", [80]))
+    await api.create(service("web", 80))
     await api.create(slices("web", [web])[0])
     c = kube_controller(tmp_path, api)
     await api.stop()
@@ -337,8 +338,8 @@ async def test_api_down_at_start_healthz_answers_then_it_serves(
 
 
 async def test_check_command_reads_the_cluster_once(tmp_path: Path, api: FakeAPIServer) -> None:
-    await api.create(service("web", [80]))
-    await api.create(service("bad", [80], annotations={"serviceloadbalancer/lb.host": "-x-"}))
+    await api.create(service("web", 80))
+    await api.create(service("bad", 80, annotations={"serviceloadbalancer/lb.host": "-x-"}))
     kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service_loadbalancer.cli", "check", "--kubeconfig", str(kubeconfig),

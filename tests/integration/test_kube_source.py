@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from fake_apiserver import FakeAPIServer
-from harness import service, slices, wait_for
+from harness import wait_for
+from objects import service, slices
 
 from service_loadbalancer.kube.client import ConfigError, KubeOptions, connect
 from service_loadbalancer.kube.objects import ObjectKey
@@ -72,7 +73,7 @@ async def test_store_equals_the_api_after_changes_gaps_and_410(
     api: FakeAPIServer, tmp_path: Path
 ) -> None:
     for i in range(7):
-        await api.create(service(f"s{i}", [80]))
+        await api.create(service(f"s{i}", 80))
         await api.create(slices(f"s{i}", [("127.0.0.1", 1)])[0])
     async with run_source(api, tmp_path, ["Service", "EndpointSlice"], page_size=3) as (
         _source,
@@ -84,14 +85,14 @@ async def test_store_equals_the_api_after_changes_gaps_and_410(
             return store.ready and store_state(store) == api_state(api, kinds)
 
         await wait_for(same, what="the first list")
-        await api.update(service("s1", [81]))
+        await api.update(service("s1", 81))
         await api.delete("Service", "default", "s2")
         await wait_for(same, what="watch events applied")
         # A gap with changes, then 410: exactly the API's state, nothing stale or doubled.
         await api.stop()
         await api.delete("Service", "default", "s3")
-        await api.create(service("s9", [80]))
-        await api.update(service("s4", [82]))
+        await api.create(service("s9", 80))
+        await api.update(service("s4", 82))
         await api.expire()
         await api.start()
         await wait_for(same, what="the relist after 410")
@@ -100,7 +101,7 @@ async def test_store_equals_the_api_after_changes_gaps_and_410(
 
 async def test_expired_continue_token_restarts_the_list(api: FakeAPIServer, tmp_path: Path) -> None:
     for i in range(10):
-        await api.create(service(f"s{i}", [80]))
+        await api.create(service(f"s{i}", 80))
     expired: list[str] = []
 
     async def expire_on_second_page(request: web.Request) -> None:
@@ -126,7 +127,7 @@ async def test_forbidden_secrets_are_reported_and_the_rest_is_ready(
 ) -> None:
     """Secrets are watched only when asked; a 403 on them names the permission, holds
     nothing back, and clears when RBAC is fixed."""
-    await api.create(service("web", [80]))
+    await api.create(service("web", 80))
     api.forbidden.add(("secrets", "*"))
     async with run_source(api, tmp_path, ["Service", "EndpointSlice", "Secret"]) as (source, store):
 
@@ -159,8 +160,8 @@ async def test_forbidden_secrets_are_reported_and_the_rest_is_ready(
 
 async def test_relist_of_one_namespace_keeps_the_others(api: FakeAPIServer, tmp_path: Path) -> None:
     for ns in ("a", "b"):
-        await api.create(service("web", [80], namespace=ns))
-    await api.create(service("other", [80], namespace="c"))  # not served
+        await api.create(service("web", 80, namespace=ns))
+    await api.create(service("other", 80, namespace="c"))  # not served
     async with run_source(api, tmp_path, ["Service"], namespaces=("a", "b")) as (_source, store):
 
         async def both() -> bool:
@@ -188,8 +189,8 @@ async def test_open_source_gives_a_kube_source_of_the_source_shape(
 ) -> None:
     """Without --manifests: the cluster, in the namespaces asked for, with the kinds it
     serves; load_once lists, run follows until stopped, aclose closes the client."""
-    await api.create(service("web", [80], namespace="a"))
-    await api.create(service("other", [80], namespace="b"))
+    await api.create(service("web", 80, namespace="a"))
+    await api.create(service("other", 80, namespace="b"))
     options = KubeOptions(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"), in_cluster=False)
     settings = Settings(namespaces=("a",))
     source = await open_source(settings, options, metrics=Metrics())
@@ -205,7 +206,7 @@ async def test_open_source_gives_a_kube_source_of_the_source_shape(
 
         stop = asyncio.Event()
         task = asyncio.create_task(source.run(stop=stop), name="source")
-        await api.create(service("new", [80], namespace="a"))
+        await api.create(service("new", 80, namespace="a"))
 
         async def followed() -> bool:
             return ObjectKey("Service", "a", "new") in source.store.snapshot().objects

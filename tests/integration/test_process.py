@@ -27,6 +27,7 @@ from service_loadbalancer.haproxy.process import (
     check_config,
     parse_show_proc,
 )
+from service_loadbalancer.metrics import Metrics
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -312,6 +313,42 @@ async def test_supervise_restarts_a_killed_master(setup: Setup) -> None:
     await haproxy.stop()
     await asyncio.wait_for(supervisor, 10)  # returns once stop() was called
     assert haproxy.restarts == 1
+
+
+async def test_supervise_restarts_are_counted_in_the_metrics(tmp_path: Path) -> None:
+    """What the controller wires up: each restart after a death is one
+    slb_haproxy_restarts_total, and none is a reload."""
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    write_config(config, port, "v1")
+    metrics = Metrics()
+    haproxy = HAProxyProcess(
+        haproxy_bin=HAPROXY,
+        config_path=config,
+        run_dir=tmp_path / "run",
+        on_restart=metrics.haproxy_restarts.inc,
+    )
+
+    def restarts() -> float | None:
+        return metrics.registry.get_sample_value("slb_haproxy_restarts_total")
+
+    try:
+        await haproxy.start()
+        supervisor = asyncio.create_task(haproxy.supervise(), name="supervise")
+        assert restarts() == 0
+        for count in (1, 2):
+            master = haproxy.pid
+            assert master is not None
+            os.kill(master, signal.SIGKILL)
+            await wait_for(partial(lambda n: restarts() == n, count), within=20)
+            assert haproxy.pid not in (None, master)
+            assert haproxy.restarts == count
+            await wait_for(haproxy.serving)
+        assert haproxy.reloads == 0
+    finally:
+        await haproxy.stop()
+    await asyncio.wait_for(supervisor, 10)
+    assert restarts() == 2
 
 
 async def test_cancelling_supervise_leaves_haproxy_to_stop(setup: Setup) -> None:

@@ -13,16 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import (
-    Backends,
-    Controller,
-    backend_names,
-    running,
-    service,
-    slices,
-    wait_for,
-    write_manifest,
-)
+from harness import Backends, Controller, backend_names, running, wait_for, write_manifest
+from objects import service, slices
 
 from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.haproxy.runtime import RuntimeApi, ServerState
@@ -76,8 +68,8 @@ def app_manifest(c: Controller, endpoints: list[tuple[str, int]], **kw: str) -> 
     write_manifest(
         c.manifests / "app.yaml",
         [
-            service("app", [80], annotations=annotations or None,
-                    affinity="ClientIP" if annotations else None),
+            service("app", 80, annotations=annotations or None,
+                    session_affinity="ClientIP" if annotations else None),
             *slices("app", endpoints),
         ],
     )  # fmt: skip
@@ -186,7 +178,7 @@ async def test_reload_and_restart_keep_servers_and_state(
         name_a = next(r.name for r in await servers(c) if endpoint(r) == a)
         await runtime(c).execute([f"set server {BACKEND}/{name_a} state drain"])
         before = (await master(c).show_proc()).reloads
-        write_manifest(c.manifests / "o.yaml", [service("o", [80]), *slices("o", [other])])
+        write_manifest(c.manifests / "o.yaml", [service("o", 80), *slices("o", [other])])
 
         async def reloaded() -> bool:
             return (await master(c).show_proc()).reloads > before and (await c.get("/o"))[0] == 200

@@ -1,5 +1,6 @@
-"""Builders for the raw Kubernetes objects the unit tests feed to the controller, and
-the `haproxy -c` check every rendered config goes through.
+"""Unit-test helpers: a ready store's snapshot of given objects, and the `haproxy -c`
+check every rendered config goes through. The objects themselves come from
+`tests/objects.py`, which the integration tests share.
 
 Imported as `from factories import ...`: pytest (prepend import mode) puts this
 directory on sys.path for the test modules next to it, and mypy does the same for
@@ -8,146 +9,21 @@ files outside a package. Keep it free of pytest fixtures so it stays a plain mod
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import shutil
 import subprocess
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from service_loadbalancer.haproxy.render import CONFIG_FILE, Rendered, render
-from service_loadbalancer.kube.objects import KNOWN_KINDS, SERVICE_NAME_LABEL, RawObject
+from service_loadbalancer.kube.objects import KNOWN_KINDS, RawObject
 from service_loadbalancer.model import LoadBalancer, Problem
 from service_loadbalancer.settings import ENV_STATS_PASSWORD, ENV_STATS_USER, Settings
 from service_loadbalancer.store import Snapshot, Store
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-
-#: `cluster_ip` default: a ClusterIP Service (not headless).
-CLUSTER_IP = "10.96.0.10"
-
-
-# --- Services ---------------------------------------------------------------------------
-
-
-def port(
-    number: int | object,
-    *,
-    name: str | None = None,
-    target: int | str | None = None,
-    protocol: str | None = None,
-) -> RawObject:
-    """One `spec.ports` entry. Omitted fields stay omitted, as the API does."""
-    raw: RawObject = {"port": number}
-    if name is not None:
-        raw["name"] = name
-    if target is not None:
-        raw["targetPort"] = target
-    if protocol is not None:
-        raw["protocol"] = protocol
-    return raw
-
-
-def service(
-    name: str,
-    *ports: RawObject | int,
-    namespace: str = "default",
-    annotations: Mapping[str, str] | None = None,
-    cluster_ip: str | None = CLUSTER_IP,
-    session_affinity: str | None = None,
-    affinity_timeout: object = None,
-    type_: str | None = None,
-) -> RawObject:
-    """A v1 Service. Ports are `port(...)` dicts or bare numbers; none given means one
-    unnamed port 80 with targetPort 8080."""
-    spec_ports = [port(p, target=8080) if isinstance(p, int) else p for p in ports] or [
-        port(80, target=8080)
-    ]
-    spec: RawObject = {"ports": spec_ports, "selector": {"app": name}}
-    if cluster_ip is not None:
-        spec["clusterIP"] = cluster_ip
-    if session_affinity is not None:
-        spec["sessionAffinity"] = session_affinity
-    if affinity_timeout is not None:
-        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": affinity_timeout}}
-    if type_ is not None:
-        spec["type"] = type_
-    metadata: RawObject = {"name": name, "namespace": namespace}
-    if annotations is not None:
-        metadata["annotations"] = dict(annotations)
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
-
-
-# --- EndpointSlices ---------------------------------------------------------------------
-
-
-def endpoint(*addresses: str, ready: bool | None = True, conditions: bool = True) -> RawObject:
-    """One EndpointSlice endpoint. `ready=None` is a nil condition (to be taken as
-    ready); `conditions=False` leaves the conditions out altogether."""
-    raw: RawObject = {"addresses": list(addresses)}
-    if conditions:
-        raw["conditions"] = {"ready": ready}
-    return raw
-
-
-def ep_port(number: object, *, name: str | None = None, protocol: str = "TCP") -> RawObject:
-    """A port of an EndpointSlice or an Endpoints subset."""
-    raw: RawObject = {"port": number, "protocol": protocol}
-    if name is not None:
-        raw["name"] = name
-    return raw
-
-
-def endpoint_slice(
-    service_name: str,
-    *endpoints: RawObject | str,
-    namespace: str = "default",
-    ports: Sequence[RawObject] = (),
-    address_type: str = "IPv4",
-    name: str | None = None,
-) -> RawObject:
-    """A discovery.k8s.io/v1 EndpointSlice of `service_name`. Endpoints are
-    `endpoint(...)` dicts or bare addresses (ready); ports default to one unnamed 8080."""
-    eps = [endpoint(e) if isinstance(e, str) else e for e in endpoints]
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": name or f"{service_name}-abcde",
-            "namespace": namespace,
-            "labels": {SERVICE_NAME_LABEL: service_name},
-        },
-        "addressType": address_type,
-        "endpoints": eps,
-        "ports": list(ports) if ports else [ep_port(8080)],
-    }
-
-
-# --- core/v1 Endpoints ------------------------------------------------------------------
-
-
-def subset(
-    *ready: str, not_ready: Iterable[str] = (), ports: Sequence[RawObject] = ()
-) -> RawObject:
-    raw: RawObject = {"ports": list(ports) if ports else [ep_port(8080)]}
-    if ready:
-        raw["addresses"] = [{"ip": ip} for ip in ready]
-    not_ready = list(not_ready)
-    if not_ready:
-        raw["notReadyAddresses"] = [{"ip": ip} for ip in not_ready]
-    return raw
-
-
-def endpoints(name: str, *subsets: RawObject, namespace: str = "default") -> RawObject:
-    """core/v1 Endpoints, named like its Service."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {"name": name, "namespace": namespace},
-        "subsets": list(subsets),
-    }
 
 
 # --- Snapshots --------------------------------------------------------------------------
@@ -236,27 +112,3 @@ def block(config: str, header: str) -> str:
             break
         out.append(line)
     return "\n".join(out).rstrip() + "\n"
-
-
-# --- TLS Secrets ------------------------------------------------------------------------
-
-
-def tls_secret(
-    name: str,
-    chain_pem: bytes,
-    key_pem: bytes,
-    *,
-    namespace: str = "default",
-    type_: str = "kubernetes.io/tls",
-) -> RawObject:
-    """A v1 Secret of type kubernetes.io/tls: `data` holds base64, as the API returns it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": type_,
-        "data": {
-            "tls.crt": base64.b64encode(chain_pem).decode(),
-            "tls.key": base64.b64encode(key_pem).decode(),
-        },
-    }

@@ -1,10 +1,14 @@
-"""Flags to options: what the Kubernetes source is asked to read."""
+"""Flags to options: what the Kubernetes source is asked to read, and where the
+HAProxy config goes."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from service_loadbalancer.cli import build_parser, kube_options
+from service_loadbalancer.config import build_settings
 
 
 @pytest.mark.parametrize(
@@ -17,3 +21,24 @@ from service_loadbalancer.cli import build_parser, kube_options
 )
 def test_secrets_are_watched_only_with_tls_secrets(argv: list[str], kinds: tuple[str, ...]) -> None:
     assert kube_options(build_parser().parse_args(argv)).kinds == kinds
+
+
+@pytest.mark.parametrize(
+    ("argv", "cfg", "expected"),
+    [
+        ([], "", "/var/run/service-loadbalancer/haproxy.cfg"),
+        (["--run-dir", "{tmp}/flag"], "", "{tmp}/flag/haproxy.cfg"),
+        ([], "runDir: {tmp}/file\n", "{tmp}/file/haproxy.cfg"),
+        (["--run-dir", "{tmp}/flag"], "runDir: {tmp}/file\n", "{tmp}/flag/haproxy.cfg"),
+        (["--run-dir", "{tmp}/flag"], "config: {tmp}/etc/lb.cfg\n", "{tmp}/etc/lb.cfg"),
+    ],
+    ids=["default", "run-dir-flag", "run-dir-cfg", "flag-beats-cfg", "config-key"],
+)
+def test_config_path(tmp_path: Path, argv: list[str], cfg: str, expected: str) -> None:
+    """The README: the config goes to `<run-dir>/haproxy.cfg` unless --cfg says."""
+    args = [a.format(tmp=tmp_path) for a in argv]
+    if cfg:
+        (tmp_path / "lb.yaml").write_text(cfg.format(tmp=tmp_path), encoding="utf-8")
+        args += ["--cfg", str(tmp_path / "lb.yaml")]
+    settings = build_settings(build_parser().parse_args(args), {})
+    assert settings.config_path == Path(expected.format(tmp=tmp_path))

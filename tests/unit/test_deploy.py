@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from service_loadbalancer.cli import build_parser
+from service_loadbalancer.config import load_config_file
 from service_loadbalancer.kube.client import DEFAULT_KINDS
 from service_loadbalancer.kube.watch import RESOURCES
-from service_loadbalancer.settings import load_config_file
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").rglob("*.yaml"))

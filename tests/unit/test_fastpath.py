@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from factories import endpoint_slice, endpoints, service, subset
+from objects import endpoint_slice, endpoints, service, subset
 
 from service_loadbalancer.fastpath import patch_sections, running_from, swap_servers
 from service_loadbalancer.haproxy.render import render

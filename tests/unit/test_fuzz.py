@@ -33,9 +33,10 @@ from typing import Any
 
 import pytest
 import trustme
-from factories import block, endpoint_slice, haproxy_check, service, snapshot, tls_secret
+from factories import block, haproxy_check, snapshot
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from objects import endpoint_slice, service, tls_secret
 
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.haproxy.certs import write_certificates

@@ -11,20 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from factories import (
-    assert_haproxy_accepts,
-    block,
-    endpoint,
-    endpoint_slice,
-    endpoints,
-    ep_port,
-    haproxy_check,
-    port,
-    render_checked,
-    service,
-    snapshot,
-    subset,
-)
+from factories import assert_haproxy_accepts, block, haproxy_check, render_checked, snapshot
+from objects import endpoint, endpoint_slice, endpoints, ep_port, port, service, subset
 
 from service_loadbalancer.haproxy.render import (
     CONFIG_FILE,

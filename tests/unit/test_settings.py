@@ -1,4 +1,5 @@
-"""Settings: flag parsers, the --cfg file (JSON and YAML) and the stats credentials.
+"""Settings: flag parsers (settings.py), the --cfg file (JSON and YAML) and the stats
+credentials (config.py), and the pure core's independence from both file formats.
 
 Every mistake is a SettingsError whose message is one line naming the flag or file.
 """
@@ -7,26 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from service_loadbalancer.config import LoadBalancerConfig, load_config_file, stats_credentials
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.settings import (
     ENV_STATS_PASSWORD,
     ENV_STATS_PASSWORD_FILE,
     ENV_STATS_USER,
-    LoadBalancerConfig,
     ServiceRef,
     Settings,
     SettingsError,
     TcpService,
-    load_config_file,
     parse_namespaces,
     parse_port,
     parse_service_ref,
     parse_tcp_services,
-    stats_credentials,
 )
 
 
@@ -539,6 +540,21 @@ def test_settings_defaults() -> None:
     assert settings.haproxy_env() == {}
 
 
+def test_config_path_follows_the_run_dir() -> None:
+    """The README's default: `<run-dir>/haproxy.cfg`, also for a copy with another run_dir."""
+    assert Settings().config_path == Path("/var/run/service-loadbalancer/haproxy.cfg")
+    assert Settings(run_dir=Path("/run/slb")).config_path == Path("/run/slb/haproxy.cfg")
+    moved = dataclasses.replace(Settings(), run_dir=Path("/tmp/x"))
+    assert moved.config_path == Path("/tmp/x/haproxy.cfg")
+
+
+def test_config_path_given_stays_put() -> None:
+    settings = Settings(haproxy_config=Path("/etc/haproxy/haproxy.cfg"))
+    assert dataclasses.replace(settings, run_dir=Path("/tmp/x")).config_path == Path(
+        "/etc/haproxy/haproxy.cfg"
+    )
+
+
 @pytest.mark.parametrize(
     ("user", "password", "auth"),
     [("u", "p", True), ("u", None, False), (None, "p", False), (None, None, False)],
@@ -560,3 +576,30 @@ def test_settings_frozen_and_password_not_in_repr() -> None:
     assert "hunter2" not in repr(settings)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.http_port = 1  # type: ignore[misc]
+
+
+# --- the pure core ------------------------------------------------------------------------------
+
+PURE_CORE = (
+    "service_loadbalancer.settings",
+    "service_loadbalancer.model",
+    "service_loadbalancer.annotations",
+    "service_loadbalancer.translate",
+    "service_loadbalancer.haproxy.render",
+    "service_loadbalancer.haproxy.plan",
+)
+
+
+def test_pure_core_imports_neither_pydantic_nor_yaml() -> None:
+    """Reading files (pydantic for the --cfg file, yaml for it and the manifests) is
+    config.py's and the sources' business; the core only ever sees their values. A fresh
+    interpreter, because this one has long imported both."""
+    code = (
+        f"import sys\nimport {', '.join(PURE_CORE)}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'yaml'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 import trustme
 import yaml
-from factories import (
-    assert_haproxy_accepts,
-    endpoint_slice,
-    service,
-    snapshot,
-    tls_secret,
-)
+from factories import assert_haproxy_accepts, snapshot
+from objects import endpoint_slice, service, tls_secret
 
 from service_loadbalancer import cli
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret

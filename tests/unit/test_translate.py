@@ -12,16 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from factories import (
-    endpoint,
-    endpoint_slice,
-    endpoints,
-    ep_port,
-    port,
-    service,
-    snapshot,
-    subset,
-)
+from factories import snapshot
+from objects import endpoint, endpoint_slice, endpoints, ep_port, port, service, subset
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import (

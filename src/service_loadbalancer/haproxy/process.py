@@ -205,6 +205,7 @@ class HAProxyProcess:
         run_dir: Path,
         env: Mapping[str, str] | None = None,
         logger: logging.Logger | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self._bin = haproxy_bin
         self._config_path = config_path.absolute()
@@ -220,6 +221,8 @@ class HAProxyProcess:
         self.reloads = 0
         #: Times `supervise()` restarted a master that died.
         self.restarts = 0
+        #: Called after each of those restarts (the controller counts them in a metric).
+        self._on_restart = on_restart
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr: _StderrRelay | None = None
         self._lock = asyncio.Lock()
@@ -395,6 +398,8 @@ class HAProxyProcess:
                     continue
                 self.restarts += 1
                 self._log.info("HAProxy restarted (master pid %s)", self.pid)
+                if self._on_restart is not None:
+                    self._on_restart()
 
     async def stop(self, *, timeout: float = 10.0) -> None:
         """Stop HAProxy: SIGTERM to the master (which stops its workers), SIGKILL after

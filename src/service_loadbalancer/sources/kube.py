@@ -32,7 +32,6 @@ from kubernetes_asyncio.client import ApiClient
 
 from service_loadbalancer.kube.client import (
     CONNECT_TIMEOUT,
-    DEFAULT_KINDS,
     ConfigError,
     KubeOptions,
     connect,
@@ -56,7 +55,7 @@ from service_loadbalancer.store import Store
 
 # DEFAULT_KINDS, ConfigError and KubeOptions live in kube/client.py; cli.py (outside this
 # change) still imports them from here.
-__all__ = ["DEFAULT_KINDS", "ConfigError", "KubeOptions", "KubeSource", "served_kinds"]
+__all__ = ["KubeSource", "served_kinds"]
 
 _LOG = logging.getLogger(__name__)
 
