@@ -22,6 +22,7 @@ from harness import free_port, wait_for
 from objects import endpoint_slice, service
 
 from service_loadbalancer import reconciler as reconciler_module
+from service_loadbalancer.fullsync import prepare
 from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.haproxy.render import RUNTIME_SOCKET
 from service_loadbalancer.haproxy.runtime import RuntimeApi
@@ -165,7 +166,6 @@ async def test_a_slow_full_sync_never_holds_an_endpoint_change_back(
     existing Services are applied; the full sync then keeps them (catch-up)."""
     await started(rig, service("web", 80), web_slice("127.0.33.1"))
     entered, release = threading.Event(), threading.Event()
-    prepare = reconciler_module.prepare
 
     def held(*args: Any) -> Any:
         entered.set()
