@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from service_loadbalancer.haproxy.certs import write_certificates
+from service_loadbalancer.haproxy.check import check_config
 from service_loadbalancer.haproxy.files import write_files
-from service_loadbalancer.haproxy.process import check_config
 from service_loadbalancer.haproxy.render import CERTS_DIR, TemplateError, render
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.settings import Settings

@@ -21,12 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from service_loadbalancer.haproxy.process import (
-    HAProxyError,
-    HAProxyProcess,
-    check_config,
-    parse_show_proc,
-)
+from service_loadbalancer.haproxy.check import check_config
+from service_loadbalancer.haproxy.master import parse_show_proc
+from service_loadbalancer.haproxy.process import HAProxyError, HAProxyProcess
 from service_loadbalancer.metrics import Metrics
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"

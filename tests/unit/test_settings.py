@@ -585,6 +585,10 @@ PURE_CORE = (
     "service_loadbalancer.model",
     "service_loadbalancer.annotations",
     "service_loadbalancer.translate",
+    "service_loadbalancer.translation_run",
+    "service_loadbalancer.endpoints",
+    "service_loadbalancer.routes",
+    "service_loadbalancer.https",
     "service_loadbalancer.haproxy.render",
     "service_loadbalancer.haproxy.plan",
 )

@@ -28,12 +28,13 @@ from service_loadbalancer.model import (
     TcpFrontend,
     Translation,
 )
+from service_loadbalancer.routes import TCP_FLAG
 from service_loadbalancer.settings import (
     ServiceRef,
     Settings,
     parse_tcp_services,
 )
-from service_loadbalancer.translate import TCP_FLAG, translate
+from service_loadbalancer.translate import translate
 
 P = "serviceloadbalancer/"
 

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 
 from service_loadbalancer.haproxy.certs import remove_unused, write_certificates
+from service_loadbalancer.haproxy.check import check_config
 from service_loadbalancer.haproxy.drains import Drains
 from service_loadbalancer.haproxy.files import (
     atomic_write,
@@ -23,7 +24,7 @@ from service_loadbalancer.haproxy.files import (
     write_files,
 )
 from service_loadbalancer.haproxy.plan import Reason, ServerOp
-from service_loadbalancer.haproxy.process import HAProxyProcess, check_config
+from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.haproxy.render import CERTS_DIR, SERVER_STATE_FILE, Rendered
 from service_loadbalancer.haproxy.runtime import (
     RuntimeApi,

@@ -1,4 +1,4 @@
-"""Supervise one HAProxy in master-worker mode, and validate configs with `haproxy -c`.
+"""Supervise one HAProxy in master-worker mode: start it, reload it, restart it, stop it.
 
 This is the edge where the pure core meets a real process, so it is the one place
 that knows how HAProxy 2.6 behaves at run time:
@@ -13,17 +13,14 @@ that knows how HAProxy 2.6 behaves at run time:
   re-executes, so the outcome is read back from `show proc`: the master's reload
   counter goes up, and either a new worker appears or the `[failed: N]` counter
   goes up (a failed reload keeps the old worker serving the old config).
-* The master CLI keeps the connection open after a command until the client
-  half-closes; the client below sends the command, shuts its write side and reads
-  to EOF.
 
 HAProxy's stdout is inherited, so `log stdout` traffic logs go to our stdout. Its
-stderr (startup and reload alerts) is relayed byte for byte to our stderr, and the
-last lines are kept so that a failed start or reload can say *why* in its
-`HAProxyError`: a bind error or a config error in a reload never reaches `haproxy -c`.
+stderr is relayed to ours, and its last lines are what a failed start or reload says
+in its `HAProxyError`: a bind error or a config error in a reload never reaches
+`haproxy -c`.
 
-Everything is asyncio: subprocesses, unix sockets, polling with deadlines. The only
-synchronous I/O is reading `/proc`, which is memory-backed and does not block.
+Everything is asyncio: subprocesses, unix sockets, polling with deadlines. The master
+CLI protocol is master.py's; the OS side (stderr relay, /proc) is children.py's.
 """
 
 # The `timeout=` parameters are the interface callers code against, and each bounds a
@@ -37,152 +34,32 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "CheckResult",
-    "HAProxyError",
-    "HAProxyProcess",
-    "ProcStatus",
-    "check_config",
-    "parse_show_proc",
-]
+from service_loadbalancer.haproxy.children import (
+    POLL_INTERVAL,
+    OwnProcesses,
+    StderrRelay,
+    describe_exit,
+    merged_env,
+)
+from service_loadbalancer.haproxy.master import HAProxyError, MasterCli, ProcStatus
+
+__all__ = ["HAProxyError", "HAProxyProcess"]  # HAProxyError: what the methods raise
 
 _log = logging.getLogger(__name__)
 
-#: How often we poll the master CLI or /proc while waiting for a condition.
-_POLL_INTERVAL = 0.05
 #: Restart backoff of `supervise()`: doubling from the first to the cap.
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 #: A master that ran this long before dying resets the backoff to its first step.
 _STABLE_AFTER = 10.0
-#: Stderr lines kept for error messages.
-_STDERR_TAIL = 200
 #: Linux `sun_path` is 108 bytes including the NUL; HAProxy binds `<path>.<pid>.tmp`
 #: first and renames it, so leave room for that suffix.
 _MAX_SOCKET_PATH = 107 - len(".4194304.tmp")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """The verdict of `haproxy -c` on one config."""
-
-    ok: bool
-    #: HAProxy's combined stdout/stderr, stripped.
-    output: str
-
-
-class HAProxyError(Exception):
-    """HAProxy did not do what we asked (start, reload, answer); the message says why."""
-
-
-async def check_config(
-    haproxy_bin: str,
-    config_path: Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-) -> CheckResult:
-    """Run `haproxy -c -f config_path` with `env` merged over `os.environ`.
-
-    Never raises for an invalid config or a missing binary: both are a result with
-    `ok=False` and an output that says what went wrong.
-    """
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            haproxy_bin,
-            "-c",
-            "-f",
-            str(config_path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=_merged_env(env),
-        )
-    except OSError as err:
-        return CheckResult(ok=False, output=f"cannot run {haproxy_bin!r}: {err}")
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        return CheckResult(ok=False, output=f"{haproxy_bin} -c did not finish within {timeout:g} s")
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    return CheckResult(ok=proc.returncode == 0, output=out.decode(errors="replace").strip())
-
-
-@dataclass(frozen=True, slots=True)
-class ProcStatus:
-    """The master CLI's `show proc`, parsed: who is the master and who serves."""
-
-    master_pid: int
-    #: Reloads the master went through (successful or not).
-    reloads: int
-    #: Of those, the ones that failed (the previous workers kept serving).
-    failed_reloads: int
-    #: Workers that run the current config.
-    workers: tuple[int, ...]
-    #: Workers of earlier configs that still finish their connections.
-    old_workers: tuple[int, ...]
-
-
-_MASTER_LINE = re.compile(r"^(\d+)\s+master\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?")
-_PROC_LINE = re.compile(r"^(\d+)\s+(\S+)")
-
-
-def parse_show_proc(text: str) -> ProcStatus:
-    """Parse HAProxy 2.6's `show proc` output (management.txt, 9.4.1).
-
-    ```
-    #<PID>          <type>          <reloads>       <uptime>        <version>
-    1162            master          5 [failed: 0]   0d00h02m07s     2.6.12
-    # workers
-    1271            worker          1               0d00h00m00s     2.6.12
-    # old workers
-    1233            worker          3               0d00h00m43s     2.6.12
-    # programs
-    ```
-    """
-    master: tuple[int, int, int] | None = None
-    section = ""
-    workers: list[int] = []
-    old_workers: list[int] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            section = line.lstrip("#").strip()
-            continue
-        if (found := _MASTER_LINE.match(line)) is not None:
-            master = (int(found[1]), int(found[2]), int(found[3] or 0))
-            continue
-        found = _PROC_LINE.match(line)
-        if found is None or found[2] != "worker":
-            continue
-        if section == "workers":
-            workers.append(int(found[1]))
-        elif section == "old workers":
-            old_workers.append(int(found[1]))
-    if master is None:
-        raise HAProxyError(f"unexpected answer to 'show proc': {text.strip()!r}")
-    return ProcStatus(
-        master_pid=master[0],
-        reloads=master[1],
-        failed_reloads=master[2],
-        workers=tuple(workers),
-        old_workers=tuple(old_workers),
-    )
 
 
 class HAProxyProcess:
@@ -223,8 +100,10 @@ class HAProxyProcess:
         self.restarts = 0
         #: Called after each of those restarts (the controller counts them in a metric).
         self._on_restart = on_restart
+        self._own = OwnProcesses(self.master_socket, self._log)
+        self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
         self._proc: asyncio.subprocess.Process | None = None
-        self._stderr: _StderrRelay | None = None
+        self._stderr: StderrRelay | None = None
         self._lock = asyncio.Lock()
         self._stop_requested = False
         self._stopped = asyncio.Event()
@@ -265,14 +144,14 @@ class HAProxyProcess:
             deadline = loop.time() + timeout
             before = await self._show_proc_until(deadline)
             mark = self._stderr.mark() if self._stderr is not None else 0
-            await self._send_reload(timeout=max(deadline - loop.time(), 0.0))
+            await self._cli.send_reload(timeout=max(deadline - loop.time(), 0.0))
             while True:
                 if not self.running():
                     raise HAProxyError(
                         f"HAProxy exited during the reload ({self._exit_reason()})"
                         + self._stderr_since(mark)
                     )
-                status = await self._show_proc_or_none(deadline)
+                status = await self._cli.show_proc_or_none(deadline)
                 if status is not None and status.reloads > before.reloads:
                     if status.failed_reloads > before.failed_reloads:
                         await self._wait_stderr(mark, "Loading failure", deadline=loop.time() + 1)
@@ -293,7 +172,7 @@ class HAProxyProcess:
                         f"HAProxy did not finish the reload within {timeout:g} s"
                         + self._stderr_since(mark)
                     )
-                await asyncio.sleep(_POLL_INTERVAL)
+                await asyncio.sleep(POLL_INTERVAL)
 
     async def master_command(self, command: str, *, timeout: float = 5.0) -> str:
         """Send one command line to the master CLI and return its whole answer.
@@ -303,41 +182,15 @@ class HAProxyProcess:
         refuses connections for a moment: that is retried until `timeout`. Raises
         `HAProxyError` if the CLI cannot be reached in time.
         """
-        if "\n" in command or "\r" in command:
-            raise ValueError("one command line, without newlines")
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await self._connect_master()
-                try:
-                    writer.write(command.encode() + b"\n")
-                    # The 2.6 master CLI answers and closes only once we half-close.
-                    writer.write_eof()
-                    await writer.drain()
-                    answer = await reader.read()
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-        except TimeoutError:
-            raise HAProxyError(
-                f"master CLI {self.master_socket} did not answer {command!r} within {timeout:g} s"
-            ) from None
-        except OSError as err:
-            raise HAProxyError(f"master CLI {self.master_socket}: {err}") from err
-        return answer.decode(errors="replace")
+        return await self._cli.command(command, timeout=timeout)
 
-    async def _connect_master(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        while True:
-            try:
-                return await asyncio.open_unix_connection(self.master_socket)
-            except (ConnectionRefusedError, FileNotFoundError):
-                if self._proc is not None and not self.running():
-                    raise  # our master is gone: no point waiting
-                await asyncio.sleep(_POLL_INTERVAL)  # re-executing for a reload
+    def _master_gone(self) -> bool:
+        """Whether the master we started is no more (not: not yet started)."""
+        return self._proc is not None and not self.running()
 
     async def show_proc(self, *, timeout: float = 5.0) -> ProcStatus:
         """The master's `show proc`, parsed. Raises `HAProxyError`."""
-        return parse_show_proc(await self.master_command("show proc", timeout=timeout))
+        return await self._cli.show_proc(timeout=timeout)
 
     async def serving(self) -> bool:
         """Whether the master is alive and at least one current worker serves. Never raises."""
@@ -376,7 +229,7 @@ class HAProxyProcess:
                 self._log.warning(
                     "HAProxy master %d exited unexpectedly (%s); restarting in %.1f s",
                     proc.pid,
-                    _describe_exit(proc.returncode),
+                    describe_exit(proc.returncode),
                     delay,
                 )
             with contextlib.suppress(TimeoutError):
@@ -411,7 +264,7 @@ class HAProxyProcess:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             proc = self._proc
-            ours = self._our_processes()
+            ours = self._own.find()
             if proc is not None and proc.returncode is None:
                 with contextlib.suppress(HAProxyError):
                     status = await self.show_proc(timeout=min(1.0, timeout))
@@ -430,7 +283,7 @@ class HAProxyProcess:
                     await proc.wait()
             if proc is not None:
                 ours.discard(proc.pid)  # reaped by us: its pid may already be someone else's
-            await self._finish_off(ours, grace=max(deadline - loop.time(), 1.0))
+            await self._own.finish_off(ours, grace=max(deadline - loop.time(), 1.0))
             if self._stderr is not None:
                 await self._stderr.close(timeout=1.0)
             self._proc = None
@@ -443,7 +296,7 @@ class HAProxyProcess:
         # Workers of a master that died exit on their own once they notice, and a
         # master left by an earlier controller on this run_dir would never leave: a
         # new master next to either would share its ports with a dying listener.
-        await self._finish_off(self._our_processes(), grace=2.0, terminate=True)
+        await self._own.finish_off(self._own.find(), grace=2.0, terminate=True)
         self._run_dir.mkdir(parents=True, exist_ok=True)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -458,7 +311,7 @@ class HAProxyProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=None,
                 stderr=asyncio.subprocess.PIPE,
-                env=_merged_env(self._env),
+                env=merged_env(self._env),
                 # Our own process group: a Ctrl-C meant for us must not stop HAProxy
                 # behind our back; stop() does that in order.
                 start_new_session=True,
@@ -466,7 +319,7 @@ class HAProxyProcess:
         except OSError as err:
             raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
         assert proc.stderr is not None
-        relay = _StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}")
+        relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}")
         self._proc, self._stderr = proc, relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -475,10 +328,10 @@ class HAProxyProcess:
                 if proc.returncode is not None:
                     await relay.close(timeout=1.0)
                     raise HAProxyError(
-                        f"HAProxy exited at startup ({_describe_exit(proc.returncode)})"
+                        f"HAProxy exited at startup ({describe_exit(proc.returncode)})"
                         + relay.text_since(0)
                     )
-                status = await self._show_proc_or_none(deadline)
+                status = await self._cli.show_proc_or_none(deadline)
                 if status is not None and status.workers:
                     self._log.info(
                         "HAProxy started: master %d, workers %s",
@@ -490,94 +343,35 @@ class HAProxyProcess:
                     raise HAProxyError(
                         f"HAProxy did not serve within {timeout:g} s" + relay.text_since(0)
                     )
-                await asyncio.sleep(_POLL_INTERVAL)
+                await asyncio.sleep(POLL_INTERVAL)
         except BaseException:
             await self._abandon(proc, relay)
             raise
 
-    async def _abandon(self, proc: asyncio.subprocess.Process, relay: _StderrRelay) -> None:
+    async def _abandon(self, proc: asyncio.subprocess.Process, relay: StderrRelay) -> None:
         """Kill a master that failed to start, and whatever it forked."""
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-        await self._finish_off(self._our_processes(), grace=2.0)
+        await self._own.finish_off(self._own.find(), grace=2.0)
         await relay.close(timeout=1.0)
         if self._proc is proc:
             self._proc, self._stderr = None, None
-
-    async def _send_reload(self, *, timeout: float) -> None:
-        try:
-            await self.master_command("reload", timeout=timeout)
-        except HAProxyError as err:
-            # The master closes the connection as it re-executes; only a failure to
-            # deliver the command at all is an error.
-            if isinstance(err.__cause__, ConnectionRefusedError | FileNotFoundError):
-                raise HAProxyError(f"cannot send the reload: {err}") from err
-
-    async def _show_proc_or_none(self, deadline: float) -> ProcStatus | None:
-        """`show proc`, or None while the CLI is not there (during a re-exec, say)."""
-        remaining = deadline - asyncio.get_running_loop().time()
-        try:
-            return await self.show_proc(timeout=max(min(remaining, 2.0), _POLL_INTERVAL))
-        except HAProxyError:
-            return None
 
     async def _show_proc_until(self, deadline: float) -> ProcStatus:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await self.show_proc(timeout=max(deadline - loop.time(), _POLL_INTERVAL))
+                return await self.show_proc(timeout=max(deadline - loop.time(), POLL_INTERVAL))
             except HAProxyError:
                 if loop.time() >= deadline or not self.running():
                     raise
-            await asyncio.sleep(_POLL_INTERVAL)
-
-    def _our_processes(self) -> set[int]:
-        """Live HAProxy processes started for our master socket, from /proc."""
-        return {pid for pid in _pids_in_proc() if self._is_ours(pid)}
-
-    def _is_ours(self, pid: int) -> bool:
-        """Whether `pid` runs with our master socket on its command line (pids are reused)."""
-        return _alive(pid) and _argv_contains(pid, ("-S", str(self.master_socket)))
-
-    async def _finish_off(self, pids: set[int], *, grace: float, terminate: bool = False) -> None:
-        """Wait up to `grace` for those of `pids` that are ours to exit, then SIGKILL them.
-
-        With `terminate`, send SIGTERM first: for a master that nobody supervises.
-        """
-        if terminate:
-            self._signal_ours(pids, signal.SIGTERM)
-        if await self._gone(pids, timeout=grace):
-            return
-        self._signal_ours(pids, signal.SIGKILL)
-        if not await self._gone(pids, timeout=5.0):
-            self._log.error("HAProxy processes outlived SIGKILL: %s", sorted(pids))
-
-    def _signal_ours(self, pids: set[int], sig: signal.Signals) -> None:
-        for pid in pids:
-            if self._is_ours(pid):
-                self._log.warning("sending %s to left-over HAProxy process %d", sig.name, pid)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-
-    async def _gone(self, pids: set[int], *, timeout: float) -> bool:
-        """Poll until none of `pids` is ours any more; False if some still are after `timeout`.
-
-        They are not our children (a master's workers), so there is no exit to await.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            if not any(self._is_ours(pid) for pid in pids):
-                return True
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(_POLL_INTERVAL)
+            await asyncio.sleep(POLL_INTERVAL)
 
     def _exit_reason(self) -> str:
         code = self._proc.returncode if self._proc is not None else None
-        return _describe_exit(code)
+        return describe_exit(code)
 
     def _stderr_since(self, mark: int) -> str:
         return self._stderr.text_since(mark) if self._stderr is not None else ""
@@ -588,75 +382,7 @@ class HAProxyProcess:
         while self._stderr is not None and loop.time() < deadline:
             if needle in self._stderr.text_since(mark):
                 return
-            await asyncio.sleep(_POLL_INTERVAL / 5)
-
-
-class _StderrRelay:
-    """Copies a child's stderr to ours as it comes, keeping the last lines."""
-
-    def __init__(self, stream: asyncio.StreamReader, *, name: str) -> None:
-        self._stream = stream
-        self._lines: deque[str] = deque(maxlen=_STDERR_TAIL)
-        self._count = 0
-        self._partial = b""
-        self._task = asyncio.create_task(self._run(), name=name)
-
-    def mark(self) -> int:
-        """A position; `text_since(mark)` returns what came after it."""
-        return self._count
-
-    def text_since(self, mark: int) -> str:
-        """The lines since `mark` (as many as kept) as `:\\n<lines>`, or ''.
-
-        HAProxy's NOTICE lines (version, path) are left out when it said something
-        worse, so that the reason stands out in a log line or an Event.
-        """
-        wanted = min(self._count - mark, len(self._lines))
-        lines = list(self._lines)[len(self._lines) - wanted :] if wanted > 0 else []
-        if self._partial:
-            lines.append(self._partial.decode(errors="replace"))
-        lines = [line.rstrip() for line in lines if line.strip()]
-        serious = [line for line in lines if line.startswith(("[ALERT]", "[WARNING]"))]
-        text = "\n".join(serious or lines)
-        return f":\n{text}" if text else ""
-
-    async def close(self, *, timeout: float) -> None:
-        """Wait for EOF (every holder of the pipe exited), then stop relaying."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        while chunk := await self._stream.read(65536):
-            _write_stderr(chunk)
-            *complete, self._partial = (self._partial + chunk).split(b"\n")
-            for line in complete:
-                self._lines.append(line.decode(errors="replace"))
-                self._count += 1
-
-
-def _write_stderr(data: bytes) -> None:
-    with contextlib.suppress(OSError):
-        while data:
-            data = data[os.write(2, data) :]
-
-
-def _merged_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    return {**os.environ, **(env or {})}
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+            await asyncio.sleep(POLL_INTERVAL / 5)
 
 
 def _pids(pids: tuple[int, ...]) -> str:
@@ -672,41 +398,3 @@ async def _first_of(*coros: Coroutine[Any, Any, object]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    else:
-        return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _pids_in_proc() -> list[int]:
-    """Every pid in /proc (Linux); empty where there is no /proc."""
-    try:
-        return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-    except OSError:
-        return []
-
-
-def _argv_contains(pid: int, args: tuple[str, ...]) -> bool:
-    """Whether the argv of `pid` contains `args` in a row; False for zombies (empty argv)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    needle = [os.fsencode(arg) for arg in args]
-    return any(argv[i : i + len(needle)] == needle for i in range(len(argv)))

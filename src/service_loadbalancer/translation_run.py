@@ -1,0 +1,74 @@
+"""The working values of one `translate()` call, shared by its steps.
+
+translate.py reads Services into ports, endpoints.py finds each port's servers, and
+routes.py and https.py decide routes, listeners and HTTPS from the ports. They all work
+on the same shapes (a Service port on its way to becoming a backend, with what its
+Service asks for, and what the run collects), so these live here, below all of them,
+rather than in translate.py, which imports the steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.model import Algorithm, Mode, Problem, Server, Stickiness
+from service_loadbalancer.settings import Settings, TcpService
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """What one Service's annotations and spec ask for, validated."""
+
+    algorithm: Algorithm
+    host: str | None
+    acl_match: str | None
+    stickiness_http: Stickiness
+    stickiness_tcp: Stickiness
+    stickiness_timeout: int
+    ssl_term: bool = False
+    ssl_secret: str | None = None
+    passthrough: bool = False
+    ssl_redirect: bool = False
+    hsts: int | None = None
+
+
+@dataclass(slots=True)
+class ServicePort:
+    """One usable port of one Service, before routes are decided."""
+
+    key: ObjectKey
+    name: str
+    number: int
+    target: int | str | None
+    mode: Mode
+    options: ServiceOptions
+    servers: tuple[Server, ...]
+    backend: str = ""
+    #: Named in --tcp-services (a TCP listener of its own); a passthrough port is TCP
+    #: without one.
+    listener: bool = False
+    passthrough: bool = False
+
+    @property
+    def sort_key(self) -> tuple[str, str, int]:
+        return (self.key.namespace, self.key.name, self.number)
+
+
+@dataclass(slots=True)
+class TranslationRun:
+    """What one translation run collects: the inputs it indexes and the problems it finds."""
+
+    settings: Settings
+    slices: Mapping[tuple[str, str], list[RawObject]] = field(default_factory=dict)
+    endpoints: Mapping[tuple[str, str], RawObject] = field(default_factory=dict)
+    tcp_claims: dict[TcpService, list[ServicePort]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    secrets: Mapping[tuple[str, str], RawObject] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, subject: ObjectKey, reason: str) -> None:
+        self.problems.append(Problem(subject, reason))
