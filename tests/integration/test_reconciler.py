@@ -152,11 +152,12 @@ async def test_a_service_change_reloads_with_a_typed_reason(rig: Rig) -> None:
     rig.store.upsert(service("api", 80))
     rig.store.upsert(endpoint_slice("api", "127.0.32.9"))
 
-    async def api_served() -> bool:
-        return await rig.servers("http_default_api_80") == {"127.0.32.9:8080"}
+    async def reloaded() -> bool:
+        return rig.count("slb_haproxy_reloads_total", reason="added") == 1
 
-    await wait_for(api_served, what="the new Service after a reload")
-    assert rig.count("slb_haproxy_reloads_total", reason="added") == 1
+    await wait_for(reloaded, what="a reload counted as 'added'")
+    assert await rig.servers("http_default_api_80") == {"127.0.32.9:8080"}
+    assert rig.reloads() == 2
 
 
 async def test_a_slow_full_sync_never_holds_an_endpoint_change_back(
