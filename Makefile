@@ -54,16 +54,18 @@ test: setup lint typecheck
 demo: setup
 	$(PY) -m service_loadbalancer.demo
 
-# About 12 minutes in all; `make bench-quick` is a short smoke run.
+# About 17 minutes in all; `make bench-quick` is a short smoke run.
 bench: setup wrk
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/runtime.py
 	$(PY) benchmarks/kube_sync.py --outage 60
+	$(PY) benchmarks/haproxy_memory.py
 
 bench-quick: setup wrk
 	$(PY) benchmarks/render.py --repeat 1
 	$(PY) benchmarks/runtime.py --quick
 	$(PY) benchmarks/kube_sync.py --runs 1 --outage 5
+	$(PY) benchmarks/haproxy_memory.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo
