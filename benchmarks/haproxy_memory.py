@@ -50,10 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service_loadbalancer.haproxy.process import HAProxyError, parse_show_proc
+from service_loadbalancer.haproxy.files import write_files
+from service_loadbalancer.haproxy.master import HAProxyError, parse_show_proc
 from service_loadbalancer.haproxy.render import CONFIG_FILE, SERVER_STATE_FILE, render
 from service_loadbalancer.kube.objects import KNOWN_KINDS
-from service_loadbalancer.reconciler import write_files
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Snapshot, Store
 from service_loadbalancer.translate import translate
@@ -144,7 +144,7 @@ def ours(
         run.mkdir(parents=True)
         settings = Settings(
             run_dir=run,
-            config_path=directory / CONFIG_FILE,
+            haproxy_config=directory / CONFIG_FILE,
             http_port=free_port(),
             stats_port=free_port(),
             bind_address="127.0.0.1",
