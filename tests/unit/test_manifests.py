@@ -311,3 +311,42 @@ def test_aliases_are_not_shared_between_objects() -> None:
     assert problems == []
     assert a["spec"] == b["spec"]
     assert a["spec"] is not b["spec"]
+
+
+def test_json_is_read_by_the_json_parser_with_the_same_result_as_yaml() -> None:
+    """A JSON file (kubectl get -o json) takes the fast JSON parser; the objects equal what
+    the YAML parser makes of the same text (a leading comment forces the YAML path)."""
+    items = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"s{i}", "annotations": {"x": "1"}},
+            "spec": {"ports": [{"port": 80 + i, "targetPort": "http"}]},
+        }
+        for i in range(3)
+    ]
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1)
+    fast, fast_problems = parse_manifests(text, origin=ORIGIN)
+    slow, slow_problems = parse_manifests("# yaml\n" + text, origin=ORIGIN)
+    assert fast_problems == slow_problems == []
+    assert fast == slow and len(fast) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        pytest.param(
+            '{"apiVersion": "v1", "kind": "Service",\n "metadata": {"name": "a", "name": "b"}}',
+            'key "name" is given twice',
+            id="duplicate-key",
+        ),
+        pytest.param(
+            '{"apiVersion": "v1", "kind": "Service", "metadata": ', "invalid YAML", id="cut"
+        ),
+    ],
+)
+def test_json_the_json_parser_refuses_is_explained_by_the_yaml_path(text: str, reason: str) -> None:
+    objects, problems = parse_manifests(text, origin=ORIGIN)
+    assert objects == []
+    assert len(problems) == 1 and reason in problems[0].reason
+    assert "line" in problems[0].reason

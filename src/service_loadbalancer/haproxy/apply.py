@@ -13,6 +13,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from service_loadbalancer.haproxy.certs import remove_unused, write_certificates
 from service_loadbalancer.haproxy.check import check_config
@@ -144,5 +145,13 @@ class Applier:
                 log.warning("cannot save the servers' state before the reload: %s", err)
                 if path.exists():
                     return
-        keep = {(b.name, s.name) for b in model.backends for s in b.servers}
-        atomic_write(path, filter_server_state(text, keep))
+        if text.strip() == "1":  # no server yet (the first start): nothing to filter
+            atomic_write(path, text)
+            return
+        await asyncio.to_thread(_write_server_state, path, text, model)
+
+
+def _write_server_state(path: Path, text: str, model: LoadBalancer) -> None:
+    """Filter and write the state file: O(servers), so in a worker thread."""
+    keep = {(b.name, s.name) for b in model.backends for s in b.servers}
+    atomic_write(path, filter_server_state(text, keep))

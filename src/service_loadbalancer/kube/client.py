@@ -15,7 +15,6 @@ its reactor.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import orjson
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
@@ -124,6 +124,6 @@ async def request_json(
     async with response:
         data = await response.read()
     try:
-        return response.status, json.loads(data)
+        return response.status, orjson.loads(data)
     except ValueError:
         return response.status, None

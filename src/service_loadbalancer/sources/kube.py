@@ -20,7 +20,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from service_loadbalancer.kube.client import (
@@ -327,7 +327,7 @@ class KubeSource:
         async with response:
             if response.status != 200:
                 try:
-                    body = json.loads(await response.read())
+                    body = orjson.loads(await response.read())
                 except ValueError:
                     body = None
                 raise _Failed(
@@ -347,7 +347,7 @@ class KubeSource:
                 for line in lines:
                     if line.strip():
                         events += 1
-                        self._apply(unit, json.loads(line))
+                        self._apply(unit, orjson.loads(line))
             return events
 
     def _apply(self, unit: _Unit, data: Any) -> None:

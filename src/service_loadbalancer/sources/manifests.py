@@ -18,6 +18,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -93,7 +94,18 @@ def _documents(text: str, reasons: list[str]) -> Iterator[tuple[int, object]]:
 
     A syntax error ends the stream (the parser cannot resynchronise) and adds a reason; a
     document that parses but cannot be constructed (duplicate key, unknown tag) is bad alone.
+
+    A text that is one JSON value (what `kubectl get -o json` writes) is read by the JSON
+    parser, ten times faster than YAML's for the same data and exactly as the API server
+    reads it; anything it refuses (a duplicate key, NaN, bad syntax) goes through the
+    YAML path, whose messages say where.
     """
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        data = _strict_json(stripped)
+        if data is not _NOT_JSON:
+            yield 1, data
+            return
     loader = _ManifestLoader(text)
     index = 0
     try:
@@ -127,6 +139,29 @@ def _documents(text: str, reasons: list[str]) -> Iterator[tuple[int, object]]:
                 yield index, _BadDocument("nested too deeply")
     finally:
         loader.dispose()
+
+
+#: `_strict_json`'s answer for a text the JSON parser does not take as it is.
+_NOT_JSON = object()
+
+
+def _strict_json(text: str) -> object:
+    """The JSON value of `text`, or `_NOT_JSON` when it has a duplicate key, a constant
+    JSON does not define (NaN, Infinity), bad syntax, or nests too deeply."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        mapping = dict(items)
+        if len(mapping) != len(items):
+            raise ValueError("duplicate key")
+        return mapping
+
+    def constant(name: str) -> object:
+        raise ValueError(f"not JSON: {name}")
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def _syntax_error(error: yaml.MarkedYAMLError, documents_read: int) -> str:
