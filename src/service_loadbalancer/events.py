@@ -24,14 +24,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
 
 from service_loadbalancer.kube.client import request_json
 from service_loadbalancer.kube.objects import KNOWN_KINDS, ObjectKey, RawObject
 from service_loadbalancer.model import Problem
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 _LOG = logging.getLogger(__name__)
 

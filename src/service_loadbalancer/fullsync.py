@@ -6,35 +6,15 @@ Services.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from service_loadbalancer.fastpath import Running, running_from, same_but_servers
+from service_loadbalancer.gcpause import gc_paused
 from service_loadbalancer.haproxy.plan import Reason, ReasonKind, reload_reasons
 from service_loadbalancer.haproxy.render import render
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translate import translate
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector around a full translate + render.
-
-    They allocate hundreds of thousands of small acyclic objects for a large cluster;
-    the collector, triggered by the allocation count, then walks the whole (large,
-    long-lived) store again and again: half the time of a 10,000-Service sync.
-    Reference counting still frees everything; the collector resumes afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)

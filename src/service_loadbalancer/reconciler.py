@@ -32,6 +32,7 @@ sessions are cut.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -263,6 +264,10 @@ class Reconciler:
             log.error("cannot render the config, keeping the running one: %s", err)
             self._metrics.validation_failures.inc()
             return False
+        if base is None:
+            # The first complete view is long-lived: keep the cyclic collector off it from
+            # now on (it would walk millions of objects on every full collection).
+            gc.freeze()
         async with self._lock:
             self._report(prepared.running.problems)
             return await self._apply_full(prepared, base, version, started)

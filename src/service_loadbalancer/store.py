@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from service_loadbalancer.gcpause import gc_paused
 from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
 from service_loadbalancer.model import Problem
 
@@ -199,6 +200,10 @@ class Store:
     ) -> bool:
         """`replace` for several kinds as one change, so no snapshot ever holds new
         Services beside old endpoints (the file source reads all kinds at once)."""
+        with gc_paused():  # a list of 10,000s of objects: collect once, after
+            return self._replace_many(kinds, namespace=namespace)
+
+    def _replace_many(self, kinds: Mapping[str, Iterable[RawObject]], *, namespace: str) -> bool:
         changed = False
         touched = _Touched()
         for kind, objects in kinds.items():

@@ -19,12 +19,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 import orjson
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+
+from service_loadbalancer.gcpause import gc_paused
+
+if TYPE_CHECKING:
+    # Imported when used: kubernetes_asyncio takes 0.4 s to import, which a controller
+    # serving a manifests directory (the demo, most tests) never needs.
+    from kubernetes_asyncio.client import ApiClient
 
 #: Kinds watched by default, before the EndpointSlice -> Endpoints fallback.
 DEFAULT_KINDS: Final = ("Service", "EndpointSlice")
@@ -56,6 +61,12 @@ async def connect(
     Each open watch holds a connection, so the pool must hold `watches` and room for lists
     and Events besides: with the library's default of 100, 50 namespaces would hang.
     """
+    from kubernetes_asyncio.client import ApiClient, Configuration  # noqa: PLC0415
+    from kubernetes_asyncio.config import (  # noqa: PLC0415
+        load_incluster_config,
+        load_kube_config,
+    )
+
     configuration = Configuration()
     # The library logs "Config not found" itself before raising; our error says it once.
     logging.getLogger("kubernetes_asyncio.config").setLevel(logging.ERROR)
@@ -124,6 +135,7 @@ async def request_json(
     async with response:
         data = await response.read()
     try:
-        return response.status, orjson.loads(data)
+        with gc_paused():  # a page of 500 objects: no collection halfway
+            return response.status, orjson.loads(data)
     except ValueError:
         return response.status, None

@@ -19,12 +19,14 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from service_loadbalancer.gcpause import gc_paused
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
 from service_loadbalancer.model import Problem
 from service_loadbalancer.sources.manifests import parse_manifests
@@ -51,7 +53,8 @@ class ParsedFile:
     signature: Signature
     #: Whether `signature` had settled when the file was read, so it can be trusted.
     settled: bool
-    raw: bytes
+    #: A digest of the bytes read (not the bytes: 10,000 files would keep 15 MB alive).
+    digest: bytes
     objects: list[RawObject]
     problems: list[Problem]
     #: The key of each of `objects`.
@@ -80,14 +83,15 @@ class ParseCache:
         # times, so this signature stands for exactly these bytes.
         settled = now - max(st.st_mtime, st.st_ctime) > RACY_SECONDS
         raw = path.read_bytes()
-        if cached is not None and cached.raw == raw:
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        if cached is not None and cached.digest == digest:
             parsed = ParsedFile(
-                signature, settled, raw, cached.objects, cached.problems, cached.keys
+                signature, settled, digest, cached.objects, cached.problems, cached.keys
             )
         else:
             objects, problems = parse_manifests(raw.decode("utf-8-sig"), origin=origin)
             keys = [key_of(obj) for obj in objects]
-            parsed = ParsedFile(signature, settled, raw, objects, problems, keys)
+            parsed = ParsedFile(signature, settled, digest, objects, problems, keys)
         self.files[origin] = parsed
         return parsed
 
@@ -130,13 +134,29 @@ def scan_directory(directory: Path, cache: ParseCache) -> Scan:
     problems: list[Problem] = []
     objects: list[RawObject] = []
     object_keys: list[ObjectKey] = []
-    defined_in: dict[ObjectKey, str] = {}
     try:
         files = _manifest_files(directory, problems)
     except OSError as error:  # the directory itself: as good as missing, not as empty
         reason = f"cannot list directory: {error.strerror or error}"
         return Scan([], [Problem(ObjectKey("File", "", str(directory)), reason)], False, 0)
     now = time.time()
+    with gc_paused():
+        _read_files(files, cache, now=now, into=(objects, object_keys, problems))
+    cache.keep_only(files)
+    return Scan(objects, problems, True, len(files), object_keys)
+
+
+def _read_files(
+    files: list[Path],
+    cache: ParseCache,
+    *,
+    now: float,
+    into: tuple[list[RawObject], list[ObjectKey], list[Problem]],
+) -> None:
+    """Parse (or take from the cache) each file into (objects, their keys, problems);
+    the first definition of an object wins."""
+    objects, object_keys, problems = into
+    defined_in: dict[ObjectKey, str] = {}
     for path in files:
         origin = str(path)
         subject = ObjectKey("File", "", origin)
@@ -161,8 +181,6 @@ def scan_directory(directory: Path, cache: ParseCache) -> Scan:
             problems.append(
                 Problem(subject, f"{key} is defined {where} already; that definition is used")
             )
-    cache.keep_only(files)
-    return Scan(objects, problems, True, len(files), object_keys)
 
 
 def _manifest_files(directory: Path, problems: list[Problem]) -> list[Path]:

@@ -24,11 +24,10 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 import orjson
-from kubernetes_asyncio.client import ApiClient
 
 from service_loadbalancer.kube.client import (
     CONNECT_TIMEOUT,
@@ -52,6 +51,9 @@ from service_loadbalancer.kube.watch import (
     resource_version,
 )
 from service_loadbalancer.store import Store
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 # DEFAULT_KINDS, ConfigError and KubeOptions live in kube/client.py; cli.py (outside this
 # change) still imports them from here.
