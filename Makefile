@@ -59,12 +59,14 @@ bench: setup wrk
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/runtime.py
 	$(PY) benchmarks/kube_sync.py --outage 60
+	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/haproxy_memory.py
 
 bench-quick: setup wrk
 	$(PY) benchmarks/render.py --repeat 1
 	$(PY) benchmarks/runtime.py --quick
 	$(PY) benchmarks/kube_sync.py --runs 1 --outage 5
+	$(PY) benchmarks/startup.py --quick
 	$(PY) benchmarks/haproxy_memory.py --quick
 
 clean:

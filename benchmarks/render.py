@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service_loadbalancer.fullsync import gc_paused
+from service_loadbalancer.gcpause import gc_paused
 from service_loadbalancer.haproxy.files import write_files
 from service_loadbalancer.haproxy.render import render
 from service_loadbalancer.kube.objects import KNOWN_KINDS
