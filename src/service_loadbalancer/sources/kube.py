@@ -37,7 +37,7 @@ from service_loadbalancer.kube.client import (
     request,
     request_json,
 )
-from service_loadbalancer.kube.objects import RawObject, key_of
+from service_loadbalancer.kube.objects import RawObject, key_of, slim
 from service_loadbalancer.kube.watch import (
     RESOURCES,
     Action,
@@ -291,7 +291,7 @@ class KubeSource:
                 # Items of a typed list carry neither kind nor apiVersion.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
-                items.append(item)
+                items.append(slim(item))
             meta = body.get("metadata") or {}
             version = str(meta.get("resourceVersion") or version)
             token = str(meta.get("continue") or "")
@@ -366,6 +366,6 @@ class KubeSource:
         if event.type is EventType.DELETED:
             self._store.delete(key_of(event.object))
         elif event.type is not EventType.BOOKMARK:
-            self._store.upsert(event.object)
+            self._store.upsert(slim(event.object))
         if version:
             unit.version = version
