@@ -24,7 +24,8 @@ from service_loadbalancer.haproxy.render import CONFIG_FILE, Rendered, TemplateE
 from service_loadbalancer.haproxy.sections import Sections, split_sections, split_servers
 from service_loadbalancer.model import Backend, LoadBalancer, Problem, Translation
 from service_loadbalancer.settings import Settings
-from service_loadbalancer.store import ServiceName
+from service_loadbalancer.store import ServiceName, Store
+from service_loadbalancer.translate import translate
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,3 +199,34 @@ def same_but_servers(old: Running, new: Running, names: Iterable[str]) -> bool:
         if at not in skip or split_servers(a)[0] != split_servers(b)[0]:
             return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    running: Running
+    #: Backends whose servers the catch-up changed.
+    fresh: frozenset[str]
+    #: False when something could not be caught up (a Service edited, a source
+    #: problem): a full sync must follow.
+    complete: bool
+
+
+def catch_up(new: Running, store: Store, version: int, settings: Settings) -> CaughtUp:
+    """`new` (built from the store at `version`) with the endpoint changes made since
+    swapped in. Whatever cannot be swapped (a Service edited meanwhile) is left as it was
+    at `version`, for the next full sync. Reads only the changed Services."""
+    changes = store.changes_since(version)
+    now = store.version
+    if changes is None:
+        return CaughtUp(replace(new, version=now), frozenset(), complete=False)
+    complete = changes.endpoints_only
+    services = changes.endpoints | changes.services
+    if not services:
+        return CaughtUp(replace(new, version=now), frozenset(), complete)
+    partial = translate(store.endpoints_of(services), settings)
+    swap = swap_servers(new, partial, services)
+    patch = patch_sections(new.sections, [b for _, b in swap.pairs.values()], settings)
+    if patch is None:
+        return CaughtUp(replace(new, version=now), frozenset(), complete=False)
+    caught = replace(new, model=swap.model, sections=patch.sections, version=now)
+    return CaughtUp(caught, frozenset(swap.pairs), complete and not swap.declined)

@@ -38,7 +38,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import replace
 
-from service_loadbalancer.fastpath import Running, patch_sections, server_args, swap_servers
+from service_loadbalancer.fastpath import (
+    Running,
+    catch_up,
+    patch_sections,
+    server_args,
+    swap_servers,
+)
 from service_loadbalancer.fullsync import Prepared, prepare
 from service_loadbalancer.haproxy.apply import Applier
 from service_loadbalancer.haproxy.drains import Drains
@@ -201,7 +207,12 @@ class Reconciler:
         async with self._lock:
             running = self._running
             changes = None if running is None else self._store.changes_since(running.version)
-            if running is None or changes is None or not self._haproxy.running():
+            if (
+                running is None
+                or changes is None
+                or self._suspect is not None  # HAProxy may differ from `running`: reload
+                or not self._haproxy.running()
+            ):
                 self._want_full(started)
                 return
             if not changes.endpoints_only:
@@ -227,6 +238,7 @@ class Reconciler:
             if swap.pairs:
                 failure = await self._apply.runtime_batch(decision.ops, patch.args, swap.pairs)
                 if failure is not None:
+                    self._metrics.runtime_fallbacks.inc()
                     log.warning("endpoint fast path failed, reloading: %s", failure)
                     self._suspect = failure
                     self._want_full(started)
@@ -275,7 +287,10 @@ class Reconciler:
     async def _apply_full(
         self, prepared: Prepared, base: Running | None, version: int, started: float
     ) -> bool:
-        new, fresh = await self._catch_up(prepared.running, version, started)
+        caught = catch_up(prepared.running, self._store, version, self._settings)
+        if not caught.complete:
+            self._want_full(started)
+        new, fresh = caught.running, caught.fresh
         running = self._running
         reasons = list(prepared.reasons)
         if self._suspect is not None:
@@ -319,32 +334,6 @@ class Reconciler:
         else:
             self._mark_synced()
         return bool(decision.ops)
-
-    async def _catch_up(
-        self, new: Running, version: int, started: float
-    ) -> tuple[Running, frozenset[str]]:
-        """`new` (built from the store at `version`) with the endpoint changes made since
-        swapped in, and the backends that changed; whatever cannot be swapped (a Service
-        edited meanwhile) is left as it was at `version`, for the next full sync."""
-        changes = self._store.changes_since(version)
-        now = self._store.version
-        if changes is None or not changes.endpoints_only:
-            self._want_full(started)
-        if changes is None:
-            return replace(new, version=now), frozenset()
-        services = changes.endpoints | changes.services
-        if not services:
-            return replace(new, version=now), frozenset()
-        partial = translate(self._store.endpoints_of(services), self._settings)
-        swap = swap_servers(new, partial, services)
-        if swap.declined:
-            self._want_full(started)
-        patch = patch_sections(new.sections, [b for _, b in swap.pairs.values()], self._settings)
-        if patch is None:
-            self._want_full(started)
-            return replace(new, version=now), frozenset()
-        caught = replace(new, model=swap.model, sections=patch.sections, version=now)
-        return caught, frozenset(swap.pairs)
 
     async def _reload(self, new: Running, reasons: list[Reason], started: float) -> bool:
         # The first start skips `haproxy -c`: starting checks the very same file.
