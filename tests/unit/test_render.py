@@ -182,6 +182,14 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "backend http_default_web_80\n"
         "    mode http\n"
         "    balance roundrobin\n"
+        "    # X-Forwarded-Prefix: the prefix stripped (unless a trusted proxy sent one).\n"
+        "    http-request set-var(txn.set_prefix) bool(true)"
+        " if { var(txn.route),field(2,|) -m str 1 }"
+        " !{ req.hdr(X-Forwarded-Prefix) -m found }\n"
+        "    http-request set-header X-Forwarded-Prefix %[path]"
+        " if { var(txn.set_prefix) -m bool }\n"
+        "    http-request replace-header X-Forwarded-Prefix ^(/(?:default/web|web))(?:/|$).* \\1"
+        " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:default/web|web)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
         "    server s_10_0_0_1_8080 10.0.0.1:8080\n"
@@ -199,6 +207,14 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    balance roundrobin\n"
         "    stick-table type ip size 100k expire 10800s\n"
         "    stick on src\n"
+        "    # X-Forwarded-Prefix: the prefix stripped (unless a trusted proxy sent one).\n"
+        "    http-request set-var(txn.set_prefix) bool(true)"
+        " if { var(txn.route),field(2,|) -m str 1 }"
+        " !{ req.hdr(X-Forwarded-Prefix) -m found }\n"
+        "    http-request set-header X-Forwarded-Prefix %[path]"
+        " if { var(txn.set_prefix) -m bool }\n"
+        "    http-request replace-header X-Forwarded-Prefix ^(/(?:team/web))(?:/|$).* \\1"
+        " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:team/web)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
     )
@@ -207,6 +223,14 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    mode http\n"
         "    balance roundrobin\n"
         "    cookie SERVERID insert indirect nocache\n"
+        "    # X-Forwarded-Prefix: the prefix stripped (unless a trusted proxy sent one).\n"
+        "    http-request set-var(txn.set_prefix) bool(true)"
+        " if { var(txn.route),field(2,|) -m str 1 }"
+        " !{ req.hdr(X-Forwarded-Prefix) -m found }\n"
+        "    http-request set-header X-Forwarded-Prefix %[path]"
+        " if { var(txn.set_prefix) -m bool }\n"
+        "    http-request replace-header X-Forwarded-Prefix ^(/(?:default/shop|shop))(?:/|$).* \\1"
+        " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:default/shop|shop)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
         "    server s_10_0_2_1_8080 10.0.2.1:8080 cookie s_10_0_2_1_8080\n"
@@ -715,6 +739,7 @@ def test_template_context_variables() -> None:
         "stats_auth",
         "stats_bind",
         "http_bind",
+        "trusted_proxies",
         "paths_map",
         "hosts_map",
         "wildcard_hosts",
@@ -738,11 +763,15 @@ def test_template_context_variables() -> None:
         "stickiness_timeout": 10800,
         "stick_table_type": "ip",
         "strip_regex": "^/(?:web)(?:/|$)(.*)",
+        "prefix_regex": "^(/(?:web))(?:/|$).*",
         "servers": [{"name": "s_10_0_0_1_8080", "endpoint": "10.0.0.1:8080"}],
         "cookie": True,
         "ssl_redirect": False,
         "hsts_max_age": None,
+        "timeout_server": None,
+        "timeout_connect": None,
     }
+    assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"
     assert context["backends"][1]["strip_regex"] == ""
 
