@@ -187,6 +187,8 @@ def parse_trusted_proxies(text: str) -> tuple[str, ...]:
         if not item:
             continue
         try:
+            if not item.isascii() or "%" in item:  # no zone index (fe80::1%eth0) in a config
+                raise ValueError(item)
             network = ipaddress.ip_network(item, strict=True)
         except ValueError as err:
             detail = " (host bits set)" if "host bits" in str(err) else ""
