@@ -28,6 +28,14 @@ PATH_RE = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*/?)?\Z")
 MAX_PATH_LEN = 512
 #: HSTS max-age: at most two years, the preload list's recommendation.
 MAX_HSTS_AGE = 63072000
+#: A time in HAProxy's syntax, restricted to whole numbers of one unit (no "1m30s",
+#: no default unit, no "d" or "us"), so the value can only ever be one config word.
+TIME_RE = re.compile(r"([0-9]{1,9})(ms|s|m|h)\Z")
+TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+#: Bounds of lb.timeout-connect: a pod that does not accept within an hour is not there.
+MAX_CONNECT_MS = 3_600_000
+#: Bounds of lb.timeout-server: a day, for slow reports; HAProxy's own limit is ~24 days.
+MAX_SERVER_MS = 86_400_000
 
 
 class AnnotationError(ValueError):
@@ -122,6 +130,26 @@ def parse_hsts(raw: str) -> int:
     return age
 
 
+def parse_time(raw: str, *, most: int, most_text: str) -> int:
+    """`<digits>(ms|s|m|h)`, 1 ms to `most` milliseconds; the value in milliseconds."""
+    value = raw.strip()
+    found = TIME_RE.match(value) if value.isascii() else None
+    if found is None:
+        raise AnnotationError(f"{_quote(raw)} is not a time (digits then ms, s, m or h)")
+    ms = int(found.group(1)) * TIME_UNITS_MS[found.group(2)]
+    if not 1 <= ms <= most:
+        raise AnnotationError(f"{_quote(raw)} is not between 1ms and {most_text}")
+    return ms
+
+
+def parse_connect_timeout(raw: str) -> int:
+    return parse_time(raw, most=MAX_CONNECT_MS, most_text="1h")
+
+
+def parse_server_timeout(raw: str) -> int:
+    return parse_time(raw, most=MAX_SERVER_MS, most_text="24h")
+
+
 ALGORITHM: Annotation[Algorithm | None] = Annotation(
     key=PREFIX + "lb.algorithm",
     parse=parse_algorithm,
@@ -195,6 +223,24 @@ HSTS: Annotation[int | None] = Annotation(
     "sent over HTTPS.",
 )
 
+TIMEOUT_SERVER: Annotation[int | None] = Annotation(
+    key=PREFIX + "lb.timeout-server",
+    parse=parse_server_timeout,
+    default=None,
+    allowed="a time: digits then ms, s, m or h; 1ms to 24h",
+    doc="How long to wait for the pod's answer (and, for TCP, how long a connection may "
+    "idle) before a 504; default: the template's defaults section. An upgraded "
+    "connection (WebSocket) is a tunnel and keeps timeout tunnel instead.",
+)
+TIMEOUT_CONNECT: Annotation[int | None] = Annotation(
+    key=PREFIX + "lb.timeout-connect",
+    parse=parse_connect_timeout,
+    default=None,
+    allowed="a time: digits then ms, s, m or h; 1ms to 1h",
+    doc="How long to wait for a connection to a pod to be accepted; default: the "
+    "template's defaults section.",
+)
+
 #: Every annotation, in the order the README documents them.
 REGISTRY: tuple[Annotation[Any], ...] = (
     ALGORITHM,
@@ -206,6 +252,8 @@ REGISTRY: tuple[Annotation[Any], ...] = (
     SSL_PASSTHROUGH,
     SSL_REDIRECT,
     HSTS,
+    TIMEOUT_SERVER,
+    TIMEOUT_CONNECT,
 )
 
 

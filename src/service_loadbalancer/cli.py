@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a removed endpoint keeps its connections before they are cut (30)",
     )
+    flag(
+        "--trusted-proxies",
+        default="",
+        help="CIDRs (comma separated) whose X-Forwarded-* headers are kept (default: none)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p

@@ -36,6 +36,7 @@ from service_loadbalancer.settings import (
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
+    parse_trusted_proxies,
 )
 
 MAX_ERROR_PAGE = 8192
@@ -215,4 +216,5 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         tls_tickets=args.tls_tickets,
         ssl_redirect_code=args.ssl_redirect_code,
         drain_timeout=args.drain_timeout,
+        trusted_proxies=parse_trusted_proxies(args.trusted_proxies),
     )

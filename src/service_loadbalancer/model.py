@@ -60,6 +60,10 @@ class Backend:
     ssl_redirect: bool = False
     #: Strict-Transport-Security max-age for responses sent over HTTPS (lb.hsts).
     hsts_max_age: int | None = None
+    #: `timeout server` and `timeout connect` in milliseconds (lb.timeout-server,
+    #: lb.timeout-connect); None: the template's defaults.
+    timeout_server_ms: int | None = None
+    timeout_connect_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -8,6 +8,7 @@ render, plan) that takes a `Settings` stays free of them. Every mistake is one
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,9 @@ class Settings:
     #: Longest wait, in seconds, for a removed endpoint's connections to end before
     #: they are cut and the server deleted.
     drain_timeout: float = 30.0
+    #: Networks (normalised CIDRs) whose clients' X-Forwarded-* headers are kept
+    #: (--trusted-proxies); everyone else's are replaced.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -172,3 +176,23 @@ def parse_namespaces(text: str) -> tuple[str, ...]:
         if not DNS1123_LABEL.matches(name):
             raise SettingsError(f"--namespace: {name!r} is not a namespace name")
     return names
+
+
+def parse_trusted_proxies(text: str) -> tuple[str, ...]:
+    """`10.0.0.0/8,2001:db8::/32,192.0.2.7`: networks in CIDR form (a bare address is
+    one host), normalised, without duplicates. Host bits set (`10.0.0.1/8`) is an error:
+    probably a typo, and trusting a wider network than meant is the costly mistake."""
+    networks: list[str] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        try:
+            if not item.isascii() or "%" in item:  # no zone index (fe80::1%eth0) in a config
+                raise ValueError(item)
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError as err:
+            detail = " (host bits set)" if "host bits" in str(err) else ""
+            raise SettingsError(f"--trusted-proxies: {item!r} is not a CIDR{detail}") from None
+        if str(network) not in networks:
+            networks.append(str(network))
+    return tuple(networks)

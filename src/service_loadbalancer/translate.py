@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from service_loadbalancer import annotations as ann
@@ -187,6 +188,8 @@ def _options(
         passthrough = ann.SSL_PASSTHROUGH.get(annotations)
         ssl_redirect = ann.SSL_REDIRECT.get(annotations)
         hsts = ann.HSTS.get(annotations)
+        timeout_server = ann.TIMEOUT_SERVER.get(annotations)
+        timeout_connect = ann.TIMEOUT_CONNECT.get(annotations)
     except ann.AnnotationError as err:
         out.problem(key, f"not served: {err}")
         return None
@@ -225,6 +228,8 @@ def _options(
         passthrough=passthrough,
         ssl_redirect=ssl_redirect,
         hsts=hsts,
+        timeout_server_ms=timeout_server,
+        timeout_connect_ms=timeout_connect,
     )
 
 
@@ -242,6 +247,8 @@ def _backend(port: ServicePort, *, https: bool) -> Backend:
         stickiness_timeout=port.options.stickiness_timeout,
         ssl_redirect=http and https and port.options.ssl_redirect,
         hsts_max_age=port.options.hsts if http and https else None,
+        timeout_server_ms=port.options.timeout_server_ms,
+        timeout_connect_ms=port.options.timeout_connect_ms,
     )
 
 
@@ -250,16 +257,4 @@ def _with_strips(backend: Backend, prefixes: list[str]) -> Backend:
         return backend
     # Longest first, so a regex alternation tries the most specific prefix first.
     ordered = tuple(sorted(set(prefixes), key=lambda p: (-len(p), p)))
-    return Backend(
-        name=backend.name,
-        mode=backend.mode,
-        service=backend.service,
-        port=backend.port,
-        algorithm=backend.algorithm,
-        servers=backend.servers,
-        stickiness=backend.stickiness,
-        stickiness_timeout=backend.stickiness_timeout,
-        strip_prefixes=ordered,
-        ssl_redirect=backend.ssl_redirect,
-        hsts_max_age=backend.hsts_max_age,
-    )
+    return replace(backend, strip_prefixes=ordered)

@@ -33,6 +33,8 @@ class ServiceOptions:
     passthrough: bool = False
     ssl_redirect: bool = False
     hsts: int | None = None
+    timeout_server_ms: int | None = None
+    timeout_connect_ms: int | None = None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from aiohttp import web
 from service_loadbalancer.demo import echo_body, start_http_backend, start_tcp_backend
 
 DEADLINE = 20.0
+FORWARDED = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -79,12 +80,37 @@ class Backends:
         return str(host), int(port)
 
     async def headers(self, name: str, address: str) -> tuple[str, int]:
-        """An HTTP server that answers with the forwarding headers it received."""
+        """An HTTP server that answers with its path and the X-Forwarded-* headers it
+        received (only those present; several lines of one joined with ", ", as HTTP
+        defines them to be one list)."""
 
         async def handle(request: web.Request) -> web.Response:
-            seen = {h: request.headers.get(h, "") for h in ("X-Forwarded-For", "X-Forwarded-Proto")}
-            return web.json_response({"backend": name, **seen})
+            seen = {
+                h: ", ".join(request.headers.getall(h)) for h in FORWARDED if h in request.headers
+            }
+            return web.json_response({"backend": name, "path": request.path_qs, **seen})
 
+        return await self._serve(handle, address)
+
+    async def slow(self, name: str, address: str, delay: float) -> tuple[str, int]:
+        """An HTTP server that answers after `delay` seconds, and echoes WebSocket
+        messages on /ws at once."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if request.path == "/ws":
+                ws = web.WebSocketResponse()
+                await ws.prepare(request)
+                async for message in ws:
+                    await ws.send_str(f"{name}: {message.data}")
+                return ws
+            await asyncio.sleep(delay)
+            return web.Response(text=echo_body(name, request))
+
+        return await self._serve(handle, address)
+
+    async def _serve(
+        self, handle: Callable[[web.Request], Awaitable[web.StreamResponse]], address: str
+    ) -> tuple[str, int]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -275,13 +301,14 @@ async def request(
     sni: str | None = None,
     address: str = "127.0.0.1",
     source: str | None = None,
+    headers: Mapping[str, str] | None = None,
     limit: float = 10.0,
 ) -> Answer:
     """One HTTP/1.1 request on a new connection, over TLS with `tls` (SNI `sni`).
 
     Raw on purpose: a redirect is not followed, and the certificate the server showed
-    is part of the answer. `source`: the client's own address. Errors (a refused
-    handshake) propagate."""
+    is part of the answer. `source`: the client's own address; `headers`: more request
+    headers. Errors (a refused handshake) propagate."""
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(
             address,
@@ -295,7 +322,11 @@ async def request(
     try:
         peer = writer.get_extra_info("peercert") or {}
         names = tuple(str(v) for k, v in peer.get("subjectAltName", ()) if k == "DNS")
-        head = f"GET {path} HTTP/1.1\r\nHost: {host or sni or address}\r\nConnection: close\r\n\r\n"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = (
+            f"GET {path} HTTP/1.1\r\nHost: {host or sni or address}\r\n{extra}"
+            "Connection: close\r\n\r\n"
+        )
         writer.write(head.encode())
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), limit)

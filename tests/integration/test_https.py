@@ -159,8 +159,11 @@ async def test_client_certificate_required(tmp_path: Path, backends: Backends) -
         # The client's address survives the hop between the two HTTPS frontends.
         assert got.status == 200 and json.loads(got.body) == {
             "backend": "web-1",
+            "path": "/hi",
             "X-Forwarded-For": "127.0.5.99",
             "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "default.example",
+            "X-Forwarded-Prefix": "/web",
         }
         for context in (trusting(ca), trusting(ca, client=trustme.CA().issue_cert("eve"))):
             # TLS 1.3 reports the refusal after the handshake: on the first read.

@@ -20,6 +20,8 @@ from service_loadbalancer.annotations import (
     SSL_REDIRECT,
     SSL_SECRET,
     SSL_TERM,
+    TIMEOUT_CONNECT,
+    TIMEOUT_SERVER,
     Annotation,
     AnnotationError,
     markdown_table,
@@ -89,6 +91,19 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (HSTS, "31536000", 31536000),
     (HSTS, "63072000", 63072000),
     (HSTS, " 600 ", 600),
+    # Times: milliseconds, whatever the unit; the bounds are included.
+    (TIMEOUT_SERVER, "1ms", 1),
+    (TIMEOUT_SERVER, "2s", 2000),
+    (TIMEOUT_SERVER, "2000ms", 2000),
+    (TIMEOUT_SERVER, "5m", 300_000),
+    (TIMEOUT_SERVER, "24h", 86_400_000),
+    (TIMEOUT_SERVER, "1440m", 86_400_000),
+    (TIMEOUT_SERVER, " 30s\n", 30_000),
+    (TIMEOUT_SERVER, "007s", 7000),
+    (TIMEOUT_CONNECT, "1ms", 1),
+    (TIMEOUT_CONNECT, "500ms", 500),
+    (TIMEOUT_CONNECT, "1h", 3_600_000),
+    (TIMEOUT_CONNECT, "3600s", 3_600_000),
 ]
 
 
@@ -195,6 +210,28 @@ INVALID = [
     invalid(HSTS, "\u0661\u0662", "is not a number of seconds"),
     invalid(HSTS, "9" * 10, "is not a number of seconds"),
     invalid(HSTS, "max-age=600", "is not a number of seconds"),
+    invalid(TIMEOUT_SERVER, "", "is not a time (digits then ms, s, m or h)"),
+    invalid(TIMEOUT_SERVER, "30", "is not a time"),  # HAProxy's default unit: not allowed
+    invalid(TIMEOUT_SERVER, "0s", "is not between 1ms and 24h"),
+    invalid(TIMEOUT_SERVER, "0ms", "is not between 1ms and 24h"),
+    invalid(TIMEOUT_SERVER, "25h", "is not between 1ms and 24h"),
+    invalid(TIMEOUT_SERVER, "86400001ms", "is not between"),
+    invalid(TIMEOUT_SERVER, "1d", "is not a time"),
+    invalid(TIMEOUT_SERVER, "100us", "is not a time"),
+    invalid(TIMEOUT_SERVER, "1m30s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "1.5s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "-1s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "+1s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "1 s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "1S", "is not a time"),
+    invalid(TIMEOUT_SERVER, "1_0s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "\u0661s", "is not a time"),
+    invalid(TIMEOUT_SERVER, "9" * 10 + "ms", "is not a time"),
+    invalid(TIMEOUT_SERVER, "2s timeout connect 1s", "is not a time"),
+    invalid(TIMEOUT_CONNECT, "61m", "is not between 1ms and 1h"),
+    invalid(TIMEOUT_CONNECT, "3600001ms", "is not between 1ms and 1h"),
+    invalid(TIMEOUT_CONNECT, "0h", "is not between"),
+    invalid(TIMEOUT_CONNECT, "5", "is not a time"),
 ]
 
 
@@ -223,6 +260,8 @@ BASE = {
     SSL_PASSTHROUGH: "true",
     SSL_REDIRECT: "false",
     HSTS: "600",
+    TIMEOUT_SERVER: "30s",
+    TIMEOUT_CONNECT: "500ms",
 }
 
 
@@ -376,4 +415,6 @@ def test_markdown_table_lists_every_key() -> None:
         SSL_PASSTHROUGH.key: "false",
         SSL_REDIRECT.key: "false",
         HSTS.key: "-",
+        TIMEOUT_SERVER.key: "-",
+        TIMEOUT_CONNECT.key: "-",
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service_loadbalancer.cli import build_parser, kube_options
+from service_loadbalancer.cli import build_parser, kube_options, main
 from service_loadbalancer.config import build_settings
 
 
@@ -42,3 +42,18 @@ def test_config_path(tmp_path: Path, argv: list[str], cfg: str, expected: str) -
         args += ["--cfg", str(tmp_path / "lb.yaml")]
     settings = build_settings(build_parser().parse_args(args), {})
     assert settings.config_path == Path(expected.format(tmp=tmp_path))
+
+
+def test_trusted_proxies_flag(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["--trusted-proxies", "10.0.0.0/8,::1"])
+    assert build_settings(args, {}).trusted_proxies == ("10.0.0.0/8", "::1/128")
+    assert build_settings(build_parser().parse_args([]), {}).trusted_proxies == ()
+
+
+def test_bad_trusted_proxy_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["render", "--trusted-proxies", "10.0.0.0/8,10.1.2.3/8"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--trusted-proxies: '10.1.2.3/8' is not a CIDR (host bits set)" in err

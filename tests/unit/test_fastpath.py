@@ -138,6 +138,12 @@ def test_fast_path_equals_full_render(
         ),
         pytest.param(
             [service("web", 80), endpoint_slice("web", "10.0.0.1")],
+            [service("web", 80, annotations={"serviceloadbalancer/lb.timeout-server": "2s"}),
+             endpoint_slice("web", "10.0.0.2")],
+            id="timeout-changed-needs-a-reload",
+        ),
+        pytest.param(
+            [service("web", 80), endpoint_slice("web", "10.0.0.1")],
             [service("web", 80), endpoint_slice("web", "not-an-ip")],
             id="new-problem",
         ),

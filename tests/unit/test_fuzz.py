@@ -79,6 +79,8 @@ VALID = {
     ann.SSL_PASSTHROUGH.key: "true",
     ann.SSL_REDIRECT.key: "true",
     ann.HSTS.key: "600",
+    ann.TIMEOUT_SERVER.key: "30s",
+    ann.TIMEOUT_CONNECT.key: "500ms",
 }
 assert set(VALID) == {a.key for a in ann.REGISTRY}, "every annotation is fuzzed"
 
@@ -158,6 +160,7 @@ MODES: dict[str, dict[str, str]] = {
         ann.HOST.key: "r{i}.fz.example",
     },
     "passthrough": {ann.SSL_PASSTHROUGH.key: "true", ann.HOST.key: "t{i}.fz.example"},
+    "timeouts": {ann.TIMEOUT_SERVER.key: "2s", ann.TIMEOUT_CONNECT.key: "1500ms"},
 }
 
 case = st.tuples(
@@ -230,7 +233,8 @@ def controls(keys: Keys) -> list[RawObject]:
     """Well-behaved Services whose routes nothing generated may take away."""
     term = {ann.SSL_TERM.key: "true", ann.SSL_SECRET.key: "ctl-tls", ann.HSTS.key: "60"}
     return [
-        service("ctl-web", namespace="ctl"),
+        service("ctl-web", namespace="ctl", annotations={
+            ann.TIMEOUT_SERVER.key: "90s", ann.TIMEOUT_CONNECT.key: "250ms"}),
         endpoint_slice("ctl-web", "10.8.0.1", namespace="ctl"),
         service("ctl-host", namespace="ctl", annotations={ann.HOST.key: "ctl.example.org"}),
         service("ctl-wild", namespace="ctl", annotations={ann.HOST.key: "*.ctl.example.org"}),
@@ -266,6 +270,14 @@ SERVICE_LINES = [
     r"    http-request redirect location https://%\[req\.hdr\(host\),field\(1,:\),lower\]"
     r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}",
     r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}',
+    r"    timeout (?:server|connect) \d+(?:ms|s|m|h)",
+    r"    # X-Forwarded-Prefix: the prefix stripped \(unless a trusted proxy sent one\)\.",
+    r"    http-request set-var\(txn\.set_prefix\) bool\(true\) if \{ var\(txn\.route\),"
+    r"field\(2,\|\) -m str 1 \} !\{ req\.hdr\(X-Forwarded-Prefix\) -m found \}",
+    r"    http-request set-header X-Forwarded-Prefix %\[path\] if \{ var\(txn\.set_prefix\) "
+    r"-m bool \}",
+    rf"    http-request replace-header X-Forwarded-Prefix \^\(/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\)"
+    r"\(\?:/\|\$\)\.\* \\1 if \{ var\(txn\.set_prefix\) -m bool \}",
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
     rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?",
@@ -322,6 +334,7 @@ def lb_settings(workdir: Path, keys: Keys) -> Settings:
         bind_address="127.0.0.1",
         tcp_services=(TcpService(ServiceRef("ctl-tcp", "ctl"), 3306),),
         run_dir=workdir / "run",
+        trusted_proxies=("10.0.0.0/8", "2001:db8::/32"),
     )
 
 

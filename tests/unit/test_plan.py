@@ -284,7 +284,12 @@ def test_tls_changes_reload_even_with_endpoint_changes(
     assert any(r.kind is ReasonKind.ENDPOINTS for r in result.reload)
 
 
-def test_backend_option_changes_reload() -> None:
+@pytest.mark.parametrize(
+    "change",
+    [{"ssl_redirect": True}, {"timeout_server_ms": 2000}, {"timeout_connect_ms": 500}],
+    ids=["ssl-redirect", "timeout-server", "timeout-connect"],
+)
+def test_backend_option_changes_reload(change: dict[str, object]) -> None:
     running = lb(web(srv(0)))
-    desired = lb(replace(web(srv(0)), ssl_redirect=True))
+    desired = lb(replace(web(srv(0)), **change))  # type: ignore[arg-type]
     assert shown(plan(running, desired)).reload == ("http backend default/web:80 options changed",)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import trustme
 from factories import assert_haproxy_accepts, block, haproxy_check, render_checked, snapshot
 from objects import endpoint, endpoint_slice, endpoints, ep_port, port, service, subset
 
@@ -25,6 +26,8 @@ from service_loadbalancer.haproxy.render import (
     bind_spec,
     builtin_template,
     check_template,
+    haproxy_time,
+    prefix_regex,
     render,
     server_endpoint,
     strip_regex,
@@ -182,6 +185,14 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "backend http_default_web_80\n"
         "    mode http\n"
         "    balance roundrobin\n"
+        "    # X-Forwarded-Prefix: the prefix stripped (unless a trusted proxy sent one).\n"
+        "    http-request set-var(txn.set_prefix) bool(true)"
+        " if { var(txn.route),field(2,|) -m str 1 }"
+        " !{ req.hdr(X-Forwarded-Prefix) -m found }\n"
+        "    http-request set-header X-Forwarded-Prefix %[path]"
+        " if { var(txn.set_prefix) -m bool }\n"
+        "    http-request replace-header X-Forwarded-Prefix ^(/(?:default/web|web))(?:/|$).* \\1"
+        " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:default/web|web)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
         "    server s_10_0_0_1_8080 10.0.0.1:8080\n"
@@ -199,6 +210,14 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    balance roundrobin\n"
         "    stick-table type ip size 100k expire 10800s\n"
         "    stick on src\n"
+        "    # X-Forwarded-Prefix: the prefix stripped (unless a trusted proxy sent one).\n"
+        "    http-request set-var(txn.set_prefix) bool(true)"
+        " if { var(txn.route),field(2,|) -m str 1 }"
+        " !{ req.hdr(X-Forwarded-Prefix) -m found }\n"
+        "    http-request set-header X-Forwarded-Prefix %[path]"
+        " if { var(txn.set_prefix) -m bool }\n"
+        "    http-request replace-header X-Forwarded-Prefix ^(/(?:team/web))(?:/|$).* \\1"
+        " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:team/web)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
     )
@@ -207,6 +226,14 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "    mode http\n"
         "    balance roundrobin\n"
         "    cookie SERVERID insert indirect nocache\n"
+        "    # X-Forwarded-Prefix: the prefix stripped (unless a trusted proxy sent one).\n"
+        "    http-request set-var(txn.set_prefix) bool(true)"
+        " if { var(txn.route),field(2,|) -m str 1 }"
+        " !{ req.hdr(X-Forwarded-Prefix) -m found }\n"
+        "    http-request set-header X-Forwarded-Prefix %[path]"
+        " if { var(txn.set_prefix) -m bool }\n"
+        "    http-request replace-header X-Forwarded-Prefix ^(/(?:default/shop|shop))(?:/|$).* \\1"
+        " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:default/shop|shop)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
         "    server s_10_0_2_1_8080 10.0.2.1:8080 cookie s_10_0_2_1_8080\n"
@@ -715,6 +742,7 @@ def test_template_context_variables() -> None:
         "stats_auth",
         "stats_bind",
         "http_bind",
+        "trusted_proxies",
         "paths_map",
         "hosts_map",
         "wildcard_hosts",
@@ -738,11 +766,15 @@ def test_template_context_variables() -> None:
         "stickiness_timeout": 10800,
         "stick_table_type": "ip",
         "strip_regex": "^/(?:web)(?:/|$)(.*)",
+        "prefix_regex": "^(/(?:web))(?:/|$).*",
         "servers": [{"name": "s_10_0_0_1_8080", "endpoint": "10.0.0.1:8080"}],
         "cookie": True,
         "ssl_redirect": False,
         "hsts_max_age": None,
+        "timeout_server": None,
+        "timeout_connect": None,
     }
+    assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"
     assert context["backends"][1]["strip_regex"] == ""
 
@@ -789,3 +821,77 @@ def test_host_lookup_only_when_some_service_routes_by_host(
     model = LoadBalancer(backends=(http_backend("b", strip=("/web",)),), http_routes=routes)
     frontend = block(render_checked(model, Settings(), tmp_path).config, "frontend http")
     assert [line for line in frontend.splitlines() if "set-var" in line] == lookups
+
+
+# --- Forwarding headers and timeouts --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [(1, "1ms"), (1500, "1500ms"), (2000, "2s"), (90_000, "90s"), (120_000, "2m"),
+     (3_600_000, "1h"), (86_400_000, "24h")],
+)  # fmt: skip
+def test_haproxy_time_uses_the_largest_exact_unit(ms: int, text: str) -> None:
+    assert haproxy_time(ms) == text
+
+
+def test_backend_timeouts(tmp_path: Path) -> None:
+    timed = dataclasses.replace(http_backend(), timeout_server_ms=2000, timeout_connect_ms=1500)
+    tcp = dataclasses.replace(tcp_backend("tcp_default_mysql_3306"), timeout_server_ms=3_600_000)
+    model = LoadBalancer(backends=(timed, tcp), tcp_frontends=(TcpFrontend(3306, tcp.name),))
+    config = render_checked(model, Settings(), tmp_path).config
+    assert block(config, "backend http_default_web_80") == (
+        "backend http_default_web_80\n"
+        "    mode http\n"
+        "    balance roundrobin\n"
+        "    timeout connect 1500ms\n"
+        "    timeout server 2s\n"
+    )
+    assert "    timeout server 1h\n" in block(config, "backend tcp_default_mysql_3306")
+    assert "timeout" not in block(render(one_backend(http_backend()), Settings()).config,
+                                  "backend http_default_web_80")  # fmt: skip
+
+
+def test_prefix_regex_captures_the_prefix_that_strip_regex_removes() -> None:
+    prefixes = ("/default/web:8080", "/web:8080")
+    found = re.match(prefix_regex(prefixes), "/default/web:8080/a/b")
+    assert found is not None and found.group(1) == "/default/web:8080"
+    found = re.match(prefix_regex(prefixes), "/web:8080")
+    assert found is not None and found.group(1) == "/web:8080"
+    assert re.match(prefix_regex(prefixes), "/web:80801") is None
+
+
+@pytest.mark.parametrize("trusted", [(), ("10.0.0.0/8", "2001:db8::/32")], ids=["none", "cidrs"])
+def test_forwarding_headers_in_both_http_frontends(
+    tmp_path: Path, trusted: tuple[str, ...]
+) -> None:
+    """Client-sent X-Forwarded-* go (unless trusted) before ours are set; the
+    terminating frontend says https."""
+    cert = tmp_path / "default.pem"
+    issued = trustme.CA().issue_cert("default.example")
+    issued.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    backend = http_backend(strip=("/web",))
+    model = dataclasses.replace(
+        one_backend(backend), https_routes=(HttpRoute("/web", backend.name, strip=True),)
+    )
+    settings = Settings(trusted_proxies=trusted, ssl_cert=cert)
+    config = render_checked(model, settings, tmp_path).config
+    unless = " unless trusted_proxy" if trusted else ""
+    for frontend, proto in (("frontend http", "http"), ("frontend https_terminated", "https")):
+        lines = [line.strip() for line in block(config, frontend).splitlines()]
+        at = lines.index("option forwardfor")
+        expected = [
+            "option forwardfor",
+            *(["acl trusted_proxy src 10.0.0.0/8 2001:db8::/32"] if trusted else []),
+            f"http-request del-header X-Forwarded-For{unless}",
+            f"http-request del-header X-Forwarded-Proto{unless}",
+            f"http-request del-header X-Forwarded-Host{unless}",
+            f"http-request del-header X-Forwarded-Prefix{unless}",
+            f"http-request set-header X-Forwarded-Proto {proto}"
+            " unless { req.hdr(X-Forwarded-Proto) -m found }",
+            "http-request set-header X-Forwarded-Host %[req.hdr(host)]"
+            " if { req.hdr(host) -m found } !{ req.hdr(X-Forwarded-Host) -m found }",
+        ]
+        assert lines[at : at + len(expected)] == expected, frontend
+        # Before any routing: a backend's rules come after every frontend rule anyway.
+        assert all("txn.route" not in line for line in lines[:at])

@@ -28,6 +28,7 @@ from service_loadbalancer.settings import (
     parse_port,
     parse_service_ref,
     parse_tcp_services,
+    parse_trusted_proxies,
 )
 
 
@@ -37,6 +38,60 @@ def one_line(err: pytest.ExceptionInfo[SettingsError]) -> str:
     assert "\n" not in message
     assert "\r" not in message
     return message
+
+
+# --- parse_trusted_proxies -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ()),
+        (" , ", ()),
+        ("10.0.0.0/8", ("10.0.0.0/8",)),
+        (
+            " 10.0.0.0/8 ,192.168.1.7, 2001:DB8::/32",
+            ("10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"),
+        ),
+        ("10.0.0.0/8,10.0.0.0/8", ("10.0.0.0/8",)),
+        ("0.0.0.0/0", ("0.0.0.0/0",)),
+        ("::1", ("::1/128",)),
+    ],
+    ids=["empty", "blanks", "one", "mixed-normalised", "duplicate", "everyone", "v6-host"],
+)
+def test_parse_trusted_proxies(text: str, expected: tuple[str, ...]) -> None:
+    assert parse_trusted_proxies(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("10.0.0.0/33", "'10.0.0.0/33' is not a CIDR"),
+        ("10.0.0.1/8", "'10.0.0.1/8' is not a CIDR (host bits set)"),
+        ("10.0.0.0/8 192.168.0.0/16", "is not a CIDR"),
+        ("10.0.0.0/8;", "is not a CIDR"),
+        ("example.com", "'example.com' is not a CIDR"),
+        ("10.0.0.0/8\n    acl x src 0.0.0.0/0", "is not a CIDR"),
+        ("fe80::1%eth0", "is not a CIDR"),
+        ("10.0.0.0/\u0668", "is not a CIDR"),
+    ],
+    ids=[
+        "prefix-too-long",
+        "host-bits",
+        "space",
+        "semicolon",
+        "name",
+        "newline",
+        "zone",
+        "non-ascii",
+    ],
+)
+def test_parse_trusted_proxies_errors(text: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        parse_trusted_proxies(text)
+    message = one_line(err)
+    assert message.startswith("--trusted-proxies: ")
+    assert fragment in message
 
 
 # --- parse_tcp_services -------------------------------------------------------------------

@@ -489,6 +489,9 @@ INVALID_ANNOTATIONS = {
     "acl-brace": ("lb.aclMatch", "/{x}"),
     "cookie-yes": ("lb.cookie-sticky-session", "yes"),
     "cookie-empty": ("lb.cookie-sticky-session", ""),
+    "timeout-server-no-unit": ("lb.timeout-server", "30"),
+    "timeout-server-too-long": ("lb.timeout-server", "25h"),
+    "timeout-connect-injection": ("lb.timeout-connect", "5s\n    timeout server 1ms"),
 }
 
 
@@ -514,6 +517,30 @@ def test_invalid_annotation_skips_only_that_service(name: str, value: str) -> No
     # the TCP entry that named the skipped Service is reported as unmatched
     assert_problem(result, TCP_FLAG, "no Service port matches bad:8080")
     assert {p.subject for p in result.problems} == {svc_key("bad"), TCP_FLAG}
+
+
+def test_timeouts_reach_every_backend_of_the_service_in_milliseconds() -> None:
+    annotations = {P + "lb.timeout-server": "2s", P + "lb.timeout-connect": "1500ms"}
+    result = run(
+        service("web", 80, 3306, annotations=annotations),
+        service("plain"),
+        settings=Settings(tcp_services=parse_tcp_services("web:3306")),
+    )
+    assert result.problems == ()
+    timeouts = {b.name: (b.timeout_server_ms, b.timeout_connect_ms) for b in result.model.backends}
+    assert timeouts == {
+        "http_default_web_80": (2000, 1500),
+        "tcp_default_web_3306": (2000, 1500),
+        "http_default_plain_80": (None, None),
+    }
+    # The same time in another unit is the same model: no reload for a rewording.
+    again = run(
+        service("web", 80, 3306, annotations={P + "lb.timeout-server": "2000ms",
+                                              P + "lb.timeout-connect": "1500ms"}),
+        service("plain"),
+        settings=Settings(tcp_services=parse_tcp_services("web:3306")),
+    )  # fmt: skip
+    assert again.model == result.model
 
 
 # --- TCP services -----------------------------------------------------------------------

@@ -164,6 +164,8 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
             settings.bind_address if settings.stats_auth else "127.0.0.1", settings.stats_port
         ),
         "http_bind": bind_spec(settings.bind_address, settings.http_port),
+        # Clients whose X-Forwarded-* headers are kept: "" (nobody) or CIDRs for `src`.
+        "trusted_proxies": " ".join(settings.trusted_proxies),
         "paths_map": PATHS_MAP,
         "hosts_map": HOSTS_MAP,
         "wildcard_hosts": any(r.host and r.host.startswith("*.") for r in model.http_routes),
@@ -228,6 +230,24 @@ def strip_regex(prefixes: tuple[str, ...]) -> str:
     return f"^/(?:{alternatives})(?:/|$)(.*)"
 
 
+def prefix_regex(prefixes: tuple[str, ...]) -> str:
+    """The same prefixes as `strip_regex`, capturing the prefix itself for
+    X-Forwarded-Prefix: `^(/(?:default/web|web))(?:/|$).*` turns /web/a into /web."""
+    alternatives = "|".join(re.escape(p.lstrip("/")) for p in prefixes)
+    return f"^(/(?:{alternatives}))(?:/|$).*"
+
+
+TIME_UNITS_MS = (("h", 3_600_000), ("m", 60_000), ("s", 1000))
+
+
+def haproxy_time(ms: int) -> str:
+    """Milliseconds in HAProxy's time syntax, in the largest exact unit: 2000 -> 2s."""
+    for unit, size in TIME_UNITS_MS:
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 def _backend_context(backend: Backend) -> dict[str, Any]:
     v6 = any(":" in s.address for s in backend.servers)
     return {
@@ -238,11 +258,18 @@ def _backend_context(backend: Backend) -> dict[str, Any]:
         "stickiness_timeout": backend.stickiness_timeout,
         "stick_table_type": "ipv6" if v6 else "ip",
         "strip_regex": strip_regex(backend.strip_prefixes) if backend.strip_prefixes else "",
+        "prefix_regex": prefix_regex(backend.strip_prefixes) if backend.strip_prefixes else "",
         "servers": [{"name": s.name, "endpoint": server_endpoint(s)} for s in backend.servers],
         "cookie": backend.stickiness is Stickiness.COOKIE,
         "ssl_redirect": backend.ssl_redirect,
         "hsts_max_age": backend.hsts_max_age,
+        "timeout_server": _time_or_none(backend.timeout_server_ms),
+        "timeout_connect": _time_or_none(backend.timeout_connect_ms),
     }
+
+
+def _time_or_none(ms: int | None) -> str | None:
+    return None if ms is None else haproxy_time(ms)
 
 
 def _map_text(entries: Any) -> str:
