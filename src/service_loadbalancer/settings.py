@@ -100,6 +100,9 @@ class Settings:
     #: Longest wait, in seconds, for a removed endpoint's connections to end before
     #: they are cut and the server deleted.
     drain_timeout: float = 30.0
+    #: Seconds between SIGTERM (/healthz turns 503) and the soft stop of HAProxy, for
+    #: the readiness probe to take the node out while it still serves.
+    shutdown_grace: float = 5.0
 
     @property
     def config_path(self) -> Path:

@@ -103,6 +103,8 @@ class HAProxyProcess:
         self._own = OwnProcesses(self.master_socket, self._log)
         self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
         self._proc: asyncio.subprocess.Process | None = None
+        #: The pid of a master an earlier controller started, which we adopted (`adopt`).
+        self._adopted: int | None = None
         self._stderr: StderrRelay | None = None
         self._lock = asyncio.Lock()
         self._stop_requested = False
@@ -110,12 +112,61 @@ class HAProxyProcess:
 
     @property
     def pid(self) -> int | None:
-        """The master's pid while it runs."""
-        return self._proc.pid if self.running() and self._proc is not None else None
+        """The master's pid while it runs (ours or adopted)."""
+        if self._proc is not None and self._proc.returncode is None:
+            return self._proc.pid
+        if self._adopted is not None and self._own.is_ours(self._adopted):
+            return self._adopted
+        return None
 
     def running(self) -> bool:
         """Whether the master process is alive (it may still be starting)."""
-        return self._proc is not None and self._proc.returncode is None
+        return self.pid is not None
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the master that runs is one we adopted rather than started."""
+        return self._proc is None and self.running()
+
+    async def adopt(self, *, timeout: float = 5.0) -> bool:
+        """Take over the master an earlier controller left serving on our run directory
+        (it crashed, or was restarted), instead of starting a new one; whether we did.
+
+        The master is adopted only if it is alive and ours: the pid in the pid file runs
+        HAProxy with our master socket on its command line, and that socket answers
+        `show proc` with the same master pid and a serving worker. It is not our child,
+        so `supervise` watches it through a pidfd (or /proc); reloads and `stop` work
+        as for a master we started. Its stderr went to the controller that started it.
+        """
+        async with self._lock:
+            if self.running():
+                raise HAProxyError(f"HAProxy already runs (master pid {self.pid})")
+            try:
+                pid = int(self.pid_file.read_text(encoding="ascii").strip())
+            except (OSError, ValueError):
+                return False
+            if not self._own.is_ours(pid):
+                return False
+            try:
+                status = await self._cli.show_proc(timeout=timeout)
+            except HAProxyError as err:
+                self._log.warning("not adopting HAProxy master %d: %s", pid, err)
+                return False
+            if status.master_pid != pid or not status.workers:
+                self._log.warning(
+                    "not adopting HAProxy master %d: the master CLI names master %d, workers %s",
+                    pid,
+                    status.master_pid,
+                    _pids(status.workers),
+                )
+                return False
+            self._adopted = pid
+            self._stop_requested = False
+            self._stopped.clear()
+            self._log.info(
+                "adopted the running HAProxy: master %d, workers %s", pid, _pids(status.workers)
+            )
+            return True
 
     async def start(self, *, timeout: float = 10.0) -> None:
         """Start the master and wait until `show proc` lists a worker.
@@ -185,8 +236,8 @@ class HAProxyProcess:
         return await self._cli.command(command, timeout=timeout)
 
     def _master_gone(self) -> bool:
-        """Whether the master we started is no more (not: not yet started)."""
-        return self._proc is not None and not self.running()
+        """Whether the master we started or adopted is no more (not: not yet started)."""
+        return (self._proc is not None or self._adopted is not None) and not self.running()
 
     async def show_proc(self, *, timeout: float = 5.0) -> ProcStatus:
         """The master's `show proc`, parsed. Raises `HAProxyError`."""
@@ -216,20 +267,20 @@ class HAProxyProcess:
         loop = asyncio.get_running_loop()
         delay = _BACKOFF_FIRST
         while not self._stop_requested:
-            proc = self._proc
-            if proc is not None and proc.returncode is None:
+            pid = self.pid
+            if pid is not None:
                 up_since = loop.time()
-                await _first_of(proc.wait(), self._stopped.wait())
+                await _first_of(self._wait_master(pid), self._stopped.wait())
                 if self._stop_requested:
                     return
-                if proc is not self._proc or proc.returncode is None:
+                if self.running():
                     continue  # someone else replaced it in between
                 if loop.time() - up_since >= _STABLE_AFTER:
                     delay = _BACKOFF_FIRST
                 self._log.warning(
                     "HAProxy master %d exited unexpectedly (%s); restarting in %.1f s",
-                    proc.pid,
-                    describe_exit(proc.returncode),
+                    pid,
+                    self._exit_reason(),
                     delay,
                 )
             with contextlib.suppress(TimeoutError):
@@ -254,42 +305,80 @@ class HAProxyProcess:
                 if self._on_restart is not None:
                     self._on_restart()
 
-    async def stop(self, *, timeout: float = 10.0) -> None:
+    async def stop(self, *, timeout: float = 10.0, drain: float = 0.0) -> None:
         """Stop HAProxy: SIGTERM to the master (which stops its workers), SIGKILL after
         `timeout`. On return no process of ours is left: the workers, including those
-        of a master that died, are waited for and killed if they linger."""
+        of a master that died, are waited for and killed if they linger.
+
+        With `drain` > 0 a soft stop comes first: SIGUSR1 to the master, which passes it
+        to its workers; they close their listeners (new connections are refused), finish
+        the requests in flight and exit, and then the master exits (management.txt,
+        "4. Stopping and restarting HAProxy"). Whatever still runs after `drain`
+        seconds is stopped as above.
+        """
         self._stop_requested = True
         self._stopped.set()
         async with self._lock:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            proc = self._proc
+            proc, pid = self._proc, self.pid
             ours = self._own.find()
-            if proc is not None and proc.returncode is None:
+            if pid is not None:
                 with contextlib.suppress(HAProxyError):
                     status = await self.show_proc(timeout=min(1.0, timeout))
                     ours.update(status.workers, status.old_workers)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(max(deadline - loop.time(), 0.0)):
-                        await proc.wait()
-                except TimeoutError:
+            if pid is not None and drain > 0:
+                self._log.info("soft-stopping HAProxy (at most %g s for its connections)", drain)
+                self._signal_master(pid, signal.SIGUSR1)
+                if not await self._master_exited(pid, timeout=drain):
                     self._log.warning(
-                        "HAProxy master %d ignored SIGTERM for %g s; killing it", proc.pid, timeout
+                        "HAProxy still has connections after %g s; stopping it", drain
                     )
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
+            deadline = loop.time() + timeout
+            if pid is not None and self.running():
+                self._signal_master(pid, signal.SIGTERM)
+                if not await self._master_exited(pid, timeout=timeout):
+                    self._log.warning(
+                        "HAProxy master %d ignored SIGTERM for %g s; killing it", pid, timeout
+                    )
+                    self._signal_master(pid, signal.SIGKILL)
+                    await self._master_exited(pid, timeout=5.0)
             if proc is not None:
                 ours.discard(proc.pid)  # reaped by us: its pid may already be someone else's
             await self._own.finish_off(ours, grace=max(deadline - loop.time(), 1.0))
             if self._stderr is not None:
                 await self._stderr.close(timeout=1.0)
             self._proc = None
+            self._adopted = None
             self._stderr = None
 
     # -- internals -------------------------------------------------------------------
+
+    async def _wait_master(self, pid: int) -> None:
+        """Return once master `pid` has exited: our child is awaited, an adopted master
+        (not our child) watched through a pidfd."""
+        proc = self._proc
+        if proc is not None and proc.pid == pid:
+            await proc.wait()
+        else:
+            await self._own.wait_exit(pid)
+
+    async def _master_exited(self, pid: int, *, timeout: float) -> bool:
+        """Wait up to `timeout` for master `pid` to exit; whether it did."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wait_master(pid)
+        except TimeoutError:
+            return False
+        return True
+
+    def _signal_master(self, pid: int, sig: signal.Signals) -> None:
+        proc = self._proc
+        if proc is not None and proc.pid == pid:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+        else:
+            self._own.send(pid, sig)  # adopted: only if the pid is still that master
 
     async def _launch(self, *, timeout: float) -> None:
         """Start a master and wait until it serves. Caller holds the lock."""
@@ -297,6 +386,7 @@ class HAProxyProcess:
         # master left by an earlier controller on this run_dir would never leave: a
         # new master next to either would share its ports with a dying listener.
         await self._own.finish_off(self._own.find(), grace=2.0, terminate=True)
+        self._adopted = None
         self._run_dir.mkdir(parents=True, exist_ok=True)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -370,8 +460,9 @@ class HAProxyProcess:
             await asyncio.sleep(POLL_INTERVAL)
 
     def _exit_reason(self) -> str:
-        code = self._proc.returncode if self._proc is not None else None
-        return describe_exit(code)
+        if self._proc is None:
+            return "exit status unknown: not our child" if self._adopted else "not started"
+        return describe_exit(self._proc.returncode)
 
     def _stderr_since(self, mark: int) -> str:
         return self._stderr.text_since(mark) if self._stderr is not None else ""
