@@ -10,6 +10,10 @@ SIGTERM (or SIGINT) stops the load balancer without losing a request it accepted
 everything keeps serving (and following changes) for --shutdown-grace seconds; then
 HAProxy is soft-stopped (listeners closed, requests in flight finished, at most
 --drain-timeout seconds) and the controller exits. A second signal cuts the grace short.
+
+A controller that starts on a run directory where an earlier one left HAProxy serving
+(it crashed, or was killed) adopts that master instead of starting another: traffic
+never notices that the controller went away.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
     runner = await start_status_server(
         host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
     )
+    # Before the source, so that a stop while connecting stops an adopted HAProxy too.
+    await haproxy.adopt()
     try:
         active = await _until_stopped(open_source(settings, kube, metrics=metrics), stop)
     finally:

@@ -5,6 +5,8 @@ HAProxy, real backends on 127.0.0.0/8, a client loop running throughout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -180,3 +182,75 @@ def _status_is(c: Controller, status: int) -> Callable[[], Awaitable[bool]]:
         return await c.healthz() == status
 
     return check
+
+
+def _master_pid(c: Controller) -> int:
+    return int((c.run_dir / "haproxy.pid").read_text().strip())
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["same-config", "changed-meanwhile"])
+async def test_restarted_controller_adopts_the_running_haproxy(
+    tmp_path: Path, pod: HeldBackend, changed: bool
+) -> None:
+    """SIGKILL of the controller only: its HAProxy serves on; a new controller on the same
+    run directory adopts that master (same pid, no failed request) and supervises it.
+    Its first sync reloads only if the config changed while no controller ran."""
+    address = await pod.start("127.0.12.3" if changed else "127.0.12.4")
+    first = Controller(tmp_path)
+    _app(first, address)
+    load = Load(first.http_port)
+    first.start()
+    second: Controller | None = None
+    try:
+        await first.wait_healthy()
+        master = _master_pid(first)
+        load.start()
+        await wait_for(holds(lambda: load.ok >= 50), what="requests before the crash")
+        assert first.proc is not None
+        first.proc.kill()
+        first.proc.wait()
+        crashed_at = load.ok
+        await wait_for(holds(lambda: load.ok >= crashed_at + 50), what="HAProxy serving alone")
+        if changed:  # a Service added while no controller watches
+            write_manifest(first.manifests / "more.yaml", [service("more", 80)])
+
+        second = Controller(
+            tmp_path,
+            http_port=first.http_port,
+            stats_port=first.stats_port,
+            https_port=first.https_port,
+        )
+        second.start()
+        await second.wait_healthy()
+        adopted_at = load.ok
+        await wait_for(holds(lambda: load.ok >= adopted_at + 50), what="requests after adoption")
+        assert _master_pid(second) == master
+        assert master in second.haproxy_pids()
+        assert f"adopted the running HAProxy: master {master}" in second.log()
+        if changed:
+            assert "reloading HAProxy:" in second.log()
+            assert (await second.get("/more"))[0] == 503  # routed, no endpoints
+        else:
+            assert "nothing to reload" in second.log()
+            assert "reloading HAProxy:" not in second.log()
+        await load.stop()
+        assert load.failures == []
+        assert load.refused == 0
+
+        # Supervised like our own: killed, it is started again.
+        os.kill(master, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return "\nslb_haproxy_restarts_total 1.0\n" in await second.metrics()
+
+        await wait_for(restarted, what="the adopted master restarted")
+        assert _master_pid(second) != master
+        assert (await second.get("/app/x"))[0] == 200
+    finally:
+        load.done.set()
+        with contextlib.suppress(Exception):
+            await load.stop()
+        if second is not None:
+            assert second.stop() == 0
+        first.stop()
+    assert first.haproxy_pids() == []
