@@ -107,7 +107,7 @@ async def _refused(port: int) -> bool:
 async def test_sigterm_stops_gracefully_under_load(tmp_path: Path, pod: HeldBackend) -> None:
     """/healthz 503 first while everything still serves, then a soft stop that lets the
     requests in flight finish; exit 0 and no HAProxy left."""
-    address = await pod.start("127.0.12.1")
+    address = await pod.start("127.0.40.1")
     c = Controller(tmp_path, extra_args=["--shutdown-grace", "5"])
     _app(c, address)
     load = Load(c.http_port)
@@ -152,7 +152,7 @@ async def test_sigterm_stops_gracefully_under_load(tmp_path: Path, pod: HeldBack
 
 
 async def test_second_signal_cuts_the_grace_short(tmp_path: Path, pod: HeldBackend) -> None:
-    address = await pod.start("127.0.12.2")
+    address = await pod.start("127.0.40.2")
     c = Controller(tmp_path, extra_args=["--shutdown-grace", "600"])
     _app(c, address)
     c.start()
@@ -195,7 +195,7 @@ async def test_restarted_controller_adopts_the_running_haproxy(
     """SIGKILL of the controller only: its HAProxy serves on; a new controller on the same
     run directory adopts that master (same pid, no failed request) and supervises it.
     Its first sync reloads only if the config changed while no controller ran."""
-    address = await pod.start("127.0.12.3" if changed else "127.0.12.4")
+    address = await pod.start("127.0.40.3" if changed else "127.0.40.4")
     first = Controller(tmp_path)
     _app(first, address)
     load = Load(first.http_port)
