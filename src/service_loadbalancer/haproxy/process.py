@@ -14,6 +14,13 @@ that knows how HAProxy 2.6 behaves at run time:
   counter goes up, and either a new worker appears or the `[failed: N]` counter
   goes up (a failed reload keeps the old worker serving the old config).
 
+* A stop can be soft: SIGUSR1 makes the workers close their listeners and finish the
+  requests in flight, and the master exit after them; a hard stop (SIGTERM, SIGKILL)
+  follows after a bound.
+* The master runs in its own session and outlives a controller that crashes; the next
+  controller on the same run directory adopts it (`adopt`) rather than starting another.
+  masters.py holds what differs between a master we started and one we adopted.
+
 HAProxy's stdout is inherited, so `log stdout` traffic logs go to our stdout. Its
 stderr is relayed to ours, and its last lines are what a failed start or reload says
 in its `HAProxyError`: a bind error or a config error in a reload never reaches
@@ -47,6 +54,13 @@ from service_loadbalancer.haproxy.children import (
     merged_env,
 )
 from service_loadbalancer.haproxy.master import HAProxyError, MasterCli, ProcStatus
+from service_loadbalancer.haproxy.masters import (
+    AdoptedMaster,
+    ChildMaster,
+    Master,
+    adoptable,
+    exited,
+)
 
 __all__ = ["HAProxyError", "HAProxyProcess"]  # HAProxyError: what the methods raise
 
@@ -102,9 +116,8 @@ class HAProxyProcess:
         self._on_restart = on_restart
         self._own = OwnProcesses(self.master_socket, self._log)
         self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
-        self._proc: asyncio.subprocess.Process | None = None
-        #: The pid of a master an earlier controller started, which we adopted (`adopt`).
-        self._adopted: int | None = None
+        #: The master we started or adopted, alive or not; None before the first start.
+        self._master: Master | None = None
         self._stderr: StderrRelay | None = None
         self._lock = asyncio.Lock()
         self._stop_requested = False
@@ -113,11 +126,8 @@ class HAProxyProcess:
     @property
     def pid(self) -> int | None:
         """The master's pid while it runs (ours or adopted)."""
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc.pid
-        if self._adopted is not None and self._own.is_ours(self._adopted):
-            return self._adopted
-        return None
+        master = self._master
+        return master.pid if master is not None and master.alive() else None
 
     def running(self) -> bool:
         """Whether the master process is alive (it may still be starting)."""
@@ -126,46 +136,28 @@ class HAProxyProcess:
     @property
     def adopted(self) -> bool:
         """Whether the master that runs is one we adopted rather than started."""
-        return self._proc is None and self.running()
+        return isinstance(self._master, AdoptedMaster) and self.running()
 
     async def adopt(self, *, timeout: float = 5.0) -> bool:
         """Take over the master an earlier controller left serving on our run directory
-        (it crashed, or was restarted), instead of starting a new one; whether we did.
+        (it crashed, or was killed), instead of starting a new one; whether we did.
 
-        The master is adopted only if it is alive and ours: the pid in the pid file runs
-        HAProxy with our master socket on its command line, and that socket answers
-        `show proc` with the same master pid and a serving worker. It is not our child,
-        so `supervise` watches it through a pidfd (or /proc); reloads and `stop` work
-        as for a master we started. Its stderr went to the controller that started it.
+        Only a master that is alive and ours is adopted (masters.py, `adoptable`). It is
+        not our child, so `supervise` watches it through a pidfd (or /proc); reloads and
+        `stop` work as for a master we started. Its stderr went to the controller that
+        started it, so its errors are not in ours.
         """
         async with self._lock:
             if self.running():
                 raise HAProxyError(f"HAProxy already runs (master pid {self.pid})")
-            try:
-                pid = int(self.pid_file.read_text(encoding="ascii").strip())
-            except (OSError, ValueError):
+            master = await adoptable(
+                pid_file=self.pid_file, cli=self._cli, own=self._own, log=self._log, timeout=timeout
+            )
+            if master is None:
                 return False
-            if not self._own.is_ours(pid):
-                return False
-            try:
-                status = await self._cli.show_proc(timeout=timeout)
-            except HAProxyError as err:
-                self._log.warning("not adopting HAProxy master %d: %s", pid, err)
-                return False
-            if status.master_pid != pid or not status.workers:
-                self._log.warning(
-                    "not adopting HAProxy master %d: the master CLI names master %d, workers %s",
-                    pid,
-                    status.master_pid,
-                    _pids(status.workers),
-                )
-                return False
-            self._adopted = pid
+            self._master = master
             self._stop_requested = False
             self._stopped.clear()
-            self._log.info(
-                "adopted the running HAProxy: master %d, workers %s", pid, _pids(status.workers)
-            )
             return True
 
     async def start(self, *, timeout: float = 10.0) -> None:
@@ -237,7 +229,7 @@ class HAProxyProcess:
 
     def _master_gone(self) -> bool:
         """Whether the master we started or adopted is no more (not: not yet started)."""
-        return (self._proc is not None or self._adopted is not None) and not self.running()
+        return self._master is not None and not self._master.alive()
 
     async def show_proc(self, *, timeout: float = 5.0) -> ProcStatus:
         """The master's `show proc`, parsed. Raises `HAProxyError`."""
@@ -267,10 +259,10 @@ class HAProxyProcess:
         loop = asyncio.get_running_loop()
         delay = _BACKOFF_FIRST
         while not self._stop_requested:
-            pid = self.pid
-            if pid is not None:
+            master = self._master
+            if master is not None and master.alive():
                 up_since = loop.time()
-                await _first_of(self._wait_master(pid), self._stopped.wait())
+                await _first_of(master.wait(), self._stopped.wait())
                 if self._stop_requested:
                     return
                 if self.running():
@@ -279,8 +271,8 @@ class HAProxyProcess:
                     delay = _BACKOFF_FIRST
                 self._log.warning(
                     "HAProxy master %d exited unexpectedly (%s); restarting in %.1f s",
-                    pid,
-                    self._exit_reason(),
+                    master.pid,
+                    master.exit_reason(),
                     delay,
                 )
             with contextlib.suppress(TimeoutError):
@@ -320,65 +312,39 @@ class HAProxyProcess:
         self._stopped.set()
         async with self._lock:
             loop = asyncio.get_running_loop()
-            proc, pid = self._proc, self.pid
+            master = self._master
             ours = self._own.find()
-            if pid is not None:
+            if master is not None and master.alive():
                 with contextlib.suppress(HAProxyError):
                     status = await self.show_proc(timeout=min(1.0, timeout))
                     ours.update(status.workers, status.old_workers)
-            if pid is not None and drain > 0:
-                self._log.info("soft-stopping HAProxy (at most %g s for its connections)", drain)
-                self._signal_master(pid, signal.SIGUSR1)
-                if not await self._master_exited(pid, timeout=drain):
-                    self._log.warning(
-                        "HAProxy still has connections after %g s; stopping it", drain
+                if drain > 0:
+                    self._log.info(
+                        "soft-stopping HAProxy (at most %g s for its connections)", drain
                     )
+                    master.send(signal.SIGUSR1)
+                    if not await exited(master, timeout=drain):
+                        self._log.warning("HAProxy still has connections after %g s", drain)
             deadline = loop.time() + timeout
-            if pid is not None and self.running():
-                self._signal_master(pid, signal.SIGTERM)
-                if not await self._master_exited(pid, timeout=timeout):
+            if master is not None and master.alive():
+                master.send(signal.SIGTERM)
+                if not await exited(master, timeout=timeout):
                     self._log.warning(
-                        "HAProxy master %d ignored SIGTERM for %g s; killing it", pid, timeout
+                        "HAProxy master %d ignored SIGTERM for %g s; killing it",
+                        master.pid,
+                        timeout,
                     )
-                    self._signal_master(pid, signal.SIGKILL)
-                    await self._master_exited(pid, timeout=5.0)
-            if proc is not None:
-                ours.discard(proc.pid)  # reaped by us: its pid may already be someone else's
+                    master.send(signal.SIGKILL)
+                    await exited(master, timeout=5.0)
+            if isinstance(master, ChildMaster):
+                ours.discard(master.pid)  # reaped by us: its pid may already be someone else's
             await self._own.finish_off(ours, grace=max(deadline - loop.time(), 1.0))
             if self._stderr is not None:
                 await self._stderr.close(timeout=1.0)
-            self._proc = None
-            self._adopted = None
+            self._master = None
             self._stderr = None
 
     # -- internals -------------------------------------------------------------------
-
-    async def _wait_master(self, pid: int) -> None:
-        """Return once master `pid` has exited: our child is awaited, an adopted master
-        (not our child) watched through a pidfd."""
-        proc = self._proc
-        if proc is not None and proc.pid == pid:
-            await proc.wait()
-        else:
-            await self._own.wait_exit(pid)
-
-    async def _master_exited(self, pid: int, *, timeout: float) -> bool:
-        """Wait up to `timeout` for master `pid` to exit; whether it did."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wait_master(pid)
-        except TimeoutError:
-            return False
-        return True
-
-    def _signal_master(self, pid: int, sig: signal.Signals) -> None:
-        proc = self._proc
-        if proc is not None and proc.pid == pid:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(sig)
-        else:
-            self._own.send(pid, sig)  # adopted: only if the pid is still that master
 
     async def _launch(self, *, timeout: float) -> None:
         """Start a master and wait until it serves. Caller holds the lock."""
@@ -386,7 +352,7 @@ class HAProxyProcess:
         # master left by an earlier controller on this run_dir would never leave: a
         # new master next to either would share its ports with a dying listener.
         await self._own.finish_off(self._own.find(), grace=2.0, terminate=True)
-        self._adopted = None
+        self._master = None
         self._run_dir.mkdir(parents=True, exist_ok=True)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -410,7 +376,7 @@ class HAProxyProcess:
             raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
         assert proc.stderr is not None
         relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}")
-        self._proc, self._stderr = proc, relay
+        self._master, self._stderr = ChildMaster(proc), relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -446,8 +412,8 @@ class HAProxyProcess:
             await proc.wait()
         await self._own.finish_off(self._own.find(), grace=2.0)
         await relay.close(timeout=1.0)
-        if self._proc is proc:
-            self._proc, self._stderr = None, None
+        if isinstance(self._master, ChildMaster) and self._master.proc is proc:
+            self._master, self._stderr = None, None
 
     async def _show_proc_until(self, deadline: float) -> ProcStatus:
         loop = asyncio.get_running_loop()
@@ -460,9 +426,7 @@ class HAProxyProcess:
             await asyncio.sleep(POLL_INTERVAL)
 
     def _exit_reason(self) -> str:
-        if self._proc is None:
-            return "exit status unknown: not our child" if self._adopted else "not started"
-        return describe_exit(self._proc.returncode)
+        return self._master.exit_reason() if self._master is not None else "not started"
 
     def _stderr_since(self, mark: int) -> str:
         return self._stderr.text_since(mark) if self._stderr is not None else ""
