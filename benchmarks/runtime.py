@@ -153,6 +153,7 @@ class Controller:
                 "--bind-address", "127.0.0.1",
                 "--run-dir", str(self.run_dir),
                 "--drain-timeout", "5",
+                "--shutdown-grace", "0",  # no rotation to leave: stop at once
                 "--log-level", os.environ.get("SLB_BENCH_LOG_LEVEL", "warning"),
             ],
             stdout=log,

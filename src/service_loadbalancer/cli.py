@@ -187,7 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain-timeout",
         type=_seconds,
         default=30.0,
-        help="seconds a removed endpoint keeps its connections before they are cut (30)",
+        help="seconds a removed endpoint keeps its connections before they are cut, "
+        "and HAProxy its requests in flight at shutdown (30)",
+    )
+    flag(
+        "--shutdown-grace",
+        type=_seconds,
+        default=5.0,
+        help="seconds between SIGTERM (/healthz turns 503) and stopping HAProxy (5)",
     )
     flag(
         "--trusted-proxies",

@@ -217,4 +217,5 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         ssl_redirect_code=args.ssl_redirect_code,
         drain_timeout=args.drain_timeout,
         trusted_proxies=parse_trusted_proxies(args.trusted_proxies),
+        shutdown_grace=args.shutdown_grace,
     )

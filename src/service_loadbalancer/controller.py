@@ -4,6 +4,16 @@ together.
 
 Every background task is named and runs in one TaskGroup: if one fails the others are
 cancelled and HAProxy is stopped, rather than serving on with a dead part.
+
+SIGTERM (or SIGINT) stops the load balancer without losing a request it accepted:
+/healthz answers 503 at once, so that the readiness probe takes the node out, while
+everything keeps serving (and following changes) for --shutdown-grace seconds; then
+HAProxy is soft-stopped (listeners closed, requests in flight finished, at most
+--drain-timeout seconds) and the controller exits. A second signal cuts the grace short.
+
+A controller that starts on a run directory where an earlier one left HAProxy serving
+(it crashed, or was killed) adopts that master instead of starting another: traffic
+never notices that the controller went away.
 """
 
 from __future__ import annotations
@@ -49,7 +59,11 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         on_restart=metrics.haproxy_restarts.inc,
     )
 
+    shutting_down = False
+
     async def health() -> tuple[bool, str]:
+        if shutting_down:
+            return False, "shutting down"
         if active is None or reconciler is None:
             return False, "connecting to the Kubernetes API"
         if active.problems():
@@ -61,17 +75,26 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         return True, "ok"
 
     stop = asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     # Up before the source: /healthz answers (503) while the API is still out of reach.
     runner = await start_status_server(
         host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
     )
+    # Before the source, so that a stop while connecting stops an adopted HAProxy too.
+    await haproxy.adopt()
     try:
         active = await _until_stopped(open_source(settings, kube, metrics=metrics), stop)
     finally:
         if active is None:
+            with contextlib.suppress(Exception):
+                await haproxy.stop(drain=settings.drain_timeout)
             await runner.cleanup()
     if active is None:
         return 0
@@ -84,10 +107,11 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         settings.stats_port,
         settings.healthz_port,
     )
+    graceful = False
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(active.run(stop=stop), name=active.name),
+                group.create_task(active.run(), name=active.name),
                 group.create_task(reconciler.run(), name="reconciler"),
                 group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
             ]
@@ -95,14 +119,25 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
                 events = _event_recorder(active.api, reconciler, store)
                 tasks.append(group.create_task(events.run(), name="events"))
             await stop.wait()
-            log.info("stopping")
+            shutting_down = True
+            log.info(
+                "stopping: /healthz answers 503, serving on for %g s (--shutdown-grace)",
+                settings.shutdown_grace,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), settings.shutdown_grace)
+            # Nothing may start or reload HAProxy behind the soft stop.
             for task in tasks:
                 task.cancel()
+            graceful = not hurry.is_set()
     finally:
+        shutting_down = True
         with contextlib.suppress(Exception):
-            await haproxy.stop()
+            await haproxy.stop(drain=settings.drain_timeout if graceful else 0.0)
+        # Last: /healthz keeps answering 503 while HAProxy finishes its requests.
         await runner.cleanup()
         await active.aclose()
+    log.info("stopped")
     return 0
 
 

@@ -336,6 +336,11 @@ class Reconciler:
         return bool(decision.ops)
 
     async def _reload(self, new: Running, reasons: list[Reason], started: float) -> bool:
+        if self._running is None and await self._apply.adopted_runs(new.rendered()):
+            log.info("the adopted HAProxy runs this very config: nothing to reload")
+            self._commit(new)
+            self._mark_synced()
+            return False
         # The first start skips `haproxy -c`: starting checks the very same file.
         check = self._haproxy.running() or self._running is not None
         try:

@@ -104,6 +104,9 @@ class Settings:
     #: Networks (normalised CIDRs) whose clients' X-Forwarded-* headers are kept
     #: (--trusted-proxies); everyone else's are replaced.
     trusted_proxies: tuple[str, ...] = ()
+    #: Seconds between SIGTERM (/healthz turns 503) and the soft stop of HAProxy, for
+    #: the readiness probe to take the node out while it still serves.
+    shutdown_grace: float = 5.0
 
     @property
     def config_path(self) -> Path:

@@ -190,6 +190,8 @@ class Controller:
             "--https-port", str(self.https_port),
             "--bind-address", "127.0.0.1",
             "--run-dir", str(self.run_dir),
+            # No grace at SIGTERM (/healthz 503 first): tests stop many controllers.
+            "--shutdown-grace", "0",
             *self.extra_args,
         ]  # fmt: skip
 

@@ -323,6 +323,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--target-service", "a/b/c"], "not a service name"),
         (["--drain-timeout", "-1"], "not between 0 and 3600 seconds"),
         (["--drain-timeout", "soon"], "not a number of seconds"),
+        (["--shutdown-grace", "-5"], "not between 0 and 3600 seconds"),
+        (["--shutdown-grace", "nan"], "not between 0 and 3600 seconds"),
         ([], "no source"),
     ],
 )

@@ -407,3 +407,62 @@ async def test_reloads_are_serialised(setup: Setup) -> None:
     await asyncio.gather(*(haproxy.reload() for _ in range(3)))
     assert haproxy.reloads == 3
     assert (await haproxy.show_proc()).reloads == 3
+
+
+async def test_adopt_takes_over_a_master_left_serving(setup: Setup) -> None:
+    """A controller crashed: the next one adopts its master (same pid), reloads it,
+    restarts it when it dies and stops it, leaving nothing behind."""
+    assert not await setup.haproxy.adopt()  # nothing there yet
+    earlier = setup.haproxy
+    await earlier.start()
+    master = earlier.pid
+    assert master is not None
+    later = HAProxyProcess(haproxy_bin=HAPROXY, config_path=setup.config, run_dir=setup.run_dir)
+    try:
+        assert await later.adopt()
+        assert later.adopted and later.pid == master
+        with pytest.raises(HAProxyError, match="already runs"):
+            await later.adopt()
+        write_config(setup.config, setup.port, "v2")
+        await later.reload()
+        await wait_for(lambda: body_is(setup.port, "v2"))
+        assert (await later.show_proc()).master_pid == master
+
+        supervisor = asyncio.create_task(later.supervise(), name="supervise")
+        os.kill(master, signal.SIGKILL)
+        await wait_for(lambda: later.restarts == 1 and later.pid not in (None, master))
+        assert not later.adopted
+        await wait_for(lambda: body_is(setup.port, "v2"))
+        workers = (await later.show_proc()).workers
+    finally:
+        await later.stop()
+    await asyncio.wait_for(supervisor, 10)
+    assert not any(alive(pid) for pid in (master, *workers))
+
+
+async def test_adopt_refuses_a_master_that_is_not_ours(setup: Setup) -> None:
+    await setup.haproxy.start()
+    other = setup.run_dir.parent / "other"
+    other.mkdir()
+    # Our pid file, but another run directory's master socket: not ours.
+    shutil.copy(setup.haproxy.pid_file, other / "haproxy.pid")
+    stranger = HAProxyProcess(haproxy_bin=HAPROXY, config_path=setup.config, run_dir=other)
+    assert not await stranger.adopt()
+    assert not stranger.running()
+
+
+async def test_soft_stop_is_bounded(setup: Setup) -> None:
+    """A connection that never finishes its request holds a soft stop only `drain` long;
+    then the stop is hard and nothing is left."""
+    haproxy = setup.haproxy
+    await haproxy.start()
+    _, writer = await asyncio.open_connection("127.0.0.1", setup.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n")  # headers never end
+    await writer.drain()
+    master = haproxy.pid
+    assert master is not None
+    workers = (await haproxy.show_proc()).workers
+    await haproxy.stop(drain=0.5)
+    writer.close()
+    assert not haproxy.running()
+    assert not any(alive(pid) for pid in (master, *workers))

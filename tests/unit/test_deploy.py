@@ -140,3 +140,16 @@ def test_dockerfile_essentials() -> None:
     (user,) = [line for line in lines if line.startswith("USER ")]
     assert not user.split()[1].startswith(("0", "root"))
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "service-loadbalancer"]' in lines
+
+
+def test_termination_grace_covers_the_graceful_stop() -> None:
+    """SIGTERM: --shutdown-grace of /healthz 503, then up to --drain-timeout of soft stop,
+    then up to 10 s of hard stop; the kubelet must not SIGKILL the pod before that, and
+    the readiness probe must fail within the grace."""
+    pod = one("DaemonSet")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    parsed = build_parser().parse_args(container["args"][1:])
+    stop = parsed.shutdown_grace + parsed.drain_timeout + 10
+    assert pod["terminationGracePeriodSeconds"] >= stop
+    probe = container["readinessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= parsed.shutdown_grace

@@ -24,6 +24,7 @@ from service_loadbalancer.haproxy.files import (
     install,
     write_files,
 )
+from service_loadbalancer.haproxy.loaded import LOADED_FILE, record_config, record_loaded, runs
 from service_loadbalancer.haproxy.plan import Reason, ServerOp
 from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.haproxy.render import CERTS_DIR, SERVER_STATE_FILE, Rendered
@@ -90,6 +91,26 @@ class Applier:
         """Replace the config on disk (pieces joined), off the event loop."""
         async with self._disk_lock:
             await asyncio.to_thread(atomic_write, self._settings.config_path, pieces)
+            # HAProxy runs these servers already (the runtime batch came first).
+            await asyncio.to_thread(record_config, self._loaded, pieces)
+
+    @property
+    def _loaded(self) -> Path:
+        return self._settings.run_dir / LOADED_FILE
+
+    async def adopted_runs(self, rendered: Rendered) -> bool:
+        """Whether the HAProxy we adopted runs `rendered` already (and the files on disk
+        are the same): then the first sync has nothing to reload."""
+        if not self._haproxy.adopted:
+            return False
+        async with self._disk_lock:
+            return await asyncio.to_thread(
+                runs,
+                self._loaded,
+                rendered,
+                config_path=self._settings.config_path,
+                certs_dir=self._settings.run_dir / CERTS_DIR,
+            )
 
     async def load(
         self, rendered: Rendered, model: LoadBalancer, *, check: bool, reasons: Sequence[Reason]
@@ -107,6 +128,7 @@ class Applier:
         else:
             log.info("starting HAProxy: %s", why)
             await self._haproxy.start()
+        record_loaded(self._loaded, rendered.files)
         self._drains.clear()
         # Only now: the worker that used an old certificate file has loaded the new set.
         remove_unused(self._settings.run_dir / CERTS_DIR, rendered.certificates)

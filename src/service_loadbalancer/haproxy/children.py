@@ -120,6 +120,49 @@ class OwnProcesses:
         """Whether `pid` runs with our master socket on its command line (pids are reused)."""
         return _alive(pid) and _argv_contains(pid, ("-S", str(self._master_socket)))
 
+    def send(self, pid: int, sig: signal.Signals) -> bool:
+        """Send `sig` to `pid` if it is ours; whether it was."""
+        if not self.is_ours(pid):
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        return True
+
+    async def wait_exit(self, pid: int) -> None:
+        """Return once `pid` is no longer ours: it exited (a zombie counts) or was never.
+
+        For a master we did not start (adopted from an earlier controller) there is no
+        exit to await: a pidfd (Linux 5.3) becomes readable when the process exits;
+        without one, /proc is polled.
+        """
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            fd = -1
+        try:
+            if fd < 0:
+                while True:
+                    if not self.is_ours(pid):
+                        return
+                    await asyncio.sleep(POLL_INTERVAL)
+            if not self.is_ours(pid):  # checked after opening: pids are reused
+                return
+            loop = asyncio.get_running_loop()
+            exited: asyncio.Future[None] = loop.create_future()
+
+            def readable() -> None:
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(fd, readable)
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
     async def finish_off(self, pids: set[int], *, grace: float, terminate: bool = False) -> None:
         """Wait up to `grace` for those of `pids` that are ours to exit, then SIGKILL them.
 

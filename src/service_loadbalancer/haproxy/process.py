@@ -14,6 +14,13 @@ that knows how HAProxy 2.6 behaves at run time:
   counter goes up, and either a new worker appears or the `[failed: N]` counter
   goes up (a failed reload keeps the old worker serving the old config).
 
+* A stop can be soft: SIGUSR1 makes the workers close their listeners and finish the
+  requests in flight, and the master exit after them; a hard stop (SIGTERM, SIGKILL)
+  follows after a bound.
+* The master runs in its own session and outlives a controller that crashes; the next
+  controller on the same run directory adopts it (`adopt`) rather than starting another.
+  masters.py holds what differs between a master we started and one we adopted.
+
 HAProxy's stdout is inherited, so `log stdout` traffic logs go to our stdout. Its
 stderr is relayed to ours, and its last lines are what a failed start or reload says
 in its `HAProxyError`: a bind error or a config error in a reload never reaches
@@ -47,6 +54,13 @@ from service_loadbalancer.haproxy.children import (
     merged_env,
 )
 from service_loadbalancer.haproxy.master import HAProxyError, MasterCli, ProcStatus
+from service_loadbalancer.haproxy.masters import (
+    AdoptedMaster,
+    ChildMaster,
+    Master,
+    adoptable,
+    exited,
+)
 
 __all__ = ["HAProxyError", "HAProxyProcess"]  # HAProxyError: what the methods raise
 
@@ -102,7 +116,8 @@ class HAProxyProcess:
         self._on_restart = on_restart
         self._own = OwnProcesses(self.master_socket, self._log)
         self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
-        self._proc: asyncio.subprocess.Process | None = None
+        #: The master we started or adopted, alive or not; None before the first start.
+        self._master: Master | None = None
         self._stderr: StderrRelay | None = None
         self._lock = asyncio.Lock()
         self._stop_requested = False
@@ -110,12 +125,40 @@ class HAProxyProcess:
 
     @property
     def pid(self) -> int | None:
-        """The master's pid while it runs."""
-        return self._proc.pid if self.running() and self._proc is not None else None
+        """The master's pid while it runs (ours or adopted)."""
+        master = self._master
+        return master.pid if master is not None and master.alive() else None
 
     def running(self) -> bool:
         """Whether the master process is alive (it may still be starting)."""
-        return self._proc is not None and self._proc.returncode is None
+        return self.pid is not None
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the master that runs is one we adopted rather than started."""
+        return isinstance(self._master, AdoptedMaster) and self.running()
+
+    async def adopt(self, *, timeout: float = 5.0) -> bool:
+        """Take over the master an earlier controller left serving on our run directory
+        (it crashed, or was killed), instead of starting a new one; whether we did.
+
+        Only a master that is alive and ours is adopted (masters.py, `adoptable`). It is
+        not our child, so `supervise` watches it through a pidfd (or /proc); reloads and
+        `stop` work as for a master we started. Its stderr went to the controller that
+        started it, so its errors are not in ours.
+        """
+        async with self._lock:
+            if self.running():
+                raise HAProxyError(f"HAProxy already runs (master pid {self.pid})")
+            master = await adoptable(
+                pid_file=self.pid_file, cli=self._cli, own=self._own, log=self._log, timeout=timeout
+            )
+            if master is None:
+                return False
+            self._master = master
+            self._stop_requested = False
+            self._stopped.clear()
+            return True
 
     async def start(self, *, timeout: float = 10.0) -> None:
         """Start the master and wait until `show proc` lists a worker.
@@ -185,8 +228,8 @@ class HAProxyProcess:
         return await self._cli.command(command, timeout=timeout)
 
     def _master_gone(self) -> bool:
-        """Whether the master we started is no more (not: not yet started)."""
-        return self._proc is not None and not self.running()
+        """Whether the master we started or adopted is no more (not: not yet started)."""
+        return self._master is not None and not self._master.alive()
 
     async def show_proc(self, *, timeout: float = 5.0) -> ProcStatus:
         """The master's `show proc`, parsed. Raises `HAProxyError`."""
@@ -216,20 +259,20 @@ class HAProxyProcess:
         loop = asyncio.get_running_loop()
         delay = _BACKOFF_FIRST
         while not self._stop_requested:
-            proc = self._proc
-            if proc is not None and proc.returncode is None:
+            master = self._master
+            if master is not None and master.alive():
                 up_since = loop.time()
-                await _first_of(proc.wait(), self._stopped.wait())
+                await _first_of(master.wait(), self._stopped.wait())
                 if self._stop_requested:
                     return
-                if proc is not self._proc or proc.returncode is None:
+                if self.running():
                     continue  # someone else replaced it in between
                 if loop.time() - up_since >= _STABLE_AFTER:
                     delay = _BACKOFF_FIRST
                 self._log.warning(
                     "HAProxy master %d exited unexpectedly (%s); restarting in %.1f s",
-                    proc.pid,
-                    describe_exit(proc.returncode),
+                    master.pid,
+                    master.exit_reason(),
                     delay,
                 )
             with contextlib.suppress(TimeoutError):
@@ -254,39 +297,51 @@ class HAProxyProcess:
                 if self._on_restart is not None:
                     self._on_restart()
 
-    async def stop(self, *, timeout: float = 10.0) -> None:
+    async def stop(self, *, timeout: float = 10.0, drain: float = 0.0) -> None:
         """Stop HAProxy: SIGTERM to the master (which stops its workers), SIGKILL after
         `timeout`. On return no process of ours is left: the workers, including those
-        of a master that died, are waited for and killed if they linger."""
+        of a master that died, are waited for and killed if they linger.
+
+        With `drain` > 0 a soft stop comes first: SIGUSR1 to the master, which passes it
+        to its workers; they close their listeners (new connections are refused), finish
+        the requests in flight and exit, and then the master exits (management.txt,
+        "4. Stopping and restarting HAProxy"). Whatever still runs after `drain`
+        seconds is stopped as above.
+        """
         self._stop_requested = True
         self._stopped.set()
         async with self._lock:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            proc = self._proc
+            master = self._master
             ours = self._own.find()
-            if proc is not None and proc.returncode is None:
+            if master is not None and master.alive():
                 with contextlib.suppress(HAProxyError):
                     status = await self.show_proc(timeout=min(1.0, timeout))
                     ours.update(status.workers, status.old_workers)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(max(deadline - loop.time(), 0.0)):
-                        await proc.wait()
-                except TimeoutError:
-                    self._log.warning(
-                        "HAProxy master %d ignored SIGTERM for %g s; killing it", proc.pid, timeout
+                if drain > 0:
+                    self._log.info(
+                        "soft-stopping HAProxy (at most %g s for its connections)", drain
                     )
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
-            if proc is not None:
-                ours.discard(proc.pid)  # reaped by us: its pid may already be someone else's
+                    master.send(signal.SIGUSR1)
+                    if not await exited(master, timeout=drain):
+                        self._log.warning("HAProxy still has connections after %g s", drain)
+            deadline = loop.time() + timeout
+            if master is not None and master.alive():
+                master.send(signal.SIGTERM)
+                if not await exited(master, timeout=timeout):
+                    self._log.warning(
+                        "HAProxy master %d ignored SIGTERM for %g s; killing it",
+                        master.pid,
+                        timeout,
+                    )
+                    master.send(signal.SIGKILL)
+                    await exited(master, timeout=5.0)
+            if isinstance(master, ChildMaster):
+                ours.discard(master.pid)  # reaped by us: its pid may already be someone else's
             await self._own.finish_off(ours, grace=max(deadline - loop.time(), 1.0))
             if self._stderr is not None:
                 await self._stderr.close(timeout=1.0)
-            self._proc = None
+            self._master = None
             self._stderr = None
 
     # -- internals -------------------------------------------------------------------
@@ -297,6 +352,7 @@ class HAProxyProcess:
         # master left by an earlier controller on this run_dir would never leave: a
         # new master next to either would share its ports with a dying listener.
         await self._own.finish_off(self._own.find(), grace=2.0, terminate=True)
+        self._master = None
         self._run_dir.mkdir(parents=True, exist_ok=True)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -320,7 +376,7 @@ class HAProxyProcess:
             raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
         assert proc.stderr is not None
         relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}")
-        self._proc, self._stderr = proc, relay
+        self._master, self._stderr = ChildMaster(proc), relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -356,8 +412,8 @@ class HAProxyProcess:
             await proc.wait()
         await self._own.finish_off(self._own.find(), grace=2.0)
         await relay.close(timeout=1.0)
-        if self._proc is proc:
-            self._proc, self._stderr = None, None
+        if isinstance(self._master, ChildMaster) and self._master.proc is proc:
+            self._master, self._stderr = None, None
 
     async def _show_proc_until(self, deadline: float) -> ProcStatus:
         loop = asyncio.get_running_loop()
@@ -370,8 +426,7 @@ class HAProxyProcess:
             await asyncio.sleep(POLL_INTERVAL)
 
     def _exit_reason(self) -> str:
-        code = self._proc.returncode if self._proc is not None else None
-        return describe_exit(code)
+        return self._master.exit_reason() if self._master is not None else "not started"
 
     def _stderr_since(self, mark: int) -> str:
         return self._stderr.text_since(mark) if self._stderr is not None else ""
