@@ -23,6 +23,7 @@ from typing import NoReturn
 from service_loadbalancer import __version__, controller
 from service_loadbalancer.config import build_settings
 from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOptions
+from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.oneshot import check_once, render_once
 from service_loadbalancer.settings import SettingsError, port_number
@@ -262,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return render_once(settings, kube)
         if command == "check":
             return asyncio.run(check_once(settings, kube))
-        return asyncio.run(controller.run(settings, kube))
+        live = LiveConfig.from_args(args, os.environ, settings) if args.cfg else None
+        return asyncio.run(controller.run(settings, kube, live))
     except ConfigError as err:
         sys.stderr.write(f"service-loadbalancer: {err}\n")
         return EXIT_USAGE

@@ -148,6 +148,32 @@ def _tls_file(path: Path | None, flag: str, *, key: bool) -> Path | None:
     return path
 
 
+def _template_path(cfg: LoadBalancerConfig, cfg_path: Path | None) -> Path | None:
+    """The template the --cfg file names; a relative path is relative to the file."""
+    if cfg.template is None:
+        return None
+    if cfg.template.is_absolute() or cfg_path is None:
+        return cfg.template
+    return cfg_path.parent / cfg.template
+
+
+def settings_inputs(args: argparse.Namespace) -> tuple[Path, ...]:
+    """The files `build_settings` reads whose edits may apply live: the --cfg file, the
+    template it names (if the file can be read) and the error page."""
+    paths: list[Path] = []
+    if args.cfg is not None:
+        paths.append(args.cfg)
+        try:
+            template = _template_path(load_config_file(args.cfg), args.cfg)
+        except SettingsError:
+            template = None
+        if template is not None:
+            paths.append(template)
+    if args.error_page is not None:
+        paths.append(args.error_page)
+    return tuple(paths)
+
+
 def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     """The flags `cli.build_parser` parsed, the environment and the --cfg file (with the
     files they name, read once here) as one frozen `Settings`; `SettingsError` if not."""
@@ -157,12 +183,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
     # Not given: Settings puts it in the run directory (checked above).
     haproxy_config = _paths_ok(cfg.config, "config") if cfg.config else None
     template = None
-    if cfg.template is not None:
-        template_path = (
-            cfg.template
-            if cfg.template.is_absolute() or args.cfg is None
-            else (args.cfg.parent / cfg.template)
-        )
+    template_path = _template_path(cfg, args.cfg)
+    if template_path is not None:
         try:
             template = template_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:

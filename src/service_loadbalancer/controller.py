@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from service_loadbalancer.events import EventRecorder
 from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.kube.client import KubeOptions
+from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.reconciler import Reconciler
 from service_loadbalancer.settings import Settings
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("service_loadbalancer")
 
 
-async def run(settings: Settings, kube: KubeOptions) -> int:
+async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = None) -> int:
     """Serve until SIGTERM or SIGINT: every task is named and supervised; if one
     fails the others are cancelled and HAProxy is stopped."""
     settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,10 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
         loop.add_signal_handler(sig, on_signal)
     # Up before the source: /healthz answers (503) while the API is still out of reach.
     runner = await start_status_server(
-        host=settings.bind_address, port=settings.healthz_port, health=health, metrics=metrics
+        host=settings.bind_address,
+        port=settings.healthz_port,
+        health=live.health(health) if live else health,
+        metrics=metrics,
     )
     # Before the source, so that a stop while connecting stops an adopted HAProxy too.
     await haproxy.adopt()
@@ -115,6 +119,9 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
                 group.create_task(reconciler.run(), name="reconciler"),
                 group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
             ]
+            if live is not None:
+                run_live = live.run(reconciler.update_settings, metrics)
+                tasks.append(group.create_task(run_live, name="live-config"))
             if active.api is not None:
                 events = _event_recorder(active.api, reconciler, store)
                 tasks.append(group.create_task(events.run(), name="events"))

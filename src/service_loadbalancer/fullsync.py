@@ -28,8 +28,19 @@ class Prepared:
     server_diff: frozenset[str]
 
 
-def prepare(snapshot: Snapshot, settings: Settings, base: Running | None) -> Prepared:
-    """Everything a full sync computes, in O(cluster): run in a worker thread."""
+def prepare(
+    snapshot: Snapshot,
+    settings: Settings,
+    base: Running | None,
+    *,
+    settings_changed: str | None = None,
+) -> Prepared:
+    """Everything a full sync computes, in O(cluster): run in a worker thread.
+
+    `settings_changed`: why `settings` differ from those `base` was rendered with (None
+    if they do not). When the config changes with them, that one reason stands for the
+    options and text changes they explain (an algorithm edit would otherwise give one
+    reason per backend)."""
     with gc_paused():
         translation = translate(snapshot, settings)
         rendered = render(translation.model, settings)
@@ -48,4 +59,12 @@ def prepare(snapshot: Snapshot, settings: Settings, base: Running | None) -> Pre
             base, running, diff
         ):
             reasons.append(Reason(ReasonKind.TEXT, "config text changed"))
+        if settings_changed is not None and any(
+            r.kind is not ReasonKind.ENDPOINTS for r in reasons
+        ):
+            explained = (ReasonKind.OPTIONS, ReasonKind.TEXT)
+            reasons = [
+                Reason(ReasonKind.SETTINGS, settings_changed),
+                *(r for r in reasons if r.kind not in explained),
+            ]
         return Prepared(running, tuple(reasons), diff)

@@ -78,3 +78,14 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.config_reload_failures = Counter(
+            "slb_config_reload_failures",
+            "Edits of the --cfg file (or the files it names) that could not be applied: "
+            "unreadable, invalid, or refused when rendered; the last good settings kept serving.",
+            registry=self.registry,
+        )
+        self.config_restart_needed = Gauge(
+            "slb_config_restart_needed",
+            "Keys of the --cfg file whose edited values only a restart applies.",
+            registry=self.registry,
+        )

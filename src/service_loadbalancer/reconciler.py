@@ -24,6 +24,12 @@ runtime operations when it differs in servers only, else by a reload (written to
 candidate directory, checked with `haproxy -c`, moved into place, the servers' state
 saved for the new worker). When the check fails the last good config keeps serving.
 
+Settings can change while running (`update_settings`, a --cfg edit): the next full sync
+renders with them and reloads, with a "settings or template changed" reason, only if the
+config changes; if it cannot be rendered or `haproxy -c` refuses it, the settings before
+are restored and the caller is told why. The fast path always works with the settings the
+running config was rendered with.
+
 A removed server is drained: it gets no new requests, and a background task deletes it
 once it has no session in flight, or after `settings.drain_timeout` when its remaining
 sessions are cut.
@@ -80,7 +86,15 @@ class Reconciler:
         max_delay: float = 1.0,
     ) -> None:
         self._store = store
+        #: The settings full syncs render with; `_applied`: those of the running config.
         self._settings = settings
+        self._applied = settings
+        #: Why the last full sync could not apply its config (None: it could, or no change).
+        self._failure: str | None = None
+        #: A pending `update_settings`: its settings and the future of their outcome.
+        self._waiter: tuple[Settings, asyncio.Future[str | None]] | None = None
+        self._settings_lock = asyncio.Lock()
+        self._settings_why = "settings or template changed"
         self._haproxy = haproxy
         self._metrics = metrics
         self._quiet = quiet
@@ -192,12 +206,36 @@ class Reconciler:
             await self._full_wanted.wait()
             self._full_wanted.clear()
             self._full_busy = True
+            settings = self._settings
             try:
                 await self.sync()
             except HAProxyError as err:
                 log.error("HAProxy did not take the new config: %s", err)
+                self._failure = str(err)
             finally:
                 self._full_busy = False
+            waiter = self._waiter
+            if waiter is not None and waiter[0] is settings and not waiter[1].done():
+                waiter[1].set_result(self._failure)
+
+    async def update_settings(self, settings: Settings, *, why: str) -> str | None:
+        """Render with `settings` from now on: a full sync, which reloads if the config
+        changes (`why` is the reason's text). None once they serve (or are kept for the
+        first sync); else why HAProxy cannot run them, and the settings before stay."""
+        async with self._settings_lock:
+            previous, self._settings = self._settings, settings
+            self._settings_why = why
+            done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            self._waiter = (settings, done)
+            self._want_full(time.monotonic())
+            try:
+                failure = await done
+            finally:
+                self._waiter = None
+            if failure is not None:
+                self._settings = previous
+                self._want_full(time.monotonic())  # what ran before, should anything differ
+            return failure
 
     # ------------------------------------------------------------------ fast path
 
@@ -223,12 +261,12 @@ class Reconciler:
                 self._running = replace(running, version=version)
                 return
             self._metrics.syncs.inc()
-            partial = translate(self._store.endpoints_of(services), self._settings)
+            partial = translate(self._store.endpoints_of(services), self._applied)
             swap = swap_servers(running, partial, services)
             if swap.declined:
                 self._want_full(started)
             patch = patch_sections(
-                running.sections, [new for _, new in swap.pairs.values()], self._settings
+                running.sections, [new for _, new in swap.pairs.values()], self._applied
             )
             decision = plan_endpoints(swap.pairs.values(), draining=self._drains.names())
             if patch is None or decision.reload:
@@ -265,16 +303,22 @@ class Reconciler:
         operations or a reload. Returns whether HAProxy changed."""
         started = self._full_since or time.monotonic()
         self._full_since = None
+        self._failure = None
         if not self._store.ready:
             return False
         self._metrics.syncs.inc()
         base, version = self._running, self._store.version
         snapshot = self._store.snapshot()
+        settings = self._settings
+        changed = self._settings_why if base is not None and settings != self._applied else None
         try:
-            prepared = await asyncio.to_thread(prepare, snapshot, self._settings, base)
+            prepared = await asyncio.to_thread(
+                prepare, snapshot, settings, base, settings_changed=changed
+            )
         except TemplateError as err:
             log.error("cannot render the config, keeping the running one: %s", err)
             self._metrics.validation_failures.inc()
+            self._failure = f"cannot render the config: {err}"
             return False
         if base is None:
             # The first complete view is long-lived: keep the cyclic collector off it from
@@ -282,12 +326,20 @@ class Reconciler:
             gc.freeze()
         async with self._lock:
             self._report(prepared.running.problems)
-            return await self._apply_full(prepared, base, version, started)
+            result = await self._apply_full(prepared, base, version, started, settings)
+            if self._failure is None:
+                self._applied = settings
+            return result
 
     async def _apply_full(
-        self, prepared: Prepared, base: Running | None, version: int, started: float
+        self,
+        prepared: Prepared,
+        base: Running | None,
+        version: int,
+        started: float,
+        settings: Settings,
     ) -> bool:
-        caught = catch_up(prepared.running, self._store, version, self._settings)
+        caught = catch_up(prepared.running, self._store, version, settings)
         if not caught.complete:
             self._want_full(started)
         new, fresh = caught.running, caught.fresh
@@ -345,12 +397,14 @@ class Reconciler:
         check = self._haproxy.running() or self._running is not None
         try:
             if not await self._apply.load(new.rendered(), new.model, check=check, reasons=reasons):
+                self._failure = f"haproxy -c refused the config: {self._apply.last_refusal}"
                 return False
         except HAProxyError as err:
             if check:
                 raise
             self._metrics.validation_failures.inc()
             log.error("HAProxy refused the new config at its first start: %s", err)
+            self._failure = f"HAProxy refused the config at its first start: {err}"
             return False
         for kind in sorted({reason.kind for reason in reasons}):
             self._metrics.reloads.labels(reason=kind.value).inc()

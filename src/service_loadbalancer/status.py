@@ -2,7 +2,8 @@
 
 /healthz answers 200 only while HAProxy serves a config built from a complete view of
 the sources (a liveness probe restarts a pod whose HAProxy is gone); 503 otherwise,
-with the reason in the body.
+with the reason in the body. A --cfg edit that was not applied, or that needs a restart,
+is added to the body without changing the status (livecfg.py says why).
 """
 
 from __future__ import annotations

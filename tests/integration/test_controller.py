@@ -164,6 +164,9 @@ async def test_tcp_service(tmp_path: Path, backends: Backends) -> None:
         writer.write(b"hello\n")
         line = await asyncio.wait_for(reader.readline(), 10)
         writer.close()
+        # Closed for real before the controller stops: HAProxy's soft stop waits for
+        # open TCP sessions (up to --drain-timeout).
+        await writer.wait_closed()
         assert line == b"echo-1: hello\n"
         # The TCP port is not also an HTTP route.
         assert (await c.get(f"/echo:{tcp_port}"))[0] == 404

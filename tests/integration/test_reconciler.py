@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,11 +24,13 @@ from objects import endpoint_slice, service
 
 from service_loadbalancer import reconciler as reconciler_module
 from service_loadbalancer.fullsync import prepare
+from service_loadbalancer.haproxy.plan import ReasonKind
 from service_loadbalancer.haproxy.process import HAProxyProcess
-from service_loadbalancer.haproxy.render import RUNTIME_SOCKET
+from service_loadbalancer.haproxy.render import RUNTIME_SOCKET, builtin_template
 from service_loadbalancer.haproxy.runtime import RuntimeApi
 from service_loadbalancer.kube.objects import KNOWN_KINDS, RawObject
 from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.model import Algorithm
 from service_loadbalancer.reconciler import Reconciler
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Store
@@ -167,10 +170,10 @@ async def test_a_slow_full_sync_never_holds_an_endpoint_change_back(
     await started(rig, service("web", 80), web_slice("127.0.33.1"))
     entered, release = threading.Event(), threading.Event()
 
-    def held(*args: Any) -> Any:
+    def held(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(30)
-        return prepare(*args)
+        return prepare(*args, **kwargs)
 
     monkeypatch.setattr(reconciler_module, "prepare", held)
     rig.store.upsert(service("api", 80))  # structural: a full sync, held
@@ -191,3 +194,40 @@ async def test_a_slow_full_sync_never_holds_an_endpoint_change_back(
 
     await wait_for(api_added, what="the held full sync to finish")
     assert await fast()  # the reload kept the endpoint change made meanwhile
+
+
+async def test_new_settings_reload_once_with_the_settings_reason(rig: Rig) -> None:
+    await started(rig, service("web", 80), web_slice("127.0.34.1"))
+    master = rig.haproxy.pid
+    leastconn = dataclasses.replace(rig.settings, balance_algorithm=Algorithm.LEASTCONN)
+    failure = await rig.reconciler.update_settings(leastconn, why="settings changed: algorithm")
+    assert failure is None
+    assert rig.count("slb_haproxy_reloads_total", reason=ReasonKind.SETTINGS.value) == 1
+    assert rig.reloads() == 2  # one reason for every backend's new algorithm
+    assert "balance leastconn" in rig.settings.config_path.read_text()
+    assert rig.haproxy.pid == master  # a reload, not a restart
+    # Settings that render the same config reload nothing.
+    same = dataclasses.replace(leastconn, dry=True)
+    assert await rig.reconciler.update_settings(same, why="settings changed: dry") is None
+    assert rig.reloads() == 2
+
+
+async def test_settings_haproxy_refuses_are_rolled_back(rig: Rig) -> None:
+    await started(rig, service("web", 80), web_slice("127.0.35.1"))
+    broken = dataclasses.replace(
+        rig.settings,
+        balance_algorithm=Algorithm.LEASTCONN,
+        template=builtin_template() + "\nbackend broken\n    no-such-keyword\n",
+    )
+    failure = await rig.reconciler.update_settings(broken, why="settings changed: template")
+    assert failure is not None and "haproxy -c refused" in failure
+    assert rig.reloads() == 1
+    # The settings before serve on: the next change renders with them.
+    rig.store.upsert(service("api", 80))
+
+    async def added() -> bool:
+        return rig.count("slb_haproxy_reloads_total", reason="added") == 1
+
+    await wait_for(added, what="the next reload, with the settings before")
+    text = rig.settings.config_path.read_text()
+    assert "no-such-keyword" not in text and "balance leastconn" not in text

@@ -60,6 +60,8 @@ class Applier:
         self._metrics = metrics
         #: Serialises writes of the config on disk (background writes and installs).
         self._disk_lock = asyncio.Lock()
+        #: What `haproxy -c` said when it last refused a config.
+        self.last_refusal = ""
 
     async def runtime_batch(
         self,
@@ -147,6 +149,7 @@ class Applier:
                     self._settings.haproxy_bin, path, env=self._settings.haproxy_env()
                 )
                 if not result.ok:
+                    self.last_refusal = result.output
                     self._metrics.validation_failures.inc()
                     log.error(
                         "haproxy -c refused the new config; the last good one keeps serving: %s",
