@@ -317,15 +317,19 @@ class KubeSource:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout)),
         ]
-        response = await request(
-            self.api,
-            "GET",
-            unit.resource.path(unit.namespace),
-            query=query,
-            limits=aiohttp.ClientTimeout(
-                total=timeout + 30, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT
-            ),
-        )
+        # The server answers a watch with its headers at once, then streams; a request
+        # that gets no headers in time (a connection the server dropped without closing,
+        # as around an API server restart) is a failure to retry, not a 5-minute wait.
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            response = await request(
+                self.api,
+                "GET",
+                unit.resource.path(unit.namespace),
+                query=query,
+                limits=aiohttp.ClientTimeout(
+                    total=timeout + 30, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT
+                ),
+            )
         async with response:
             if response.status != 200:
                 try:
