@@ -42,6 +42,7 @@ from service_loadbalancer import annotations as ann
 from service_loadbalancer.haproxy.certs import write_certificates
 from service_loadbalancer.haproxy.render import (
     CERTS_DIR,
+    SERVER_OPTIONS,
     CONFIG_FILE,
     CRT_LIST,
     SNI_MAP,
@@ -268,7 +269,7 @@ SERVICE_LINES = [
     r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}',
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
-    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?",
+    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})? {re.escape(SERVER_OPTIONS)}",
     r"    bind 127\.0\.0\.1:\d{1,5}",
     rf"    default_backend {IDENT}",
     r"",
