@@ -18,7 +18,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from service_loadbalancer.events import EventRecorder
+from service_loadbalancer.haproxy.health import HealthWatcher
 from service_loadbalancer.haproxy.process import HAProxyProcess
+from service_loadbalancer.haproxy.render import RUNTIME_SOCKET
+from service_loadbalancer.haproxy.runtime import RuntimeApi
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.reconciler import Reconciler
@@ -41,12 +44,17 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
     metrics = Metrics()
     active: Source | None = None
     reconciler: Reconciler | None = None
+    # Passive health: HAProxy's messages about servers going DOWN (see haproxy/health.py).
+    watcher = HealthWatcher(
+        runtime=RuntimeApi(socket_path=settings.run_dir / RUNTIME_SOCKET), metrics=metrics
+    )
     haproxy = HAProxyProcess(
         haproxy_bin=settings.haproxy_bin,
         config_path=settings.config_path,
         run_dir=settings.run_dir,
         env=settings.haproxy_env(),
         on_restart=metrics.haproxy_restarts.inc,
+        on_stderr_line=watcher.on_line,
     )
 
     async def health() -> tuple[bool, str]:
@@ -90,6 +98,7 @@ async def run(settings: Settings, kube: KubeOptions) -> int:
                 group.create_task(active.run(stop=stop), name=active.name),
                 group.create_task(reconciler.run(), name="reconciler"),
                 group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
+                group.create_task(watcher.run(), name="haproxy-health"),
             ]
             if active.api is not None:
                 events = _event_recorder(active.api, reconciler, store)

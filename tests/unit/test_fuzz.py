@@ -42,9 +42,9 @@ from service_loadbalancer import annotations as ann
 from service_loadbalancer.haproxy.certs import write_certificates
 from service_loadbalancer.haproxy.render import (
     CERTS_DIR,
-    SERVER_OPTIONS,
     CONFIG_FILE,
     CRT_LIST,
+    SERVER_OPTIONS,
     SNI_MAP,
     Rendered,
     render,

@@ -16,11 +16,11 @@ from objects import endpoint, endpoint_slice, endpoints, ep_port, port, service,
 
 from service_loadbalancer.haproxy.render import (
     CONFIG_FILE,
-    SERVER_OPTIONS,
     ERROR_PAGE,
     HOSTS_MAP,
     PATHS_MAP,
     RUNTIME_SOCKET,
+    SERVER_OPTIONS,
     Rendered,
     TemplateError,
     bind_spec,

@@ -83,6 +83,7 @@ class HAProxyProcess:
         env: Mapping[str, str] | None = None,
         logger: logging.Logger | None = None,
         on_restart: Callable[[], None] | None = None,
+        on_stderr_line: Callable[[str], None] | None = None,
     ) -> None:
         self._bin = haproxy_bin
         self._config_path = config_path.absolute()
@@ -100,6 +101,8 @@ class HAProxyProcess:
         self.restarts = 0
         #: Called after each of those restarts (the controller counts them in a metric).
         self._on_restart = on_restart
+        #: Called with every line HAProxy writes to its stderr (alerts and warnings).
+        self._on_stderr_line = on_stderr_line
         self._own = OwnProcesses(self.master_socket, self._log)
         self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
         self._proc: asyncio.subprocess.Process | None = None
@@ -319,7 +322,9 @@ class HAProxyProcess:
         except OSError as err:
             raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
         assert proc.stderr is not None
-        relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}")
+        relay = StderrRelay(
+            proc.stderr, name=f"haproxy-stderr:{proc.pid}", on_line=self._on_stderr_line
+        )
         self._proc, self._stderr = proc, relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
