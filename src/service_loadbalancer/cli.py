@@ -189,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a removed endpoint keeps its connections before they are cut (30)",
     )
+    flag(
+        "--passive-health",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="take pods that fail connections out of rotation (a check per server: "
+        "one reserved file descriptor each)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p

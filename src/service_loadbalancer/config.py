@@ -215,4 +215,5 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         tls_tickets=args.tls_tickets,
         ssl_redirect_code=args.ssl_redirect_code,
         drain_timeout=args.drain_timeout,
+        passive_health=args.passive_health,
     )

@@ -100,6 +100,9 @@ class Settings:
     #: Longest wait, in seconds, for a removed endpoint's connections to end before
     #: they are cut and the server deleted.
     drain_timeout: float = 30.0
+    #: Passive health on every server (render.SERVER_OPTIONS): off leaves the retries
+    #: but no `check`, for a `nofile` limit below the number of endpoints.
+    passive_health: bool = True
 
     @property
     def config_path(self) -> Path:

@@ -793,3 +793,11 @@ def test_host_lookup_only_when_some_service_routes_by_host(
     model = LoadBalancer(backends=(http_backend("b", strip=("/web",)),), http_routes=routes)
     frontend = block(render_checked(model, Settings(), tmp_path).config, "frontend http")
     assert [line for line in frontend.splitlines() if "set-var" in line] == lookups
+
+
+def test_passive_health_off_keeps_the_retries_and_drops_the_check(tmp_path: Path) -> None:
+    model = one_backend(http_backend("http_default_web_80", srv("10.0.0.1")))
+    config = render_checked(model, Settings(passive_health=False), tmp_path).config
+    assert "    server s_10_0_0_1_8080 10.0.0.1:8080\n" in config
+    assert " check" not in config
+    assert "    retries 3\n    option redispatch 1\n" in config

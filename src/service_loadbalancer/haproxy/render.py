@@ -190,7 +190,7 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
         "host_routes": any(r.host for r in model.http_routes),
         "retry_on": RETRY_ON,
         "idempotent_methods": IDEMPOTENT_METHODS,
-        "server_options": SERVER_OPTIONS,
+        "server_options": SERVER_OPTIONS if settings.passive_health else "",
         "default_return_code": settings.default_return_code,
         "error_page": ERROR_PAGE if settings.error_page is not None else None,
         "backends": [_backend_context(b) for b in model.backends],
