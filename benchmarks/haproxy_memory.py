@@ -67,9 +67,9 @@ RUN = {"passive_health": True}
 
 
 def passive_health_fits(servers: int) -> bool:
-    """Whether the hard nofile limit holds a descriptor per server plus 20,000."""
+    """Whether the hard nofile limit holds a descriptor per server, twice over."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return hard == resource.RLIM_INFINITY or hard >= servers + 20_000
+    return hard == resource.RLIM_INFINITY or servers <= hard // 2
 
 
 PORT = 8080
@@ -612,7 +612,7 @@ def report(rows: list[Row], sizes: list[int], repeat: int, quick: bool, seconds:
         f"\nHAProxy memory, HAProxy {version}, {os.cpu_count()} cores, {ENDPOINTS} endpoints "
         f"per Service, median of {repeat} start(s){' (--quick)' if quick else ''}, "
         f"{seconds:.0f} s, passive health "
-        + ("on" if RUN["passive_health"] else "off (hard nofile limit below endpoints + 20,000)")
+        + ("on" if RUN["passive_health"] else "off (hard nofile limit below twice the endpoints)")
     )
     print(
         "RSS MiB = worker VmRSS + master VmRSS after the first request; Pss and Private "

@@ -244,10 +244,10 @@ NO_PASSIVE_HEALTH = ["--passive-health", "false"]
 
 def passive_health_fits(servers: int) -> bool:
     """Whether HAProxy can reserve a file descriptor per checked server (passive health)
-    under this process's hard nofile limit, with 20,000 left for connections; where not,
+    under this process's hard nofile limit, with as many left for connections; where not,
     the run says so and uses --passive-health=false (HAProxy would refuse to start)."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return hard == resource.RLIM_INFINITY or hard >= servers + 20_000
+    return hard == resource.RLIM_INFINITY or servers <= hard // 2
 
 
 # --------------------------------------------------------------------- one start-up
@@ -424,7 +424,7 @@ def print_startup(results: dict[str, list[Run]], args: argparse.Namespace) -> No
         + (
             ""
             if passive_health_fits(args.services * args.endpoints)
-            else ", passive health off (the hard nofile limit is below endpoints + 20,000)"
+            else ", passive health off (the hard nofile limit is below twice the endpoints)"
         )
     )
     w = max(len(LABELS[row]) for row in results)
