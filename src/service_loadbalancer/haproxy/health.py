@@ -82,6 +82,8 @@ class HealthWatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._pending:
+                continue
             now = self._clock()
             due = {b for b in self._pending if now - self._last.get(b, -1e9) >= self._min_interval}
             if not due:
