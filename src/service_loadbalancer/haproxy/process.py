@@ -99,10 +99,8 @@ class HAProxyProcess:
         self.reloads = 0
         #: Times `supervise()` restarted a master that died.
         self.restarts = 0
-        #: Called after each of those restarts (the controller counts them in a metric).
-        self._on_restart = on_restart
-        #: Called with every line HAProxy writes to its stderr (alerts and warnings).
-        self._on_stderr_line = on_stderr_line
+        #: Called after each of those restarts (counted in a metric); then, with each stderr line.
+        self._on_restart, self._on_line = on_restart, on_stderr_line
         self._own = OwnProcesses(self.master_socket, self._log)
         self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
         self._proc: asyncio.subprocess.Process | None = None
@@ -322,9 +320,7 @@ class HAProxyProcess:
         except OSError as err:
             raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
         assert proc.stderr is not None
-        relay = StderrRelay(
-            proc.stderr, name=f"haproxy-stderr:{proc.pid}", on_line=self._on_stderr_line
-        )
+        relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}", on_line=self._on_line)
         self._proc, self._stderr = proc, relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
