@@ -54,10 +54,11 @@ test: setup lint typecheck
 demo: setup
 	$(PY) -m service_loadbalancer.demo
 
-# About 17 minutes in all; `make bench-quick` is a short smoke run.
+# About 19 minutes in all; `make bench-quick` is a short smoke run.
 bench: setup wrk
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/runtime.py
+	$(PY) benchmarks/failures.py
 	$(PY) benchmarks/kube_sync.py --outage 60
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/haproxy_memory.py
@@ -65,6 +66,7 @@ bench: setup wrk
 bench-quick: setup wrk
 	$(PY) benchmarks/render.py --repeat 1
 	$(PY) benchmarks/runtime.py --quick
+	$(PY) benchmarks/failures.py --quick
 	$(PY) benchmarks/kube_sync.py --runs 1 --outage 5
 	$(PY) benchmarks/startup.py --quick
 	$(PY) benchmarks/haproxy_memory.py --quick

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -59,6 +60,18 @@ from service_loadbalancer.store import Snapshot, Store
 from service_loadbalancer.translate import translate
 
 ENDPOINTS = 10
+#: Whether our config has passive health (a check per server), decided once per run
+#: for the largest size: HAProxy reserves a file descriptor per checked server and
+#: refuses to start when the hard nofile limit is lower.
+RUN = {"passive_health": True}
+
+
+def passive_health_fits(servers: int) -> bool:
+    """Whether the hard nofile limit holds a descriptor per server, twice over."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return hard == resource.RLIM_INFINITY or servers <= hard // 2
+
+
 PORT = 8080
 DEADLINE = 120.0  # seconds for one start (parsing 100,000 servers takes about 2 s)
 
@@ -150,6 +163,7 @@ def ours(
             bind_address="127.0.0.1",
             stats_user="bench",
             stats_password=secrets.token_urlsafe(12),
+            passive_health=RUN["passive_health"],
         )
         translation = translate(
             snapshot(services, endpoints, spec or {}, annotations or {}), settings
@@ -597,7 +611,8 @@ def report(rows: list[Row], sizes: list[int], repeat: int, quick: bool, seconds:
     print(
         f"\nHAProxy memory, HAProxy {version}, {os.cpu_count()} cores, {ENDPOINTS} endpoints "
         f"per Service, median of {repeat} start(s){' (--quick)' if quick else ''}, "
-        f"{seconds:.0f} s"
+        f"{seconds:.0f} s, passive health "
+        + ("on" if RUN["passive_health"] else "off (hard nofile limit below twice the endpoints)")
     )
     print(
         "RSS MiB = worker VmRSS + master VmRSS after the first request; Pss and Private "
@@ -687,6 +702,7 @@ def main() -> None:
         int(s) for s in (args.sizes or ("100,1000" if args.quick else "1000,10000")).split(",")
     )
     repeat = args.repeat or (1 if args.quick else 3)
+    RUN["passive_health"] = passive_health_fits(max(sizes) * ENDPOINTS)
     started = time.monotonic()
     rows = asyncio.run(amain(sizes, repeat, not args.no_variants))
     report(rows, sizes, repeat, args.quick, time.monotonic() - started)

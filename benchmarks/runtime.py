@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -62,6 +63,13 @@ ROWS: list[tuple[str, str, str, str]] = []
 def row(benchmark: str, case: str, result: str, target: str) -> None:
     ROWS.append((benchmark, case, result, target))
     print(f"  {benchmark} | {case} | {result} | {target}", file=sys.stderr, flush=True)
+
+
+def passive_health_fits(servers: int) -> bool:
+    """Whether the hard nofile limit holds a descriptor per checked server (HAProxy
+    reserves one each and refuses to start otherwise) with as many left for connections."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return hard == resource.RLIM_INFINITY or servers <= hard // 2
 
 
 def free_port() -> int:
@@ -126,6 +134,8 @@ class Controller:
     http_port: int = 0
     healthz_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: False: --passive-health=false (the servers would not fit the nofile limit).
+    passive_health: bool = True
 
     @property
     def manifests(self) -> Path:
@@ -154,6 +164,7 @@ class Controller:
                 "--run-dir", str(self.run_dir),
                 "--drain-timeout", "5",
                 "--shutdown-grace", "0",  # no rotation to leave: stop at once
+                "--passive-health", str(self.passive_health).lower(),
                 "--log-level", os.environ.get("SLB_BENCH_LOG_LEVEL", "warning"),
             ],
             stdout=log,
@@ -206,8 +217,10 @@ class Controller:
 
 
 @contextlib.asynccontextmanager
-async def controller(workdir: Path, kubeconfig: Path | None = None) -> AsyncIterator[Controller]:
-    c = Controller(workdir, kubeconfig=kubeconfig)
+async def controller(
+    workdir: Path, kubeconfig: Path | None = None, *, servers: int = 0
+) -> AsyncIterator[Controller]:
+    c = Controller(workdir, kubeconfig=kubeconfig, passive_health=passive_health_fits(servers))
     c.start()
     try:
         await c.wait_healthy()
@@ -281,7 +294,7 @@ async def convergence(services: int, changes: int, *, via: str = "files") -> Non
                 kubeconfig,
                 change,
             ),
-            controller(work, kubeconfig) as c,
+            controller(work, kubeconfig, servers=2 * services) as c,
             aiohttp.ClientSession() as session,
         ):
             url = f"http://127.0.0.1:{c.http_port}/probe"
@@ -519,7 +532,11 @@ def generated_config(work: Path, services: int, origin: tuple[str, int], port: i
     for kind in KNOWN_KINDS:
         store.replace(kind, [o for o in objects if o["kind"] == kind])
     settings = Settings(
-        run_dir=work, http_port=port, stats_port=free_port(), bind_address="127.0.0.1"
+        run_dir=work,
+        http_port=port,
+        stats_port=free_port(),
+        bind_address="127.0.0.1",
+        passive_health=passive_health_fits(2 * services),
     )
     rendered = render(translate(store.snapshot(), settings).model, settings)
     (work / "server-state").write_text("1\n")
@@ -623,6 +640,10 @@ def main() -> None:
               for i in range(4)]  # fmt: skip
     print(f"\nzero-downtime benchmarks, {os.cpu_count()} cores, loopback only"
           f"{' (--quick)' if args.quick else ''}, {time.monotonic() - started:.0f} s")  # fmt: skip
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY:
+        print(f"passive health off in configs of more than {hard // 2:,} servers "
+              f"(hard nofile limit {hard:,})")  # fmt: skip
     for r in [("benchmark", "case", "result", "target"), tuple("-" * w for w in widths), *ROWS]:
         print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
 

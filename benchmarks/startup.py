@@ -239,6 +239,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+NO_PASSIVE_HEALTH = ["--passive-health", "false"]
+
+
+def passive_health_fits(servers: int) -> bool:
+    """Whether HAProxy can reserve a file descriptor per checked server (passive health)
+    under this process's hard nofile limit, with as many left for connections; where not,
+    the run says so and uses --passive-health=false (HAProxy would refuse to start)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return hard == resource.RLIM_INFINITY or servers <= hard // 2
+
+
 # --------------------------------------------------------------------- one start-up
 
 
@@ -319,13 +330,14 @@ async def one_run(
     prefix: list[str] | None = None,
 ) -> Run:
     api: ApiProcess | None = None
+    health = [] if passive_health_fits(args.services * args.endpoints) else NO_PASSIVE_HEALTH
     if source == "api":
         api = await ApiProcess.start(workdir, args.services, args.endpoints, real_port)
-        extra = ["--kubeconfig", str(api.kubeconfig)]
+        extra = ["--kubeconfig", str(api.kubeconfig), *health]
         c = Launcher(workdir, use_manifests=False, extra_args=extra)
     else:
         assert objects is not None
-        c = Launcher(workdir)
+        c = Launcher(workdir, extra_args=health)
         write_manifests(c.manifests, objects, one_file=source == "one-file")
     c.prefix = prefix or []
     path = route(args.services)
@@ -409,6 +421,11 @@ def print_startup(results: dict[str, list[Run]], args: argparse.Namespace) -> No
     print(
         f"\nfirst serving config, {args.services:,} Services x {args.endpoints} endpoints "
         f"(one EndpointSlice each), median of {runs} run(s), {os.cpu_count()} cores"
+        + (
+            ""
+            if passive_health_fits(args.services * args.endpoints)
+            else ", passive health off (the hard nofile limit is below twice the endpoints)"
+        )
     )
     w = max(len(LABELS[row]) for row in results)
     header = (

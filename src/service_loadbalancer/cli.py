@@ -202,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="CIDRs (comma separated) whose X-Forwarded-* headers are kept (default: none)",
     )
+    flag(
+        "--passive-health",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="take pods that fail connections out of rotation (a check per server: "
+        "one reserved file descriptor each)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p

@@ -240,4 +240,5 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         drain_timeout=args.drain_timeout,
         trusted_proxies=parse_trusted_proxies(args.trusted_proxies),
         shutdown_grace=args.shutdown_grace,
+        passive_health=args.passive_health,
     )

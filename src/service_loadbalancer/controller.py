@@ -28,7 +28,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from service_loadbalancer.events import EventRecorder
+from service_loadbalancer.haproxy.health import HealthWatcher
 from service_loadbalancer.haproxy.process import HAProxyProcess
+from service_loadbalancer.haproxy.render import RUNTIME_SOCKET
+from service_loadbalancer.haproxy.runtime import RuntimeApi
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.metrics import Metrics
@@ -52,12 +55,17 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
     metrics = Metrics()
     active: Source | None = None
     reconciler: Reconciler | None = None
+    # Passive health: HAProxy's messages about servers going DOWN (see haproxy/health.py).
+    watcher = HealthWatcher(
+        runtime=RuntimeApi(socket_path=settings.run_dir / RUNTIME_SOCKET), metrics=metrics
+    )
     haproxy = HAProxyProcess(
         haproxy_bin=settings.haproxy_bin,
         config_path=settings.config_path,
         run_dir=settings.run_dir,
         env=settings.haproxy_env(),
         on_restart=metrics.haproxy_restarts.inc,
+        on_stderr_line=watcher.on_line,
     )
 
     shutting_down = False
@@ -118,6 +126,7 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
                 group.create_task(active.run(), name=active.name),
                 group.create_task(reconciler.run(), name="reconciler"),
                 group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
+                group.create_task(watcher.run(), name="haproxy-health"),
             ]
             if live is not None:
                 run_live = live.run(reconciler.update_settings, metrics)

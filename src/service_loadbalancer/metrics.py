@@ -72,6 +72,20 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.ejections = Counter(
+            "slb_server_ejections",
+            "Servers HAProxy took out of rotation (marked DOWN by passive health or its "
+            "check), by backend; read from HAProxy's own messages.",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.forced_up = Counter(
+            "slb_backend_all_down_forced_up",
+            "Times every server of a backend was DOWN and the controller forced them back "
+            "up, so requests keep trying them, by backend.",
+            ["backend"],
+            registry=self.registry,
+        )
         self.watch_restarts = Counter(
             "slb_source_watch_restarts",
             "Times a source had to restart its watch (for example after a 410 Gone).",

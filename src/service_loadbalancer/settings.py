@@ -107,6 +107,9 @@ class Settings:
     #: Seconds between SIGTERM (/healthz turns 503) and the soft stop of HAProxy, for
     #: the readiness probe to take the node out while it still serves.
     shutdown_grace: float = 5.0
+    #: Passive health on every server (render.SERVER_OPTIONS): off leaves the retries
+    #: but no `check`, for a `nofile` limit below the number of endpoints.
+    passive_health: bool = True
 
     @property
     def config_path(self) -> Path:

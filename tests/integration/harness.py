@@ -27,7 +27,7 @@ import trustme
 import yaml
 from aiohttp import web
 
-from service_loadbalancer.demo import echo_body, start_http_backend, start_tcp_backend
+from service_loadbalancer.demo import echo_body, start_http_backend
 
 DEADLINE = 20.0
 FORWARDED = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix")
@@ -72,6 +72,7 @@ class Backends:
 
     runners: list[web.AppRunner] = field(default_factory=list)
     servers: list[asyncio.Server] = field(default_factory=list)
+    open_tcp: int = 0
 
     async def http(self, name: str, address: str) -> tuple[str, int]:
         runner = await start_http_backend(name, address, 0)
@@ -138,10 +139,29 @@ class Backends:
         return str(host), int(port)
 
     async def tcp(self, name: str, address: str) -> tuple[str, int]:
-        server = await start_tcp_backend(name, address, 0)
+        """An echo server (as the demo's) that counts its open connections, so a test can
+        wait for HAProxy's server side to be closed before the controller stops: its
+        soft stop waits for sessions in flight (up to --drain-timeout)."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.open_tcp += 1
+            try:
+                with contextlib.suppress(ConnectionError):
+                    while line := await reader.readline():
+                        writer.write(f"{name}: ".encode() + line)
+                        await writer.drain()
+                writer.close()
+            finally:
+                self.open_tcp -= 1
+
+        server = await asyncio.start_server(handle, host=address, port=0, reuse_address=True)
         self.servers.append(server)
         host, port = server.sockets[0].getsockname()[:2]
         return str(host), int(port)
+
+    async def tcp_idle(self) -> bool:
+        """No TCP backend has a connection open (for `wait_for`)."""
+        return self.open_tcp == 0
 
     async def close(self) -> None:
         for runner in self.runners:
@@ -266,7 +286,10 @@ class Controller:
                     pids.append(int(entry.name))
         return pids
 
-    def stop(self, *, timeout: float = 15.0) -> int | None:
+    def stop(self, *, timeout: float = 45.0) -> int | None:
+        """SIGTERM and wait. The bound is above --drain-timeout (30 s): HAProxy's soft
+        stop lets sessions in flight finish first, and a test's own loop (which serves its
+        backends) is blocked here, so a backend cannot close its side meanwhile."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)

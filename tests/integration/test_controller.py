@@ -170,6 +170,7 @@ async def test_tcp_service(tmp_path: Path, backends: Backends) -> None:
         assert line == b"echo-1: hello\n"
         # The TCP port is not also an HTTP route.
         assert (await c.get(f"/echo:{tcp_port}"))[0] == 404
+        await wait_for(backends.tcp_idle, what="the TCP sessions closed")
 
 
 async def test_file_edit_moves_traffic_and_bad_file_is_skipped(

@@ -44,6 +44,7 @@ from service_loadbalancer.haproxy.render import (
     CERTS_DIR,
     CONFIG_FILE,
     CRT_LIST,
+    SERVER_OPTIONS,
     SNI_MAP,
     Rendered,
     render,
@@ -280,7 +281,7 @@ SERVICE_LINES = [
     r"\(\?:/\|\$\)\.\* \\1 if \{ var\(txn\.set_prefix\) -m bool \}",
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
-    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?",
+    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})? {re.escape(SERVER_OPTIONS)}",
     r"    bind 127\.0\.0\.1:\d{1,5}",
     rf"    default_backend {IDENT}",
     r"",

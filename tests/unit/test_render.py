@@ -21,6 +21,7 @@ from service_loadbalancer.haproxy.render import (
     HOSTS_MAP,
     PATHS_MAP,
     RUNTIME_SOCKET,
+    SERVER_OPTIONS,
     Rendered,
     TemplateError,
     bind_spec,
@@ -195,8 +196,8 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:default/web|web)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
-        "    server s_10_0_0_1_8080 10.0.0.1:8080\n"
-        "    server s_fd00__1_8080 [fd00::1]:8080\n"
+        f"    server s_10_0_0_1_8080 10.0.0.1:8080 {SERVER_OPTIONS}\n"
+        f"    server s_fd00__1_8080 [fd00::1]:8080 {SERVER_OPTIONS}\n"
     )
     assert block(config, "backend http_default_home_80") == (
         "backend http_default_home_80\n"
@@ -236,8 +237,8 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         " if { var(txn.set_prefix) -m bool }\n"
         "    http-request replace-path ^/(?:default/shop|shop)(?:/|$)(.*) /\\1"
         " if { var(txn.route),field(2,|) -m str 1 }\n"
-        "    server s_10_0_2_1_8080 10.0.2.1:8080 cookie s_10_0_2_1_8080\n"
-        "    server s_10_0_2_2_8080 10.0.2.2:8080 cookie s_10_0_2_2_8080\n"
+        f"    server s_10_0_2_1_8080 10.0.2.1:8080 cookie s_10_0_2_1_8080 {SERVER_OPTIONS}\n"
+        f"    server s_10_0_2_2_8080 10.0.2.2:8080 cookie s_10_0_2_2_8080 {SERVER_OPTIONS}\n"
     )
     assert block(config, "frontend tcp_3306") == (
         "frontend tcp_3306\n"
@@ -249,7 +250,7 @@ def test_scenario_config_sections(tmp_path: Path) -> None:
         "backend tcp_default_mysql_3306\n"
         "    mode tcp\n"
         "    balance roundrobin\n"
-        "    server s_10_0_3_1_3306 10.0.3.1:3306\n"
+        f"    server s_10_0_3_1_3306 10.0.3.1:3306 {SERVER_OPTIONS}\n"
     )
 
 
@@ -361,8 +362,8 @@ def test_no_strip_line_without_prefixes(tmp_path: Path) -> None:
             http_backend("b", srv("10.0.0.1"), srv("10.0.0.2"), stickiness=Stickiness.COOKIE),
             [
                 "    cookie SERVERID insert indirect nocache",
-                "    server s_10_0_0_1_8080 10.0.0.1:8080 cookie s_10_0_0_1_8080",
-                "    server s_10_0_0_2_8080 10.0.0.2:8080 cookie s_10_0_0_2_8080",
+                f"    server s_10_0_0_1_8080 10.0.0.1:8080 cookie s_10_0_0_1_8080 {SERVER_OPTIONS}",
+                f"    server s_10_0_0_2_8080 10.0.0.2:8080 cookie s_10_0_0_2_8080 {SERVER_OPTIONS}",
             ],
             ["stick"],
         ),
@@ -373,7 +374,7 @@ def test_no_strip_line_without_prefixes(tmp_path: Path) -> None:
                 "    balance leastconn",
                 "    stick-table type ip size 100k expire 10800s",
                 "    stick on src",
-                "    server s_10_0_0_1_3306 10.0.0.1:3306",
+                f"    server s_10_0_0_1_3306 10.0.0.1:3306 {SERVER_OPTIONS}",
             ],
             ["cookie", "replace-path"],
         ),
@@ -403,8 +404,8 @@ def test_backend_lines(
 def test_ipv6_server(tmp_path: Path) -> None:
     model = one_backend(http_backend("http_default_web_80", srv("fd00::1"), srv("10.0.0.1")))
     config = render_checked(model, Settings(), tmp_path).config
-    assert "    server s_fd00__1_8080 [fd00::1]:8080\n" in config
-    assert "    server s_10_0_0_1_8080 10.0.0.1:8080\n" in config
+    assert f"    server s_fd00__1_8080 [fd00::1]:8080 {SERVER_OPTIONS}\n" in config
+    assert f"    server s_10_0_0_1_8080 10.0.0.1:8080 {SERVER_OPTIONS}\n" in config
 
 
 def test_backend_without_servers(tmp_path: Path) -> None:
@@ -618,7 +619,7 @@ def test_end_to_end_from_translation(tmp_path: Path) -> None:
     assert "backend http_default_web_80" in config
     assert "backend http_other_web_80" in config
     assert "kubernetes" not in config
-    assert "    server s_10_0_0_2_8080 10.0.0.2:8080\n" in config
+    assert f"    server s_10_0_0_2_8080 10.0.0.2:8080 {SERVER_OPTIONS}\n" in config
     assert "10.0.0.3" not in config
     assert "stick on src" in block(config, "backend tcp_data_db_5432")
     assert "    bind :5432\n" in block(config, "frontend tcp_5432")
@@ -745,6 +746,9 @@ def test_template_context_variables() -> None:
         "trusted_proxies",
         "paths_map",
         "hosts_map",
+        "retry_on",
+        "idempotent_methods",
+        "server_options",
         "wildcard_hosts",
         "host_routes",
         "default_return_code",
@@ -895,3 +899,11 @@ def test_forwarding_headers_in_both_http_frontends(
         assert lines[at : at + len(expected)] == expected, frontend
         # Before any routing: a backend's rules come after every frontend rule anyway.
         assert all("txn.route" not in line for line in lines[:at])
+
+
+def test_passive_health_off_keeps_the_retries_and_drops_the_check(tmp_path: Path) -> None:
+    model = one_backend(http_backend("http_default_web_80", srv("10.0.0.1")))
+    config = render_checked(model, Settings(passive_health=False), tmp_path).config
+    assert "    server s_10_0_0_1_8080 10.0.0.1:8080\n" in config
+    assert " check" not in config
+    assert "    retries 3\n    option redispatch 1\n" in config

@@ -6,13 +6,16 @@ from __future__ import annotations
 import pytest
 
 from service_loadbalancer.haproxy.files import filter_server_state
+from service_loadbalancer.haproxy.plan import OpKind, ServerOp
 from service_loadbalancer.haproxy.runtime import (
     RuntimeApiError,
     ServerState,
     parse_servers_state,
     parse_stat_sessions,
+    server_commands,
 )
 from service_loadbalancer.haproxy.sections import split_servers
+from service_loadbalancer.model import Server
 
 HEADER = (
     "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight "
@@ -98,3 +101,29 @@ def test_filter_server_state_keeps_only_wanted_servers() -> None:
     text = filter_server_state(STATE, {("rr", "a"), ("rr", "z")})
     assert [(r.backend, r.name) for r in parse_servers_state(text)] == [("rr", "a"), ("rr", "z")]
     assert filter_server_state("1\n", set()) == "1\n"
+
+
+def test_server_commands_enable_the_check_of_added_servers() -> None:
+    """A dynamic server gets its rendered arguments; HAProxy 2.6 starts its check
+    stopped, so one with `check` gets `enable health` after `ready` (not one without)."""
+    a, b, c = (Server(f"s{i}", f"127.0.0.{i}", 80) for i in (1, 2, 3))
+    ops = [
+        ServerOp("web", OpKind.ADD, a),
+        ServerOp("web", OpKind.ADD, b),
+        ServerOp("web", OpKind.DRAIN, c),
+    ]
+    args = {("web", "s1"): "127.0.0.1:80 check inter 1h", ("web", "s2"): "127.0.0.2:80"}
+    assert server_commands(ops, args) == (
+        [
+            "add server web/s1 127.0.0.1:80 check inter 1h",
+            "set server web/s1 state ready",
+            "enable health web/s1",
+            "add server web/s2 127.0.0.2:80",
+            "set server web/s2 state ready",
+            "set server web/s3 state drain",
+        ],
+        ["New server registered.", "", "", "New server registered.", "", ""],
+    )
+    assert server_commands([ServerOp("x", OpKind.ADD, a)], args) == (
+        "server x/s1 is not in the rendered config"
+    )

@@ -5,7 +5,8 @@ needs from the operating system to do so, kept apart so that the supervision log
 reads as such:
 
 * HAProxy's stderr (startup and reload alerts) is relayed byte for byte to ours, and
-  the last lines are kept so that a failed start or reload can say *why*.
+  the last lines are kept so that a failed start or reload can say *why*; each line
+  is also handed to a callback (the passive-health watcher reads servers going DOWN).
 * The workers of a master are not our children, and a master left by an earlier
   controller on the same run directory is nobody's: both are found in `/proc` by the
   master socket on their command line (pids are reused, so a pid alone proves
@@ -26,7 +27,7 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 #: How often we poll the master CLI or /proc while waiting for a condition.
@@ -38,8 +39,15 @@ _STDERR_TAIL = 200
 class StderrRelay:
     """Copies a child's stderr to ours as it comes, keeping the last lines."""
 
-    def __init__(self, stream: asyncio.StreamReader, *, name: str) -> None:
+    def __init__(
+        self,
+        stream: asyncio.StreamReader,
+        *,
+        name: str,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         self._stream = stream
+        self._on_line = on_line
         self._lines: deque[str] = deque(maxlen=_STDERR_TAIL)
         self._count = 0
         self._partial = b""
@@ -78,8 +86,11 @@ class StderrRelay:
             _write_stderr(chunk)
             *complete, self._partial = (self._partial + chunk).split(b"\n")
             for line in complete:
-                self._lines.append(line.decode(errors="replace"))
+                text = line.decode(errors="replace")
+                self._lines.append(text)
                 self._count += 1
+                if self._on_line is not None:
+                    self._on_line(text)
 
 
 def _write_stderr(data: bytes) -> None:

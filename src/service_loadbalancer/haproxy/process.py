@@ -97,6 +97,7 @@ class HAProxyProcess:
         env: Mapping[str, str] | None = None,
         logger: logging.Logger | None = None,
         on_restart: Callable[[], None] | None = None,
+        on_stderr_line: Callable[[str], None] | None = None,
     ) -> None:
         self._bin = haproxy_bin
         self._config_path = config_path.absolute()
@@ -112,8 +113,8 @@ class HAProxyProcess:
         self.reloads = 0
         #: Times `supervise()` restarted a master that died.
         self.restarts = 0
-        #: Called after each of those restarts (the controller counts them in a metric).
-        self._on_restart = on_restart
+        #: Called after each of those restarts (counted in a metric); then, with each stderr line.
+        self._on_restart, self._on_line = on_restart, on_stderr_line
         self._own = OwnProcesses(self.master_socket, self._log)
         self._cli = MasterCli(self.master_socket, master_gone=self._master_gone)
         #: The master we started or adopted, alive or not; None before the first start.
@@ -375,7 +376,7 @@ class HAProxyProcess:
         except OSError as err:
             raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
         assert proc.stderr is not None
-        relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}")
+        relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}", on_line=self._on_line)
         self._master, self._stderr = ChildMaster(proc), relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

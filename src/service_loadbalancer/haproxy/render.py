@@ -49,6 +49,25 @@ TLS_SOCKET = "tls.sock"
 #: `show servers state`, saved before every reload and loaded by the new worker.
 SERVER_STATE_FILE = "server-state"
 
+#: When a request is tried again (HTTP only; TCP retries connection failures alone):
+#: a connection that failed before the request was sent, and a connection closed with
+#: no byte of response (for idempotent methods only, see IDEMPOTENT_METHODS). Not
+#: `response-timeout`: that request reached a pod, which may still be working on it.
+RETRY_ON = "conn-failure empty-response"
+#: The methods that may be sent again after an empty response (RFC 9110, 9.2.2); the
+#: frontends disable layer-7 retries for every other one, so a POST is never sent twice.
+IDEMPOTENT_METHODS = "{ method GET HEAD OPTIONS TRACE PUT DELETE }"
+#: Passive health, on every server line (so `add server` gets it too): 3 consecutive
+#: failed connections (`observe layer4`, `error-limit 3`) mark a server DOWN at once
+#: (`on-error mark-down`); a DOWN server is then probed with a TCP connect every 2 s
+#: (`downinter`) and is UP again after one success (`rise 1`). A server that is UP is
+#: probed once an hour (`inter 1h`), so the active checks cost next to nothing while
+#: pods are healthy. `fastinter` is how soon the first probe follows a mark-down.
+SERVER_OPTIONS = (
+    "check inter 1h fastinter 1s downinter 2s rise 1 fall 1 "
+    "observe layer4 error-limit 3 on-error mark-down"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
@@ -171,6 +190,9 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
         "wildcard_hosts": any(r.host and r.host.startswith("*.") for r in model.http_routes),
         # Without a Host route the Host look-up is skipped: one map look-up per request.
         "host_routes": any(r.host for r in model.http_routes),
+        "retry_on": RETRY_ON,
+        "idempotent_methods": IDEMPOTENT_METHODS,
+        "server_options": SERVER_OPTIONS if settings.passive_health else "",
         "default_return_code": settings.default_return_code,
         "error_page": ERROR_PAGE if settings.error_page is not None else None,
         "backends": [_backend_context(b) for b in model.backends],

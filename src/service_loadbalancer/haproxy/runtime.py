@@ -149,20 +149,28 @@ def server_commands(
     """The commands for `ops` and the answer each must get, or why they cannot be made.
 
     `args`: (backend, server) -> the server's arguments as the config renders them, so a
-    server added at run time is exactly the one a reload would create."""
+    server added at run time is exactly the one a reload would create. HAProxy 2.6
+    creates a dynamic server with its `check` stopped, so one with `check` in its
+    arguments also gets `enable health` once it is ready (else passive health, which
+    needs the check, would never take it out of rotation)."""
     commands: list[str] = []
     expected: list[str] = []
     for op in ops:
         target = f"{op.backend}/{op.server.name}"
+        checked = False
         if op.kind is OpKind.ADD:
             server_args = args.get((op.backend, op.server.name))
             if server_args is None:
                 return f"server {target} is not in the rendered config"
             commands.append(f"add server {target} {server_args}")
             expected.append(_ADDED)
+            checked = "check" in server_args.split()
         state = "drain" if op.kind is OpKind.DRAIN else "ready"
         commands.append(f"set server {target} state {state}")
         expected.append("")
+        if checked:
+            commands.append(f"enable health {target}")
+            expected.append("")
     return commands, expected
 
 
