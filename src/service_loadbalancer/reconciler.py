@@ -126,6 +126,8 @@ class Reconciler:
         )
         #: Serialises syncs and drain completions: both talk to the Runtime API.
         self._lock = asyncio.Lock()
+        #: The config on disk: reloads and the background writer, one at a time.
+        self._disk = asyncio.Lock()
         self._dirty = asyncio.Event()
         #: True once HAProxy runs a config built from a complete store.
         self.synced = asyncio.Event()
@@ -395,21 +397,25 @@ class Reconciler:
             return False
         # The first start skips `haproxy -c`: starting checks the very same file.
         check = self._haproxy.running() or self._running is not None
-        try:
-            if not await self._apply.load(new.rendered(), new.model, check=check, reasons=reasons):
-                self._failure = f"haproxy -c refused the config: {self._apply.last_refusal}"
+        # The background writer must not slip an older config in between the install and
+        # the reload (HAProxy reads the file then), nor after them before the commit.
+        async with self._disk:
+            try:
+                rendered = new.rendered()
+                if not await self._apply.load(rendered, new.model, check=check, reasons=reasons):
+                    self._failure = f"haproxy -c refused the config: {self._apply.last_refusal}"
+                    return False
+            except HAProxyError as err:
+                if check:
+                    raise
+                self._metrics.validation_failures.inc()
+                log.error("HAProxy refused the new config at its first start: %s", err)
+                self._failure = f"HAProxy refused the config at its first start: {err}"
                 return False
-        except HAProxyError as err:
-            if check:
-                raise
-            self._metrics.validation_failures.inc()
-            log.error("HAProxy refused the new config at its first start: %s", err)
-            self._failure = f"HAProxy refused the config at its first start: {err}"
-            return False
+            self._commit(new)
         for kind in sorted({reason.kind for reason in reasons}):
             self._metrics.reloads.labels(reason=kind.value).inc()
         self._suspect = None
-        self._commit(new)
         self._done(started, "reload")
         return True
 
@@ -430,13 +436,14 @@ class Reconciler:
     async def flush(self) -> None:
         """Write the running config to disk if fast-path changes are not there yet
         (also before HAProxy is restarted after a crash)."""
-        running = self._running
-        if running is None or running.written:
-            return
-        await self._apply.write_config(running.sections.pieces)
-        now = self._running
-        if now is not None and now.sections is running.sections:
-            self._running = replace(now, written=True)
+        async with self._disk:  # the state read under the lock is the newest committed
+            running = self._running
+            if running is None or running.written:
+                return
+            await self._apply.write_config(running.sections.pieces)
+            now = self._running
+            if now is not None and now.sections is running.sections:
+                self._running = replace(now, written=True)
 
     # ------------------------------------------------------------------ reporting
 
