@@ -1,10 +1,8 @@
 """Scheduling and the two sync paths: store changes in, a validated config running in
 HAProxy out.
 
-Changes are coalesced: after the first change of a batch we wait until the store has
-been quiet for `quiet` seconds (or `max_delay` has passed since that first change), so
-a burst of a thousand object changes gives a handful of syncs, not a thousand. `quiet`
-is short (5 ms): an endpoint change costs HAProxy no reload and its latency is the point.
+Changes are coalesced into batches, a handful of syncs for a burst of a thousand
+changes (change_batches.py).
 
 **The fast path** (endpoint changes, on the event loop): the store's journal says which
 Services' endpoints changed since the running state; only those are translated, their
@@ -24,11 +22,8 @@ runtime operations when it differs in servers only, else by a reload (written to
 candidate directory, checked with `haproxy -c`, moved into place, the servers' state
 saved for the new worker). When the check fails the last good config keeps serving.
 
-Settings can change while running (`update_settings`, a --cfg edit): the next full sync
-renders with them and reloads, with a "settings or template changed" reason, only if the
-config changes; if it cannot be rendered or `haproxy -c` refuses it, the settings before
-are restored and the caller is told why. The fast path always works with the settings the
-running config was rendered with.
+Settings can change while running (`update_settings`): settings_updates.py. What the
+outcome of each sync tells the outside (metrics, `synced`, problems): sync_report.py.
 
 A removed server is drained: it gets no new requests, and a background task deletes it
 once it has no session in flight, or after `settings.drain_timeout` when its remaining
@@ -41,9 +36,9 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 
+from service_loadbalancer.change_batches import ChangeBatches
 from service_loadbalancer.fastpath import (
     Running,
     catch_up,
@@ -61,15 +56,13 @@ from service_loadbalancer.haproxy.runtime import RuntimeApi
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.model import Problem
 from service_loadbalancer.settings import Settings
+from service_loadbalancer.settings_updates import SettingsUpdates
 from service_loadbalancer.store import Store
+from service_loadbalancer.sync_report import SyncReport
 from service_loadbalancer.translate import translate
 
 log = logging.getLogger("service_loadbalancer.reconciler")
 
-#: After fast-path syncs, a full sync checks the result once the store has been quiet
-#: this long, and at the latest this long after the first unchecked one.
-VERIFY_QUIET = 1.0
-VERIFY_MAX = 30.0
 #: The config on disk follows fast-path changes this long after the last one.
 WRITE_DELAY = 0.05
 
@@ -86,22 +79,12 @@ class Reconciler:
         max_delay: float = 1.0,
     ) -> None:
         self._store = store
-        #: The settings full syncs render with; `_applied`: those of the running config.
-        self._settings = settings
-        self._applied = settings
+        self._settings = SettingsUpdates(settings, want_full=self._want_full)
         #: Why the last full sync could not apply its config (None: it could, or no change).
         self._failure: str | None = None
-        #: A pending `update_settings`: its settings and the future of their outcome.
-        self._waiter: tuple[Settings, asyncio.Future[str | None]] | None = None
-        self._settings_lock = asyncio.Lock()
-        self._settings_why = "settings or template changed"
         self._haproxy = haproxy
         self._metrics = metrics
-        self._quiet = quiet
-        self._max_delay = max_delay
-        self._changed = asyncio.Event()
-        self._first_change: float | None = None
-        self._last_change = 0.0
+        self._changes = ChangeBatches(quiet=quiet, max_delay=max_delay)
         #: What runs; replaced as a whole by `_commit`.
         self._running: Running | None = None
         #: A full sync is wanted (since when, for the apply-time metric).
@@ -110,7 +93,7 @@ class Reconciler:
         self._full_busy = False
         #: Why HAProxy's servers may not be what `_running` says (a failed runtime batch).
         self._suspect: str | None = None
-        self._problems: frozenset[Problem] = frozenset()
+        self._report = SyncReport(metrics)
         runtime = RuntimeApi(socket_path=settings.run_dir / RUNTIME_SOCKET)
         self._drains = Drains(
             runtime,
@@ -130,14 +113,8 @@ class Reconciler:
         self._disk = asyncio.Lock()
         self._dirty = asyncio.Event()
         #: True once HAProxy runs a config built from a complete store.
-        self.synced = asyncio.Event()
-        store.add_listener(self._on_change)
-
-    def _on_change(self) -> None:
-        self._last_change = time.monotonic()
-        if self._first_change is None:
-            self._first_change = self._last_change
-        self._changed.set()
+        self.synced = self._report.synced
+        store.add_listener(self._changes.on_change)
 
     @property
     def running(self) -> Running | None:
@@ -145,7 +122,7 @@ class Reconciler:
 
     @property
     def problems(self) -> frozenset[Problem]:
-        return self._problems
+        return self._report.problems
 
     async def run(self) -> None:
         """Sync whenever the store changes, and finish drains, forever (until cancelled)."""
@@ -158,45 +135,24 @@ class Reconciler:
     # ------------------------------------------------------------------ scheduling
 
     async def _sync_loop(self) -> None:
-        self._changed.set()
+        self._changes.poke()
         while True:
             if not await self._wait_for_change():
                 self._want_full(time.monotonic())  # quiet after fast-path syncs: check
                 continue
-            await self._settle()
+            await self._changes.settle()
             if not self._store.ready:
                 continue
-            started = self._first_change or time.monotonic()
-            self._first_change = None
-            await self._fast_sync(started)
+            await self._fast_sync(self._changes.take_first())
 
     async def _wait_for_change(self) -> bool:
         """Wait for a store change (True), or until a full check of fast-path syncs is due
         (False)."""
         running = self._running
         since = running.unverified_since if running is not None else None
-        if since is None or self._full_wanted.is_set() or self._full_busy:
-            await self._changed.wait()
-            return True
-        due = min(self._last_change + VERIFY_QUIET, since + VERIFY_MAX)
-        try:
-            await asyncio.wait_for(self._changed.wait(), max(due - time.monotonic(), 0.0))
-        except TimeoutError:
-            return False
-        return True
-
-    async def _settle(self) -> None:
-        """Wait for a quiet moment: no change for `quiet` s, or `max_delay` s overall."""
-        deadline = time.monotonic() + self._max_delay
-        while True:
-            self._changed.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(self._quiet, remaining))
-            except TimeoutError:
-                return
+        if self._full_wanted.is_set() or self._full_busy:
+            since = None  # a full sync comes anyway: no check to schedule
+        return await self._changes.wait(since)
 
     def _want_full(self, started: float) -> None:
         if self._full_since is None:
@@ -208,7 +164,7 @@ class Reconciler:
             await self._full_wanted.wait()
             self._full_wanted.clear()
             self._full_busy = True
-            settings = self._settings
+            settings = self._settings.current
             try:
                 await self.sync()
             except HAProxyError as err:
@@ -216,28 +172,13 @@ class Reconciler:
                 self._failure = str(err)
             finally:
                 self._full_busy = False
-            waiter = self._waiter
-            if waiter is not None and waiter[0] is settings and not waiter[1].done():
-                waiter[1].set_result(self._failure)
+            self._settings.settled(settings, self._failure)
 
     async def update_settings(self, settings: Settings, *, why: str) -> str | None:
         """Render with `settings` from now on: a full sync, which reloads if the config
         changes (`why` is the reason's text). None once they serve (or are kept for the
         first sync); else why HAProxy cannot run them, and the settings before stay."""
-        async with self._settings_lock:
-            previous, self._settings = self._settings, settings
-            self._settings_why = why
-            done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-            self._waiter = (settings, done)
-            self._want_full(time.monotonic())
-            try:
-                failure = await done
-            finally:
-                self._waiter = None
-            if failure is not None:
-                self._settings = previous
-                self._want_full(time.monotonic())  # what ran before, should anything differ
-            return failure
+        return await self._settings.update(settings, why=why)
 
     # ------------------------------------------------------------------ fast path
 
@@ -263,12 +204,12 @@ class Reconciler:
                 self._running = replace(running, version=version)
                 return
             self._metrics.syncs.inc()
-            partial = translate(self._store.endpoints_of(services), self._applied)
+            partial = translate(self._store.endpoints_of(services), self._settings.applied)
             swap = swap_servers(running, partial, services)
             if swap.declined:
                 self._want_full(started)
             patch = patch_sections(
-                running.sections, [new for _, new in swap.pairs.values()], self._applied
+                running.sections, [new for _, new in swap.pairs.values()], self._settings.applied
             )
             decision = plan_endpoints(swap.pairs.values(), draining=self._drains.names())
             if patch is None or decision.reload:
@@ -296,7 +237,7 @@ class Reconciler:
             if swap.pairs:
                 self._dirty.set()
                 log.debug("fast path: %d backend(s) patched", len(swap.pairs))
-                self._done(started, "runtime")
+                self._report.done(started, "runtime")
 
     # ------------------------------------------------------------------ full sync
 
@@ -311,8 +252,10 @@ class Reconciler:
         self._metrics.syncs.inc()
         base, version = self._running, self._store.version
         snapshot = self._store.snapshot()
-        settings = self._settings
-        changed = self._settings_why if base is not None and settings != self._applied else None
+        settings = self._settings.current
+        changed = (
+            self._settings.why if base is not None and settings != self._settings.applied else None
+        )
         try:
             prepared = await asyncio.to_thread(
                 prepare, snapshot, settings, base, settings_changed=changed
@@ -327,10 +270,10 @@ class Reconciler:
             # now on (it would walk millions of objects on every full collection).
             gc.freeze()
         async with self._lock:
-            self._report(prepared.running.problems)
+            self._report.report(prepared.running.problems)
             result = await self._apply_full(prepared, base, version, started, settings)
             if self._failure is None:
-                self._applied = settings
+                self._settings.applied = settings
             return result
 
     async def _apply_full(
@@ -384,16 +327,16 @@ class Reconciler:
             self._dirty.set()
         self._commit(replace(new, written=written))
         if decision.ops:
-            self._done(started, "runtime")
+            self._report.done(started, "runtime")
         else:
-            self._mark_synced()
+            self._report.mark_synced()
         return bool(decision.ops)
 
     async def _reload(self, new: Running, reasons: list[Reason], started: float) -> bool:
         if self._running is None and await self._apply.adopted_runs(new.rendered()):
             log.info("the adopted HAProxy runs this very config: nothing to reload")
             self._commit(new)
-            self._mark_synced()
+            self._report.mark_synced()
             return False
         # The first start skips `haproxy -c`: starting checks the very same file.
         check = self._haproxy.running() or self._running is not None
@@ -416,7 +359,7 @@ class Reconciler:
         for kind in sorted({reason.kind for reason in reasons}):
             self._metrics.reloads.labels(reason=kind.value).inc()
         self._suspect = None
-        self._done(started, "reload")
+        self._report.done(started, "reload")
         return True
 
     def _commit(self, new: Running) -> None:
@@ -444,26 +387,3 @@ class Reconciler:
             now = self._running
             if now is not None and now.sections is running.sections:
                 self._running = replace(now, written=True)
-
-    # ------------------------------------------------------------------ reporting
-
-    def _done(self, started: float, method: str) -> None:
-        elapsed = time.monotonic() - started
-        log.debug("applied by %s %.1f ms after the first change", method, 1000 * elapsed)
-        self._metrics.sync_seconds.observe(elapsed)
-        self._metrics.apply_seconds.labels(method=method).observe(elapsed)
-        self._mark_synced()
-
-    def _mark_synced(self) -> None:
-        self._metrics.last_sync.set(time.time())
-        self.synced.set()
-
-    def _report(self, problems: Iterable[Problem]) -> None:
-        """Log each problem once when it appears and once when it is gone."""
-        current = frozenset(problems)
-        for problem in sorted(current - self._problems):
-            log.warning("skipped: %s", problem)
-        for problem in sorted(self._problems - current):
-            log.info("resolved: %s", problem)
-        self._problems = current
-        self._metrics.problems.set(len(current))

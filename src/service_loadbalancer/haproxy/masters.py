@@ -2,10 +2,12 @@
 adopted from an earlier controller that left it serving on the same run directory.
 
 HAProxyProcess (process.py) reloads, watches and stops "the master"; the two kinds
-differ only in how their exit is seen and how they are signalled, which is all this
-module holds, with the check that decides whether a master left behind may be adopted:
+differ only in how they come to be, how their exit is seen and how they are signalled,
+which is all this module holds, with the check that decides whether a master left
+behind may be adopted:
 
-* our child is awaited (`Process.wait`) and signalled directly; its exit status is ours;
+* our child is spawned (`spawn`; `abandon` if it does not serve), awaited
+  (`Process.wait`) and signalled directly; its exit status is ours;
 * an adopted master is not our child: its exit is seen through a pidfd (or /proc), and
   a signal goes to it only while the pid still runs our master socket (pids are reused).
 """
@@ -18,10 +20,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from service_loadbalancer.haproxy.children import OwnProcesses, describe_exit
+from service_loadbalancer.haproxy.children import (
+    OwnProcesses,
+    StderrRelay,
+    describe_exit,
+    merged_env,
+)
 from service_loadbalancer.haproxy.master import HAProxyError, MasterCli
 
 
@@ -71,6 +79,52 @@ class AdoptedMaster:
 
 
 Master = ChildMaster | AdoptedMaster
+
+
+async def spawn(
+    haproxy_bin: str,
+    *,
+    master_socket: Path,
+    config_path: Path,
+    pid_file: Path,
+    env: Mapping[str, str] | None,
+    on_line: Callable[[str], None] | None,
+) -> tuple[asyncio.subprocess.Process, StderrRelay]:
+    """Run `haproxy -W -S <master_socket>` with its stderr relayed; raises HAProxyError
+    if it cannot be run. Whether it serves is the caller's to wait for."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            haproxy_bin,
+            "-W",
+            "-S",
+            str(master_socket),
+            "-f",
+            str(config_path),
+            "-p",
+            str(pid_file),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=None,
+            stderr=asyncio.subprocess.PIPE,
+            env=merged_env(env),
+            # Our own process group: a Ctrl-C meant for us must not stop HAProxy
+            # behind our back; stop() does that in order.
+            start_new_session=True,
+        )
+    except OSError as err:
+        raise HAProxyError(f"cannot run {haproxy_bin!r}: {err}") from err
+    assert proc.stderr is not None
+    relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}", on_line=on_line)
+    return proc, relay
+
+
+async def abandon(proc: asyncio.subprocess.Process, relay: StderrRelay, own: OwnProcesses) -> None:
+    """Kill a master that failed to start, and whatever it forked."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    await own.finish_off(own.find(), grace=2.0)
+    await relay.close(timeout=1.0)
 
 
 async def exited(master: Master, *, timeout: float) -> bool:

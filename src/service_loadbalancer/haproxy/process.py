@@ -14,9 +14,8 @@ that knows how HAProxy 2.6 behaves at run time:
   counter goes up, and either a new worker appears or the `[failed: N]` counter
   goes up (a failed reload keeps the old worker serving the old config).
 
-* A stop can be soft: SIGUSR1 makes the workers close their listeners and finish the
-  requests in flight, and the master exit after them; a hard stop (SIGTERM, SIGKILL)
-  follows after a bound.
+* A stop can be soft (SIGUSR1: the workers finish the requests in flight), then hard
+  (SIGTERM, SIGKILL) after a bound: stopping.py.
 * The master runs in its own session and outlives a controller that crashes; the next
   controller on the same run directory adopts it (`adopt`) rather than starting another.
   masters.py holds what differs between a master we started and one we adopted.
@@ -41,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,16 +49,17 @@ from service_loadbalancer.haproxy.children import (
     OwnProcesses,
     StderrRelay,
     describe_exit,
-    merged_env,
 )
 from service_loadbalancer.haproxy.master import HAProxyError, MasterCli, ProcStatus
 from service_loadbalancer.haproxy.masters import (
     AdoptedMaster,
     ChildMaster,
     Master,
+    abandon,
     adoptable,
-    exited,
+    spawn,
 )
+from service_loadbalancer.haproxy.stopping import stop_master
 
 __all__ = ["HAProxyError", "HAProxyProcess"]  # HAProxyError: what the methods raise
 
@@ -299,51 +298,22 @@ class HAProxyProcess:
                     self._on_restart()
 
     async def stop(self, *, timeout: float = 10.0, drain: float = 0.0) -> None:
-        """Stop HAProxy: SIGTERM to the master (which stops its workers), SIGKILL after
-        `timeout`. On return no process of ours is left: the workers, including those
-        of a master that died, are waited for and killed if they linger.
-
-        With `drain` > 0 a soft stop comes first: SIGUSR1 to the master, which passes it
-        to its workers; they close their listeners (new connections are refused), finish
-        the requests in flight and exit, and then the master exits (management.txt,
-        "4. Stopping and restarting HAProxy"). Whatever still runs after `drain`
-        seconds is stopped as above.
-        """
+        """Stop HAProxy, softly first with `drain` > 0, hard within `timeout` (stopping.py
+        has the sequence). On return no process of ours is left, not even a dead master's."""
         self._stop_requested = True
         self._stopped.set()
         async with self._lock:
-            loop = asyncio.get_running_loop()
-            master = self._master
-            ours = self._own.find()
-            if master is not None and master.alive():
-                with contextlib.suppress(HAProxyError):
-                    status = await self.show_proc(timeout=min(1.0, timeout))
-                    ours.update(status.workers, status.old_workers)
-                if drain > 0:
-                    self._log.info(
-                        "soft-stopping HAProxy (at most %g s for its connections)", drain
-                    )
-                    master.send(signal.SIGUSR1)
-                    if not await exited(master, timeout=drain):
-                        self._log.warning("HAProxy still has connections after %g s", drain)
-            deadline = loop.time() + timeout
-            if master is not None and master.alive():
-                master.send(signal.SIGTERM)
-                if not await exited(master, timeout=timeout):
-                    self._log.warning(
-                        "HAProxy master %d ignored SIGTERM for %g s; killing it",
-                        master.pid,
-                        timeout,
-                    )
-                    master.send(signal.SIGKILL)
-                    await exited(master, timeout=5.0)
-            if isinstance(master, ChildMaster):
-                ours.discard(master.pid)  # reaped by us: its pid may already be someone else's
-            await self._own.finish_off(ours, grace=max(deadline - loop.time(), 1.0))
+            await stop_master(
+                self._master,
+                own=self._own,
+                show_proc=self.show_proc,
+                timeout=timeout,
+                drain=drain,
+                log=self._log,
+            )
             if self._stderr is not None:
                 await self._stderr.close(timeout=1.0)
-            self._master = None
-            self._stderr = None
+            self._master, self._stderr = None, None
 
     # -- internals -------------------------------------------------------------------
 
@@ -355,28 +325,14 @@ class HAProxyProcess:
         await self._own.finish_off(self._own.find(), grace=2.0, terminate=True)
         self._master = None
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                self._bin,
-                "-W",
-                "-S",
-                str(self.master_socket),
-                "-f",
-                str(self._config_path),
-                "-p",
-                str(self.pid_file),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=None,
-                stderr=asyncio.subprocess.PIPE,
-                env=merged_env(self._env),
-                # Our own process group: a Ctrl-C meant for us must not stop HAProxy
-                # behind our back; stop() does that in order.
-                start_new_session=True,
-            )
-        except OSError as err:
-            raise HAProxyError(f"cannot run {self._bin!r}: {err}") from err
-        assert proc.stderr is not None
-        relay = StderrRelay(proc.stderr, name=f"haproxy-stderr:{proc.pid}", on_line=self._on_line)
+        proc, relay = await spawn(
+            self._bin,
+            master_socket=self.master_socket,
+            config_path=self._config_path,
+            pid_file=self.pid_file,
+            env=self._env,
+            on_line=self._on_line,
+        )
         self._master, self._stderr = ChildMaster(proc), relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -402,19 +358,10 @@ class HAProxyProcess:
                     )
                 await asyncio.sleep(POLL_INTERVAL)
         except BaseException:
-            await self._abandon(proc, relay)
+            await abandon(proc, relay, self._own)
+            if isinstance(self._master, ChildMaster) and self._master.proc is proc:
+                self._master, self._stderr = None, None
             raise
-
-    async def _abandon(self, proc: asyncio.subprocess.Process, relay: StderrRelay) -> None:
-        """Kill a master that failed to start, and whatever it forked."""
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        await self._own.finish_off(self._own.find(), grace=2.0)
-        await relay.close(timeout=1.0)
-        if isinstance(self._master, ChildMaster) and self._master.proc is proc:
-            self._master, self._stderr = None, None
 
     async def _show_proc_until(self, deadline: float) -> ProcStatus:
         loop = asyncio.get_running_loop()
