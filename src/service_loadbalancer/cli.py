@@ -211,6 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="take pods that fail connections out of rotation (a check per server: "
         "one reserved file descriptor each)",
     )
+    flag(
+        "--allow-external-names",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="serve ExternalName Services, resolved by HAProxy (off: CVE-2021-25740)",
+    )
+    flag(
+        "--allow-cluster-external-names",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="let an ExternalName point to a cluster-internal name (*.svc, *.cluster.local)",
+    )
+    flag(
+        "--dns-servers",
+        default="",
+        help="ip[:port] (comma separated) that resolve ExternalNames "
+        "(default: the nameservers of /etc/resolv.conf)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p

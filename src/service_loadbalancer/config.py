@@ -33,6 +33,7 @@ from service_loadbalancer.settings import (
     STATS_USER_RE,
     Settings,
     SettingsError,
+    parse_dns_servers,
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
@@ -241,4 +242,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         trusted_proxies=parse_trusted_proxies(args.trusted_proxies),
         shutdown_grace=args.shutdown_grace,
         passive_health=args.passive_health,
+        allow_external_names=args.allow_external_names,
+        allow_cluster_external_names=args.allow_cluster_external_names,
+        dns_servers=parse_dns_servers(args.dns_servers),
     )

@@ -64,6 +64,10 @@ class Backend:
     #: lb.timeout-connect); None: the template's defaults.
     timeout_server_ms: int | None = None
     timeout_connect_ms: int | None = None
+    #: An external service (ExternalName): the DNS name its one server is, resolved
+    #: by the proxy at run time. Kept here as well as in the server so that a change of
+    #: name is a change of the backend (a reload), never an endpoint change.
+    external_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -110,6 +110,14 @@ class Settings:
     #: Passive health on every server (render.SERVER_OPTIONS): off leaves the retries
     #: but no `check`, for a `nofile` limit below the number of endpoints.
     passive_health: bool = True
+    #: Serve ExternalName Services (--allow-external-names). Off by default: a user who
+    #: may create Services could point one anywhere the node reaches (CVE-2021-25740).
+    allow_external_names: bool = False
+    #: Also let an ExternalName point to a cluster-internal name (*.svc, *.cluster.local).
+    allow_cluster_external_names: bool = False
+    #: DNS servers (`host:port`) HAProxy resolves ExternalNames with; empty: the
+    #: nameservers of /etc/resolv.conf.
+    dns_servers: tuple[str, ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -202,6 +210,35 @@ def parse_trusted_proxies(text: str) -> tuple[str, ...]:
         if str(network) not in networks:
             networks.append(str(network))
     return tuple(networks)
+
+
+def parse_dns_servers(text: str) -> tuple[str, ...]:
+    """`10.0.0.10:53,[2001:db8::1]:53,127.0.0.53`: IP addresses with an optional port
+    (53), as `ip:port` for HAProxy's `nameserver` lines. Addresses only: a name would
+    need a resolver to find the resolver."""
+    servers: list[str] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        host, port = item, "53"
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ("53" if not rest else "x")
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        try:
+            if not host.isascii() or "%" in host:
+                raise ValueError(host)
+            ip = ipaddress.ip_address(host)
+            number = int(port)
+            if not port.isdigit() or not 1 <= number <= 65535:
+                raise ValueError(port)
+        except ValueError:
+            raise SettingsError(f"--dns-servers: {item!r} is not an address[:port]") from None
+        spec = f"[{ip}]:{number}" if ip.version == 6 else f"{ip}:{number}"
+        if spec not in servers:
+            servers.append(spec)
+    return tuple(servers)
 
 
 # ---------------------------------------------------------------------------- live edits

@@ -32,6 +32,7 @@ from typing import Any
 
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.endpoints import index_slices, servers
+from service_loadbalancer.external import external_name, external_server
 from service_loadbalancer.https import (
     passed_services,
     tls_conflict,
@@ -112,9 +113,12 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
     if not isinstance(spec, dict):
         out.problem(key, "has no spec")
         return []
+    external: str | None = None
     if spec.get("type") == "ExternalName":
-        out.problem(key, "type ExternalName is not served (no endpoints to balance over)")
-        return []
+        external, refused = external_name(spec.get("externalName"), settings)
+        if external is None:
+            out.problem(key, refused)
+            return []
     tcp_entries = [t for t in settings.tcp_services if t.service.matches(key.namespace, key.name)]
     api_server = (key.namespace, key.name) == API_SERVER
     if api_server and not tcp_entries:
@@ -153,7 +157,11 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
         port = ServicePort(
             key, str(name), number, target, mode, options, servers=(), listener=bool(tcp)
         )
-        port.servers = servers(svc, port, out)
+        if external is not None:
+            port.external_name = external
+            port.servers = (external_server(external, number, target),)
+        else:
+            port.servers = servers(svc, port, out)
         port.backend = f"{mode.value}_{key.namespace}_{key.name}_{number}"
         for entry in tcp:
             out.tcp_claims[entry].append(port)
@@ -249,6 +257,7 @@ def _backend(port: ServicePort, *, https: bool) -> Backend:
         hsts_max_age=port.options.hsts if http and https else None,
         timeout_server_ms=port.options.timeout_server_ms,
         timeout_connect_ms=port.options.timeout_connect_ms,
+        external_name=port.external_name,
     )
 
 

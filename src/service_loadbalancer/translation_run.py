@@ -53,6 +53,8 @@ class ServicePort:
     #: without one.
     listener: bool = False
     passthrough: bool = False
+    #: The DNS name of an ExternalName Service (validated), else None.
+    external_name: str | None = None
 
     @property
     def sort_key(self) -> tuple[str, str, int]:

@@ -293,3 +293,13 @@ def test_backend_option_changes_reload(change: dict[str, object]) -> None:
     running = lb(web(srv(0)))
     desired = lb(replace(web(srv(0)), **change))  # type: ignore[arg-type]
     assert shown(plan(running, desired)).reload == ("http backend default/web:80 options changed",)
+
+
+def test_a_changed_external_name_reloads_never_adds_a_server() -> None:
+    """Servers of an ExternalName come from DNS, inside HAProxy: a new name (or port)
+    is a new backend, never an `add server` with a name the Runtime API cannot take."""
+    old = replace(web(Server("ext_80", "a.example.test", 80)), external_name="a.example.test")
+    new = replace(web(Server("ext_80", "b.example.test", 80)), external_name="b.example.test")
+    result = plan(lb(old), lb(new))
+    assert result.ops == ()
+    assert "http backend default/web:80 options changed" in shown(result).reload

@@ -756,8 +756,10 @@ def test_template_context_variables() -> None:
         "backends",
         "tcp_frontends",
         "https",
+        "resolvers",
     }
     assert context["https"] is None  # nothing asks for TLS
+    assert context["resolvers"] is None  # no external name
     assert context["stats_bind"] == "[::1]:1936"
     assert context["http_bind"] == "[::1]:80"
     assert context["error_page"] == ERROR_PAGE
@@ -777,6 +779,7 @@ def test_template_context_variables() -> None:
         "hsts_max_age": None,
         "timeout_server": None,
         "timeout_connect": None,
+        "resolve": "",
     }
     assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"

@@ -68,6 +68,13 @@ SERVER_OPTIONS = (
     "observe layer4 error-limit 3 on-error mark-down"
 )
 
+#: The `resolvers` section ExternalName servers are resolved with.
+RESOLVERS = "slb_dns"
+#: Seconds between two resolutions (`timeout resolve`) and how long an answer is kept
+#: (`hold valid`): a DNS change reaches traffic within about their sum, well inside 30 s.
+RESOLVE_EVERY_S = 5
+HOLD_VALID_S = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
@@ -195,7 +202,8 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
         "server_options": SERVER_OPTIONS if settings.passive_health else "",
         "default_return_code": settings.default_return_code,
         "error_page": ERROR_PAGE if settings.error_page is not None else None,
-        "backends": [_backend_context(b) for b in model.backends],
+        "backends": [_backend_context(b, settings) for b in model.backends],
+        "resolvers": _resolvers_context(model, settings),
         "https": _https_context(model, settings),
         "tcp_frontends": [
             {
@@ -270,7 +278,30 @@ def haproxy_time(ms: int) -> str:
     return f"{ms}ms"
 
 
-def _backend_context(backend: Backend) -> dict[str, Any]:
+def _resolvers_context(model: LoadBalancer, settings: Settings) -> dict[str, Any] | None:
+    """The `resolvers` section, when some backend is an external name; no nameservers
+    means those of /etc/resolv.conf (`parse-resolv-conf`)."""
+    if not any(b.external_name for b in model.backends):
+        return None
+    return {
+        "name": RESOLVERS,
+        "nameservers": list(settings.dns_servers),
+        "resolve_every": f"{RESOLVE_EVERY_S}s",
+        "hold_valid": f"{HOLD_VALID_S}s",
+    }
+
+
+def resolve_options(settings: Settings) -> str:
+    """Server options of an external name. `init-addr`: the address the previous worker
+    had (server-state file), then the system resolver, then none (the server stays in
+    maintenance until HAProxy's resolvers answer): a name that does not resolve yet never
+    fails the config. With --dns-servers the system resolver is skipped: it would ask
+    other servers than the ones named."""
+    init = "last,none" if settings.dns_servers else "last,libc,none"
+    return f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr {init}"
+
+
+def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
     v6 = any(":" in s.address for s in backend.servers)
     return {
         "name": backend.name,
@@ -287,6 +318,7 @@ def _backend_context(backend: Backend) -> dict[str, Any]:
         "hsts_max_age": backend.hsts_max_age,
         "timeout_server": _time_or_none(backend.timeout_server_ms),
         "timeout_connect": _time_or_none(backend.timeout_connect_ms),
+        "resolve": resolve_options(settings) if backend.external_name else "",
     }
 
 
