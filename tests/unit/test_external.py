@@ -11,7 +11,7 @@ from factories import block, render_checked, snapshot
 from objects import port, service
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
-from service_loadbalancer.model import Server
+from service_loadbalancer.model import Algorithm, Backend, LoadBalancer, Mode, Server
 from service_loadbalancer.settings import Settings, SettingsError, parse_dns_servers
 from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translate import translate
@@ -105,8 +105,23 @@ def test_render_is_accepted_by_haproxy(tmp_path: Path) -> None:
 
 
 def test_render_default_nameservers_from_resolv_conf(tmp_path: Path) -> None:
+    """Without --dns-servers, `init-addr` tries libc: `haproxy -c` then resolves the name
+    through the system resolver, so the model is built by hand with a name /etc/hosts
+    answers (translation would refuse it), and no query leaves the machine."""
     settings = Settings(allow_external_names=True)
-    model = translate(external("db.example.test", 80), settings).model
+    model = LoadBalancer(
+        backends=(
+            Backend(
+                name="http_default_db_80",
+                mode=Mode.HTTP,
+                service=DB,
+                port=80,
+                algorithm=Algorithm.ROUNDROBIN,
+                servers=(Server("ext_80", "localhost", 80),),
+                external_name="localhost",
+            ),
+        )
+    )
     config = render_checked(model, settings, tmp_path).config
     assert "parse-resolv-conf" in block(config, "resolvers slb_dns")
     assert "init-addr last,libc,none" in config
