@@ -31,6 +31,13 @@ class Stickiness(StrEnum):
     COOKIE = "cookie"
 
 
+class Protocol(StrEnum):
+    """What HTTP a backend speaks to its pods: HTTP/1.1, or HTTP/2 in clear text."""
+
+    H1 = "h1"
+    H2C = "h2c"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Server:
     """One endpoint of a backend. `name` is stable for a given address and port."""
@@ -64,6 +71,8 @@ class Backend:
     #: lb.timeout-connect); None: the template's defaults.
     timeout_server_ms: int | None = None
     timeout_connect_ms: int | None = None
+    #: HTTP/1.1 or HTTP/2 (cleartext, prior knowledge) to the pods; HTTP backends only.
+    protocol: Protocol = Protocol.H1
 
 
 @dataclass(frozen=True, slots=True, order=True)

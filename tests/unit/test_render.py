@@ -41,6 +41,7 @@ from service_loadbalancer.model import (
     HttpRoute,
     LoadBalancer,
     Mode,
+    Protocol,
     Server,
     Stickiness,
     TcpFrontend,
@@ -777,6 +778,7 @@ def test_template_context_variables() -> None:
         "hsts_max_age": None,
         "timeout_server": None,
         "timeout_connect": None,
+        "proto": "",
     }
     assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"
@@ -907,3 +909,27 @@ def test_passive_health_off_keeps_the_retries_and_drops_the_check(tmp_path: Path
     assert "    server s_10_0_0_1_8080 10.0.0.1:8080\n" in config
     assert " check" not in config
     assert "    retries 3\n    option redispatch 1\n" in config
+
+
+def test_h2c_backend_servers_speak_http2(tmp_path: Path) -> None:
+    """`proto h2` on the server line (so `add server` gets it too), HTTP backends only."""
+    h2 = dataclasses.replace(
+        http_backend("http_default_web_80", srv("10.0.0.1")), protocol=Protocol.H2C
+    )
+    tcp = dataclasses.replace(
+        tcp_backend("tcp_default_mysql_3306", srv("10.0.0.2", 3306)), protocol=Protocol.H2C
+    )
+    model = LoadBalancer(
+        backends=(h2, tcp),
+        http_routes=(HttpRoute("/web", h2.name),),
+        tcp_frontends=(TcpFrontend(3306, tcp.name),),
+    )
+    config = render_checked(model, Settings(), tmp_path).config
+    assert " proto h2 " in block(config, "backend http_default_web_80")
+    assert "proto" not in block(config, "backend tcp_default_mysql_3306")
+    web = http_backend("http_default_web_80", srv("10.0.0.1"))
+    plain = render(one_backend(web), Settings()).config
+    assert "proto" not in block(plain, "backend http_default_web_80")
+    assert "s_10_0_0_1_8080" in block(plain, "backend http_default_web_80")
+    h2_only = render(one_backend(h2), Settings(passive_health=False)).config
+    assert block(h2_only, "backend http_default_web_80").rstrip().endswith(" proto h2")
