@@ -543,11 +543,21 @@ def test_syslog(tmp_path: Path, syslog: bool) -> None:
         assert (line in config.splitlines()) is syslog, line
 
 
+#: gRPC clients get a gRPC status (12, UNIMPLEMENTED) instead of an HTML page.
+GRPC_ANSWER = (
+    "    # A gRPC client gets a gRPC answer (a headers-only response, status 12, UNIMPLEMENTED)\n"
+    "    # rather than an HTML page it cannot read.\n"
+    "    http-request return status 200 content-type application/grpc hdr grpc-status 12 "
+    'hdr grpc-message "no route for this request" '
+    "if { req.hdr(content-type) -m beg application/grpc }\n"
+)
+
+
 @pytest.mark.parametrize("code", [404, 503, 200], ids=["404", "503", "200"])
 def test_default_backend_without_error_page(tmp_path: Path, code: int) -> None:
     rendered = render_checked(LoadBalancer(), Settings(default_return_code=code), tmp_path)
     assert block(rendered.config, "backend default_backend") == (
-        f"backend default_backend\n    http-request return status {code}\n"
+        f"backend default_backend\n{GRPC_ANSWER}    http-request return status {code}\n"
     )
     assert ERROR_PAGE not in rendered.files
 
@@ -560,7 +570,8 @@ def test_error_page_file(tmp_path: Path) -> None:
     assert (tmp_path / ERROR_PAGE).read_text() == page
     assert block(rendered.config, "backend default_backend") == (
         "backend default_backend\n"
-        '    http-request return status 503 content-type "text/html; charset=utf-8" '
+        + GRPC_ANSWER
+        + '    http-request return status 503 content-type "text/html; charset=utf-8" '
         "file error-page.html\n"
     )
     assert "Not here" not in rendered.config
