@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN, is_host_name
-from service_loadbalancer.model import Algorithm
+from service_loadbalancer.model import Algorithm, Protocol
 
 PREFIX = "serviceloadbalancer/"
 
@@ -130,6 +130,14 @@ def parse_hsts(raw: str) -> int:
     return age
 
 
+def parse_protocol(raw: str) -> Protocol:
+    try:
+        return Protocol(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(p.value for p in Protocol)
+        raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+
+
 def parse_time(raw: str, *, most: int, most_text: str) -> int:
     """`<digits>(ms|s|m|h)`, 1 ms to `most` milliseconds; the value in milliseconds."""
     value = raw.strip()
@@ -241,6 +249,15 @@ TIMEOUT_CONNECT: Annotation[int | None] = Annotation(
     "template's defaults section.",
 )
 
+BACKEND_PROTOCOL: Annotation[Protocol | None] = Annotation(
+    key=PREFIX + "lb.backend-protocol",
+    parse=parse_protocol,
+    default=None,
+    allowed="h1, h2c",
+    doc="The HTTP the pods speak on ports without spec.ports[].appProtocol: h1 (HTTP/1.1) "
+    "or h2c (HTTP/2 in clear text, as gRPC servers do); default: h1.",
+)
+
 #: Every annotation, in the order the README documents them.
 REGISTRY: tuple[Annotation[Any], ...] = (
     ALGORITHM,
@@ -254,6 +271,7 @@ REGISTRY: tuple[Annotation[Any], ...] = (
     HSTS,
     TIMEOUT_SERVER,
     TIMEOUT_CONNECT,
+    BACKEND_PROTOCOL,
 )
 
 

@@ -31,6 +31,13 @@ class Stickiness(StrEnum):
     COOKIE = "cookie"
 
 
+class Protocol(StrEnum):
+    """What HTTP a backend speaks to its pods: HTTP/1.1, or HTTP/2 in clear text."""
+
+    H1 = "h1"
+    H2C = "h2c"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Server:
     """One endpoint of a backend. `name` is stable for a given address and port."""
@@ -68,6 +75,8 @@ class Backend:
     #: by the proxy at run time. Kept here as well as in the server so that a change of
     #: name is a change of the backend (a reload), never an endpoint change.
     external_name: str | None = None
+    #: HTTP/1.1 or HTTP/2 (cleartext, prior knowledge) to the pods; HTTP backends only.
+    protocol: Protocol = Protocol.H1
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -41,13 +41,24 @@ from service_loadbalancer.https import (
 )
 from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
-from service_loadbalancer.model import Backend, LoadBalancer, Mode, Stickiness, Translation
+from service_loadbalancer.model import (
+    Backend,
+    LoadBalancer,
+    Mode,
+    Protocol,
+    Stickiness,
+    Translation,
+)
 from service_loadbalancer.routes import http_routes, resolve_tcp_names, tcp_frontends
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translation_run import ServiceOptions, ServicePort, TranslationRun
 
 API_SERVER = ("default", "kubernetes")
+#: spec.ports[].appProtocol values that mean HTTP/2 in clear text to the pods (the
+#: Kubernetes standard name, gRPC's, and the bare IANA name). Any other value, such as
+#: kubernetes.io/ws or kubernetes.io/wss, is served as HTTP/1.1.
+H2C_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "grpc", "h2c"})
 DEFAULT_AFFINITY_TIMEOUT = 10800
 
 
@@ -157,6 +168,7 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
         port = ServicePort(
             key, str(name), number, target, mode, options, servers=(), listener=bool(tcp)
         )
+        port.protocol = _protocol(raw.get("appProtocol"), options)
         if external is not None:
             port.external_name = external
             port.servers = (external_server(external, number, target),)
@@ -198,6 +210,7 @@ def _options(
         hsts = ann.HSTS.get(annotations)
         timeout_server = ann.TIMEOUT_SERVER.get(annotations)
         timeout_connect = ann.TIMEOUT_CONNECT.get(annotations)
+        protocol = ann.BACKEND_PROTOCOL.get(annotations)
     except ann.AnnotationError as err:
         out.problem(key, f"not served: {err}")
         return None
@@ -238,7 +251,15 @@ def _options(
         hsts=hsts,
         timeout_server_ms=timeout_server,
         timeout_connect_ms=timeout_connect,
+        protocol=protocol,
     )
+
+
+def _protocol(app_protocol: object, options: ServiceOptions) -> Protocol:
+    """The port's appProtocol decides when it has one; else lb.backend-protocol."""
+    if isinstance(app_protocol, str) and app_protocol:
+        return Protocol.H2C if app_protocol.lower() in H2C_APP_PROTOCOLS else Protocol.H1
+    return options.protocol or Protocol.H1
 
 
 def _backend(port: ServicePort, *, https: bool) -> Backend:
@@ -258,6 +279,7 @@ def _backend(port: ServicePort, *, https: bool) -> Backend:
         timeout_server_ms=port.options.timeout_server_ms,
         timeout_connect_ms=port.options.timeout_connect_ms,
         external_name=port.external_name,
+        protocol=port.protocol if http else Protocol.H1,
     )
 
 

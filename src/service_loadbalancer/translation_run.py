@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
-from service_loadbalancer.model import Algorithm, Mode, Problem, Server, Stickiness
+from service_loadbalancer.model import Algorithm, Mode, Problem, Protocol, Server, Stickiness
 from service_loadbalancer.settings import Settings, TcpService
 
 
@@ -35,6 +35,8 @@ class ServiceOptions:
     hsts: int | None = None
     timeout_server_ms: int | None = None
     timeout_connect_ms: int | None = None
+    #: lb.backend-protocol: for ports without an appProtocol (None: HTTP/1.1).
+    protocol: Protocol | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +57,8 @@ class ServicePort:
     passthrough: bool = False
     #: The DNS name of an ExternalName Service (validated), else None.
     external_name: str | None = None
+    #: What HTTP the pods speak (appProtocol, else lb.backend-protocol).
+    protocol: Protocol = Protocol.H1
 
     @property
     def sort_key(self) -> tuple[str, str, int]:

@@ -11,6 +11,7 @@ from service_loadbalancer import annotations as ann
 from service_loadbalancer.annotations import (
     ACL_MATCH,
     ALGORITHM,
+    BACKEND_PROTOCOL,
     COOKIE_STICKY,
     HOST,
     HSTS,
@@ -27,7 +28,7 @@ from service_loadbalancer.annotations import (
     markdown_table,
     unknown_keys,
 )
-from service_loadbalancer.model import Algorithm
+from service_loadbalancer.model import Algorithm, Protocol
 
 #: The keys of the original service-loadbalancer that users bring along unchanged.
 ORIGINAL_KEYS = {
@@ -104,6 +105,9 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (TIMEOUT_CONNECT, "500ms", 500),
     (TIMEOUT_CONNECT, "1h", 3_600_000),
     (TIMEOUT_CONNECT, "3600s", 3_600_000),
+    (BACKEND_PROTOCOL, "h1", Protocol.H1),
+    (BACKEND_PROTOCOL, "h2c", Protocol.H2C),
+    (BACKEND_PROTOCOL, " H2C\n", Protocol.H2C),
 ]
 
 
@@ -232,6 +236,10 @@ INVALID = [
     invalid(TIMEOUT_CONNECT, "3600001ms", "is not between 1ms and 1h"),
     invalid(TIMEOUT_CONNECT, "0h", "is not between"),
     invalid(TIMEOUT_CONNECT, "5", "is not a time"),
+    invalid(BACKEND_PROTOCOL, "h2", "is not one of h1, h2c"),
+    invalid(BACKEND_PROTOCOL, "grpc", "is not one of h1, h2c"),
+    invalid(BACKEND_PROTOCOL, "h2c proto h2", "is not one of"),
+    invalid(BACKEND_PROTOCOL, "", "is not one of"),
 ]
 
 
@@ -262,6 +270,7 @@ BASE = {
     HSTS: "600",
     TIMEOUT_SERVER: "30s",
     TIMEOUT_CONNECT: "500ms",
+    BACKEND_PROTOCOL: "h2c",
 }
 
 
@@ -417,4 +426,5 @@ def test_markdown_table_lists_every_key() -> None:
         HSTS.key: "-",
         TIMEOUT_SERVER.key: "-",
         TIMEOUT_CONNECT.key: "-",
+        BACKEND_PROTOCOL.key: "-",
     }

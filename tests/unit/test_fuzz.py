@@ -82,6 +82,7 @@ VALID = {
     ann.HSTS.key: "600",
     ann.TIMEOUT_SERVER.key: "30s",
     ann.TIMEOUT_CONNECT.key: "500ms",
+    ann.BACKEND_PROTOCOL.key: "h2c",
 }
 assert set(VALID) == {a.key for a in ann.REGISTRY}, "every annotation is fuzzed"
 
@@ -126,6 +127,14 @@ def hostile_for(field: str) -> st.SearchStrategy[Any]:
             hostile_text.map(lambda t: base64.b64encode(t.encode()).decode()),
             fragments.map(lambda f: "pem+" + f),  # a real PEM with text appended, see below
         )
+    if field == "appProtocol":
+        return st.one_of(
+            hostile_text,
+            around("kubernetes.io/h2c"),
+            st.sampled_from(["grpc", "h2c", "kubernetes.io/ws", "GRPC"]),
+            st.integers(),
+            st.none(),
+        )
     if field == "secret.type":
         return st.one_of(hostile_text, around("kubernetes.io/tls"))
     raise AssertionError(field)
@@ -139,6 +148,7 @@ FIELDS = [
     "endpoint",
     "annotations",
     "unknown-key",
+    "appProtocol",
     "secret.name",
     "secret.type",
     "secret.crt",
@@ -162,6 +172,7 @@ MODES: dict[str, dict[str, str]] = {
     },
     "passthrough": {ann.SSL_PASSTHROUGH.key: "true", ann.HOST.key: "t{i}.fz.example"},
     "timeouts": {ann.TIMEOUT_SERVER.key: "2s", ann.TIMEOUT_CONNECT.key: "1500ms"},
+    "h2c": {ann.BACKEND_PROTOCOL.key: "h2c"},
 }
 
 case = st.tuples(
@@ -195,9 +206,12 @@ def build(i: int, mode: str, overrides: list[tuple[str, Any]], keys: Keys) -> li
     if "unknown-key" in fields:
         annotations[P + str(fields["unknown-key"])] = "x"
     number = 443 if mode == "passthrough" else 80
+    spec_port: RawObject = {"port": fields.get("port", number), "targetPort": 8080}
+    if "appProtocol" in fields:
+        spec_port["appProtocol"] = fields["appProtocol"]
     svc = service(
         f"fz{i}",
-        {"port": fields.get("port", number), "targetPort": 8080},
+        spec_port,
         namespace="fuzz",
         annotations=annotations,
         session_affinity="ClientIP" if i % 5 == 0 else None,
@@ -281,7 +295,7 @@ SERVICE_LINES = [
     r"\(\?:/\|\$\)\.\* \\1 if \{ var\(txn\.set_prefix\) -m bool \}",
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
-    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})? {re.escape(SERVER_OPTIONS)}",
+    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)? {re.escape(SERVER_OPTIONS)}",
     r"    bind 127\.0\.0\.1:\d{1,5}",
     rf"    default_backend {IDENT}",
     r"",

@@ -41,6 +41,7 @@ from service_loadbalancer.model import (
     HttpRoute,
     LoadBalancer,
     Mode,
+    Protocol,
     Server,
     Stickiness,
     TcpFrontend,
@@ -542,11 +543,21 @@ def test_syslog(tmp_path: Path, syslog: bool) -> None:
         assert (line in config.splitlines()) is syslog, line
 
 
+#: gRPC clients get a gRPC status (12, UNIMPLEMENTED) instead of an HTML page.
+GRPC_ANSWER = (
+    "    # A gRPC client gets a gRPC answer (a headers-only response, status 12, UNIMPLEMENTED)\n"
+    "    # rather than an HTML page it cannot read.\n"
+    "    http-request return status 200 content-type application/grpc hdr grpc-status 12 "
+    'hdr grpc-message "no route for this request" '
+    "if { req.hdr(content-type) -m beg application/grpc }\n"
+)
+
+
 @pytest.mark.parametrize("code", [404, 503, 200], ids=["404", "503", "200"])
 def test_default_backend_without_error_page(tmp_path: Path, code: int) -> None:
     rendered = render_checked(LoadBalancer(), Settings(default_return_code=code), tmp_path)
     assert block(rendered.config, "backend default_backend") == (
-        f"backend default_backend\n    http-request return status {code}\n"
+        f"backend default_backend\n{GRPC_ANSWER}    http-request return status {code}\n"
     )
     assert ERROR_PAGE not in rendered.files
 
@@ -559,7 +570,8 @@ def test_error_page_file(tmp_path: Path) -> None:
     assert (tmp_path / ERROR_PAGE).read_text() == page
     assert block(rendered.config, "backend default_backend") == (
         "backend default_backend\n"
-        '    http-request return status 503 content-type "text/html; charset=utf-8" '
+        + GRPC_ANSWER
+        + '    http-request return status 503 content-type "text/html; charset=utf-8" '
         "file error-page.html\n"
     )
     assert "Not here" not in rendered.config
@@ -780,6 +792,7 @@ def test_template_context_variables() -> None:
         "timeout_server": None,
         "timeout_connect": None,
         "resolve": "",
+        "proto": "",
     }
     assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"
@@ -910,3 +923,27 @@ def test_passive_health_off_keeps_the_retries_and_drops_the_check(tmp_path: Path
     assert "    server s_10_0_0_1_8080 10.0.0.1:8080\n" in config
     assert " check" not in config
     assert "    retries 3\n    option redispatch 1\n" in config
+
+
+def test_h2c_backend_servers_speak_http2(tmp_path: Path) -> None:
+    """`proto h2` on the server line (so `add server` gets it too), HTTP backends only."""
+    h2 = dataclasses.replace(
+        http_backend("http_default_web_80", srv("10.0.0.1")), protocol=Protocol.H2C
+    )
+    tcp = dataclasses.replace(
+        tcp_backend("tcp_default_mysql_3306", srv("10.0.0.2", 3306)), protocol=Protocol.H2C
+    )
+    model = LoadBalancer(
+        backends=(h2, tcp),
+        http_routes=(HttpRoute("/web", h2.name),),
+        tcp_frontends=(TcpFrontend(3306, tcp.name),),
+    )
+    config = render_checked(model, Settings(), tmp_path).config
+    assert " proto h2 " in block(config, "backend http_default_web_80")
+    assert "proto" not in block(config, "backend tcp_default_mysql_3306")
+    web = http_backend("http_default_web_80", srv("10.0.0.1"))
+    plain = render(one_backend(web), Settings()).config
+    assert "proto" not in block(plain, "backend http_default_web_80")
+    assert "s_10_0_0_1_8080" in block(plain, "backend http_default_web_80")
+    h2_only = render(one_backend(h2), Settings(passive_health=False)).config
+    assert block(h2_only, "backend http_default_web_80").rstrip().endswith(" proto h2")

@@ -23,6 +23,7 @@ from service_loadbalancer.model import (
     LoadBalancer,
     Mode,
     Problem,
+    Protocol,
     Server,
     Stickiness,
     TcpFrontend,
@@ -1206,3 +1207,41 @@ def test_full_scenario() -> None:
             "short path /web is held by default/web; this Service is served at /team/web only",
         ),
     )
+
+
+# --- protocols to the pods ------------------------------------------------------------------
+
+
+def test_app_protocol_then_annotation_choose_http2_to_the_pods() -> None:
+    h2c = {P + "lb.backend-protocol": "h2c"}
+    result = run(
+        service("k", port(80, name="a", protocol="TCP") | {"appProtocol": "kubernetes.io/h2c"},
+                port(81, name="b") | {"appProtocol": "grpc"},
+                port(82, name="c") | {"appProtocol": "h2c"},
+                port(83, name="d") | {"appProtocol": "kubernetes.io/ws"},
+                port(84, name="e") | {"appProtocol": "kubernetes.io/wss"},
+                port(85, name="f") | {"appProtocol": "http"},
+                port(86, name="g"),
+                annotations=h2c),
+        service("plain", port(80, name="a"), port(81, name="b") | {"appProtocol": "grpc"}),
+        service("h1", 80, annotations={P + "lb.backend-protocol": "h1"}),
+        service("tcp", 3306, annotations=h2c),
+        settings=Settings(tcp_services=parse_tcp_services("tcp:3306")),
+    )  # fmt: skip
+    assert result.problems == ()
+    protocols = {b.name: b.protocol for b in result.model.backends}
+    H1, H2 = Protocol.H1, Protocol.H2C
+    assert protocols == {
+        "http_default_k_80": H2, "http_default_k_81": H2, "http_default_k_82": H2,
+        "http_default_k_83": H1, "http_default_k_84": H1, "http_default_k_85": H1,
+        "http_default_k_86": H2,  # no appProtocol: the annotation
+        "http_default_plain_80": H1, "http_default_plain_81": H2,
+        "http_default_h1_80": H1,
+        "tcp_default_tcp_3306": H1,  # TCP passes bytes: no HTTP protocol
+    }  # fmt: skip
+
+
+def test_bad_backend_protocol_skips_the_service() -> None:
+    result = run(service("x", annotations={P + "lb.backend-protocol": "h2"}))
+    assert result.model.backends == ()
+    assert_problem(result, svc_key("x"), "is not one of h1, h2c")

@@ -30,7 +30,15 @@ from typing import Any
 
 import jinja2
 
-from service_loadbalancer.model import Backend, HttpRoute, LoadBalancer, Server, Stickiness
+from service_loadbalancer.model import (
+    Backend,
+    HttpRoute,
+    LoadBalancer,
+    Mode,
+    Protocol,
+    Server,
+    Stickiness,
+)
 from service_loadbalancer.settings import Settings
 
 CONFIG_FILE = "haproxy.cfg"
@@ -319,6 +327,9 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
         "timeout_server": _time_or_none(backend.timeout_server_ms),
         "timeout_connect": _time_or_none(backend.timeout_connect_ms),
         "resolve": resolve_options(settings) if backend.external_name else "",
+        # HTTP/2 to the pods without TLS (prior knowledge): `proto h2` on every server
+        # line, so a server added at run time (`add server`) speaks it too.
+        "proto": "h2" if backend.protocol is Protocol.H2C and backend.mode is Mode.HTTP else "",
     }
 
 
