@@ -201,6 +201,20 @@ def same_but_servers(old: Running, new: Running, names: Iterable[str]) -> bool:
     return True
 
 
+def swap_endpoints(
+    running: Running, store: Store, services: Iterable[ServiceName], settings: Settings
+) -> tuple[Swap, Patch | None]:
+    """These Services translated on their own (read through the store's index), their
+    servers swapped into `running`'s model, and their backend sections rendered anew
+    (None when a section changes in more than its servers). The one step that both the
+    fast path and a full sync's catch-up take."""
+    wanted = frozenset(services)
+    partial = translate(store.endpoints_of(wanted), settings)
+    swap = swap_servers(running, partial, wanted)
+    patch = patch_sections(running.sections, [new for _, new in swap.pairs.values()], settings)
+    return swap, patch
+
+
 @dataclass(frozen=True, slots=True)
 class CaughtUp:
     running: Running
@@ -223,9 +237,7 @@ def catch_up(new: Running, store: Store, version: int, settings: Settings) -> Ca
     services = changes.endpoints | changes.services
     if not services:
         return CaughtUp(replace(new, version=now), frozenset(), complete)
-    partial = translate(store.endpoints_of(services), settings)
-    swap = swap_servers(new, partial, services)
-    patch = patch_sections(new.sections, [b for _, b in swap.pairs.values()], settings)
+    swap, patch = swap_endpoints(new, store, services, settings)
     if patch is None:
         return CaughtUp(replace(new, version=now), frozenset(), complete=False)
     caught = replace(new, model=swap.model, sections=patch.sections, version=now)

@@ -42,9 +42,8 @@ from service_loadbalancer.change_batches import ChangeBatches
 from service_loadbalancer.fastpath import (
     Running,
     catch_up,
-    patch_sections,
     server_args,
-    swap_servers,
+    swap_endpoints,
 )
 from service_loadbalancer.fullsync import Prepared, prepare
 from service_loadbalancer.haproxy.apply import Applier
@@ -59,7 +58,6 @@ from service_loadbalancer.settings import Settings
 from service_loadbalancer.settings_updates import SettingsUpdates
 from service_loadbalancer.store import Store
 from service_loadbalancer.sync_report import SyncReport
-from service_loadbalancer.translate import translate
 
 log = logging.getLogger("service_loadbalancer.reconciler")
 
@@ -204,13 +202,9 @@ class Reconciler:
                 self._running = replace(running, version=version)
                 return
             self._metrics.syncs.inc()
-            partial = translate(self._store.endpoints_of(services), self._settings.applied)
-            swap = swap_servers(running, partial, services)
+            swap, patch = swap_endpoints(running, self._store, services, self._settings.applied)
             if swap.declined:
                 self._want_full(started)
-            patch = patch_sections(
-                running.sections, [new for _, new in swap.pairs.values()], self._settings.applied
-            )
             decision = plan_endpoints(swap.pairs.values(), draining=self._drains.names())
             if patch is None or decision.reload:
                 self._want_full(started)
@@ -333,7 +327,8 @@ class Reconciler:
         return bool(decision.ops)
 
     async def _reload(self, new: Running, reasons: list[Reason], started: float) -> bool:
-        if self._running is None and await self._apply.adopted_runs(new.rendered()):
+        rendered = new.rendered()  # joins the whole text: once per reload
+        if self._running is None and await self._apply.adopted_runs(rendered):
             log.info("the adopted HAProxy runs this very config: nothing to reload")
             self._commit(new)
             self._report.mark_synced()
@@ -344,7 +339,6 @@ class Reconciler:
         # the reload (HAProxy reads the file then), nor after them before the commit.
         async with self._disk:
             try:
-                rendered = new.rendered()
                 if not await self._apply.load(rendered, new.model, check=check, reasons=reasons):
                     self._failure = f"haproxy -c refused the config: {self._apply.last_refusal}"
                     return False
