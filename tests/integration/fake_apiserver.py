@@ -24,6 +24,16 @@ controller can tell (https://kubernetes.io/docs/reference/using-api/api-concepts
 - Discovery for /apis/discovery.k8s.io/v1 (404 when `serve_endpointslices` is False, as on
   a cluster before 1.21), and create/patch of core/v1 Events (409 AlreadyExists on a name
   that exists).
+- Single objects ("API concepts: Resource URIs"): GET, POST to the collection (201; 409
+  AlreadyExists), PUT (optimistic concurrency: a body whose `metadata.resourceVersion` is not
+  the stored one is `409 Conflict`, "the object has been modified; please apply your changes
+  to the latest version and try again"), PATCH (merge, strategic-merge as merge, and JSON
+  patch; a resourceVersion in a merge patch is a precondition too) and DELETE. Cluster-scoped
+  kinds (Node, IngressClass) live at /api(s)/.../{plural}/{name}.
+- Subresources: `/status` writes only `.status` (and a PUT or PATCH of the main resource
+  leaves `.status` alone), as for every kind that has a status subresource; `/scale` of
+  Deployments and StatefulSets reads and writes `spec.replicas` as an autoscaling/v1 Scale.
+  `metadata.generation` counts changes of `.spec`.
 
 Faults, for the tests: drop every open watch, expire versions (compaction) with or without
 an ERROR 410 on the open watches, fail the next N requests with 500 or 429 (Retry-After),
@@ -56,8 +66,26 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "endpointslices": ("EndpointSlice", "discovery.k8s.io/v1"),
     "secrets": ("Secret", "v1"),
     "configmaps": ("ConfigMap", "v1"),
+    "pods": ("Pod", "v1"),
+    "nodes": ("Node", "v1"),
+    "ingresses": ("Ingress", "networking.k8s.io/v1"),
+    "ingressclasses": ("IngressClass", "networking.k8s.io/v1"),
+    "leases": ("Lease", "coordination.k8s.io/v1"),
+    "deployments": ("Deployment", "apps/v1"),
+    "statefulsets": ("StatefulSet", "apps/v1"),
+    "replicasets": ("ReplicaSet", "apps/v1"),
+    "daemonsets": ("DaemonSet", "apps/v1"),
+    "horizontalpodautoscalers": ("HorizontalPodAutoscaler", "autoscaling/v2"),
+    "serviceexports": ("ServiceExport", "multicluster.x-k8s.io/v1alpha1"),
 }
 PLURAL_OF = {kind: plural for plural, (kind, _) in RESOURCES.items()}
+#: Kinds that are not namespaced: stored and served with the namespace "".
+CLUSTER_SCOPED = frozenset({"nodes", "ingressclasses"})
+#: Kinds with a scale subresource.
+SCALABLE = frozenset({"deployments", "statefulsets", "replicasets"})
+CONFLICT = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 TOKEN = "fake-token-for-tests"
 USER = "system:serviceaccount:kube-system:service-loadbalancer"
 
@@ -124,12 +152,8 @@ class FakeAPIServer:
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/apis/discovery.k8s.io/v1", self._discovery)
-        app.router.add_get("/api/v1/{plural}", self._collection)
-        app.router.add_get("/api/v1/namespaces/{namespace}/{plural}", self._collection)
-        app.router.add_get("/apis/{group}/{gv}/{plural}", self._collection)
-        app.router.add_get("/apis/{group}/{gv}/namespaces/{namespace}/{plural}", self._collection)
-        app.router.add_post("/api/v1/namespaces/{namespace}/events", self._create_event)
-        app.router.add_patch("/api/v1/namespaces/{namespace}/events/{name}", self._patch_event)
+        app.router.add_route("*", "/api/v1/{tail:.+}", self._route)
+        app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", self._route)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -179,13 +203,23 @@ class FakeAPIServer:
         return await self._write("MODIFIED" if exists else "ADDED", obj)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        key = (PLURAL_OF[kind], namespace, name)
-        obj = self.objects.pop(key)
+        plural = PLURAL_OF[kind]
+        key = (plural, "" if plural in CLUSTER_SCOPED else namespace, name)
+        await self._delete(key)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object, or None (for the tests' asserts)."""
+        plural = PLURAL_OF[kind]
+        return self.objects.get((plural, "" if plural in CLUSTER_SCOPED else namespace, name))
+
+    async def _delete(self, key: tuple[str, str, str]) -> dict[str, Any]:
+        namespace = key[1]
         self.version += 1
-        obj = json.loads(json.dumps(obj))
+        obj: dict[str, Any] = json.loads(json.dumps(self.objects.pop(key)))
         # A DELETED event carries the object as it was last, at the deletion's version.
         obj["metadata"]["resourceVersion"] = str(self.version)
         await self._record(_Change(self.version, key[0], namespace, "DELETED", obj))
+        return obj
 
     def bulk_load(self, objects: list[dict[str, Any]]) -> None:
         """Many objects at once, before any client connects (no watch events)."""
@@ -206,15 +240,27 @@ class FakeAPIServer:
     def _stamped(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
         obj = json.loads(json.dumps(obj))
         meta = obj.setdefault("metadata", {})
-        meta.setdefault("namespace", "default")
+        if PLURAL_OF[obj["kind"]] in CLUSTER_SCOPED:
+            meta.pop("namespace", None)
+        else:
+            meta.setdefault("namespace", "default")
         meta["resourceVersion"] = str(self.version)
-        meta["uid"] = (old or {}).get("metadata", {}).get("uid") or str(uuid.uuid4())
+        old_meta = (old or {}).get("metadata", {})
+        meta["uid"] = old_meta.get("uid") or str(uuid.uuid4())
+        if old is not None and "creationTimestamp" in old_meta:
+            meta["creationTimestamp"] = old_meta["creationTimestamp"]
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        generation = int(old_meta.get("generation", 0) or 0)
+        if old is None or old.get("spec") != obj.get("spec"):
+            generation += 1
+        meta["generation"] = generation
         return obj
 
     def _key(self, obj: dict[str, Any]) -> tuple[str, str, str]:
         meta = obj["metadata"]
-        return PLURAL_OF[obj["kind"]], meta.get("namespace", "default"), meta["name"]
+        plural = PLURAL_OF[obj["kind"]]
+        namespace = "" if plural in CLUSTER_SCOPED else meta.get("namespace", "default")
+        return plural, namespace, meta["name"]
 
     async def _record(self, change: _Change) -> None:
         self._history.append(change)
@@ -278,32 +324,139 @@ class FakeAPIServer:
             }
         )  # fmt: skip
 
-    async def _collection(self, request: web.Request) -> web.StreamResponse:
-        plural = request.match_info["plural"]
-        namespace = request.match_info.get("namespace", "")
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        """Parse a resource URI (namespaced or not, object, subresource) and dispatch."""
         group = request.match_info.get("group")
-        gv = f"{group}/{request.match_info['gv']}" if group else "v1"
+        gv = f"{group}/{request.match_info['version']}" if group else "v1"
+        parts = request.match_info["tail"].strip("/").split("/")
+        namespace = ""
+        if parts[0] == "namespaces" and len(parts) >= 3:
+            namespace, parts = parts[1], parts[2:]
+        plural, name, sub = [*parts, "", ""][:3]
+        if len(parts) > 3 or (sub and sub not in ("status", "scale")):
+            return not_found()
+        if plural == "events" and gv == "v1" and namespace:
+            if request.method == "POST" and not name:
+                return await self._create_event(request, namespace)
+            if request.method == "PATCH" and name:
+                return await self._patch_event(request, namespace, name)
         if (
             plural not in RESOURCES
             or RESOURCES[plural][1] != gv
             or (plural == "endpointslices" and not self.serve_endpointslices)
+            or (sub == "scale" and plural not in SCALABLE)
+            or (namespace and plural in CLUSTER_SCOPED)
         ):
-            return status(404, "NotFound", "the server could not find the requested resource")
-        watch = request.query.get("watch") in ("true", "1")
-        verb = "watch" if watch else "list"
-        if (plural, namespace or "*") in self.forbidden or (plural, "*") in self.forbidden:
-            api_group = gv.rpartition("/")[0]
-            where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
-            return status(
-                403,
-                "Forbidden",
-                f'{plural} is forbidden: User "{USER}" cannot {verb} resource "{plural}" '
-                f'in API group "{api_group}"{where}',
-                kind=plural,
-            )
-        if watch:
-            return await self._watch(request, plural, namespace)
-        return self._list(request, plural, namespace)
+            return not_found()
+        verb = _verb(request, name)
+        if verb is None:
+            message = "the server does not allow this method on the requested resource"
+            return status(405, "MethodNotAllowed", message)
+        denied = self._forbidden(plural, namespace, verb, gv, sub)
+        if denied is not None:
+            return denied
+        if not name:
+            if verb == "watch":
+                return await self._watch(request, plural, namespace)
+            if verb == "list":
+                return self._list(request, plural, namespace)
+            return await self._create_from(request, plural, namespace)
+        key = (plural, namespace, name)
+        if verb == "create":
+            return await self._create_from(request, plural, namespace)
+        if key not in self.objects:
+            kind_text = plural if not group else f"{plural}.{group}"
+            return status(404, "NotFound", f'{kind_text} "{name}" not found',
+                          name=name, kind=plural)  # fmt: skip
+        if verb == "get":
+            obj = self.objects[key]
+            return web.json_response(_scale_of(obj) if sub == "scale" else obj)
+        if verb == "delete":
+            return web.json_response(await self._delete(key))
+        body = await request.json()
+        if verb == "patch":
+            return await self._patch(request, key, sub, body)
+        return await self._put(key, sub, body)
+
+    def _forbidden(
+        self, plural: str, namespace: str, verb: str, gv: str, sub: str
+    ) -> web.Response | None:
+        if (plural, namespace or "*") not in self.forbidden and (plural, "*") not in self.forbidden:
+            return None
+        api_group = gv.rpartition("/")[0]
+        where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        resource = f"{plural}/{sub}" if sub else plural
+        return status(
+            403,
+            "Forbidden",
+            f'{plural} is forbidden: User "{USER}" cannot {verb} resource "{resource}" '
+            f'in API group "{api_group}"{where}',
+            kind=plural,
+        )
+
+    async def _create_from(self, request: web.Request, plural: str, namespace: str) -> web.Response:
+        body = await request.json()
+        kind, gv = RESOURCES[plural]
+        body.setdefault("kind", kind)
+        body.setdefault("apiVersion", gv)
+        meta = body.setdefault("metadata", {})
+        if namespace:
+            meta["namespace"] = namespace
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                return status(422, "Invalid", f"{kind} is invalid: metadata.name: Required value")
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        meta.pop("resourceVersion", None)
+        if self._key(body) in self.objects:
+            name = meta["name"]
+            return status(409, "AlreadyExists", f'{plural} "{name}" already exists',
+                          name=name, kind=plural)  # fmt: skip
+        return web.json_response(await self._write("ADDED", body), status=201)
+
+    async def _put(self, key: tuple[str, str, str], sub: str, body: dict[str, Any]) -> web.Response:
+        old = self.objects[key]
+        given = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if given and given != old["metadata"]["resourceVersion"]:
+            return self._conflict(key)
+        if sub == "scale":
+            new = json.loads(json.dumps(old))
+            new.setdefault("spec", {})["replicas"] = int(body.get("spec", {}).get("replicas", 0))
+        else:
+            new = _with_subresource(old, body, sub)
+        stored = await self._write("MODIFIED", new)
+        return web.json_response(_scale_of(stored) if sub == "scale" else stored)
+
+    async def _patch(
+        self, request: web.Request, key: tuple[str, str, str], sub: str, body: Any
+    ) -> web.Response:
+        old = self.objects[key]
+        current: dict[str, Any] = _scale_of(old) if sub == "scale" else old
+        content = request.content_type
+        if content == "application/json-patch+json":
+            if not isinstance(body, list):
+                return status(400, "BadRequest", "json patch must be a list of operations")
+            try:
+                patched = _json_patch(current, body)
+            except _PatchTestFailed as failure:
+                return status(422, "Invalid", str(failure))
+        elif content in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            given = str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
+            if given and given != old["metadata"]["resourceVersion"]:
+                return self._conflict(key)
+            patched = _merge_patch(current, body)
+        else:
+            return status(415, "UnsupportedMediaType", "the body of the request was in an "
+                          "unknown format - accepted media types include: "
+                          "application/json-patch+json, application/merge-patch+json, "
+                          "application/apply-patch+yaml")  # fmt: skip
+        return await self._put(key, sub, _resource_version_dropped(patched))
+
+    def _conflict(self, key: tuple[str, str, str]) -> web.Response:
+        plural, _, name = key
+        group = RESOURCES[plural][1].rpartition("/")[0]
+        kind_text = f"{plural}.{group}" if group else plural
+        return status(409, "Conflict", f'Operation cannot be fulfilled on {kind_text} "{name}": '
+                      f"{CONFLICT}", name=name, kind=plural)  # fmt: skip
 
     def _matching(self, plural: str, namespace: str) -> Iterator[dict[str, Any]]:
         for (p, ns, _), obj in sorted(self.objects.items()):
@@ -405,8 +558,7 @@ class FakeAPIServer:
             await response.write_eof()
         return response
 
-    async def _create_event(self, request: web.Request) -> web.Response:
-        namespace = request.match_info["namespace"]
+    async def _create_event(self, request: web.Request, namespace: str) -> web.Response:
         body = await request.json()
         name = body["metadata"]["name"]
         if (namespace, name) in self.events:
@@ -417,8 +569,8 @@ class FakeAPIServer:
         self.events[(namespace, name)] = body
         return web.json_response(body, status=201)
 
-    async def _patch_event(self, request: web.Request) -> web.Response:
-        key = (request.match_info["namespace"], request.match_info["name"])
+    async def _patch_event(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        key = (namespace, name)
         if key not in self.events:
             return status(404, "NotFound", f'events "{key[1]}" not found')
         if not request.content_type.endswith("patch+json"):
@@ -426,6 +578,111 @@ class FakeAPIServer:
         self.version += 1
         self.events[key].update(await request.json())
         return web.json_response(self.events[key])
+
+
+def not_found() -> web.Response:
+    return status(404, "NotFound", "the server could not find the requested resource")
+
+
+def _verb(request: web.Request, name: str) -> str | None:
+    """The RBAC verb of a request, or None for a method the URI does not take."""
+    method = request.method
+    if not name:
+        if method == "GET":
+            return "watch" if request.query.get("watch") in ("true", "1") else "list"
+        return "create" if method == "POST" else None
+    return {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+
+
+def _with_subresource(old: dict[str, Any], body: dict[str, Any], sub: str) -> dict[str, Any]:
+    """A write through `/status` changes only `.status`; one through the main resource
+    changes everything but `.status` (the status subresource's contract)."""
+    new = json.loads(json.dumps(old if sub == "status" else body))
+    if sub == "status":
+        new["status"] = json.loads(json.dumps(body.get("status", {})))
+    elif "status" in old:
+        new["status"] = json.loads(json.dumps(old["status"]))
+    else:
+        new.pop("status", None)
+    new["metadata"] = {**old["metadata"], **_settable_metadata(new.get("metadata", {}))}
+    new["kind"], new["apiVersion"] = old["kind"], old["apiVersion"]
+    return new  # type: ignore[no-any-return]
+
+
+def _settable_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    fixed = {"name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation"}
+    return {k: v for k, v in meta.items() if k not in fixed}
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale of a Deployment or StatefulSet."""
+    meta = obj["metadata"]
+    selector = obj.get("spec", {}).get("selector", {}).get("matchLabels", {})
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace", ""),
+                     "resourceVersion": meta["resourceVersion"], "uid": meta["uid"]},
+        "spec": {"replicas": int(obj.get("spec", {}).get("replicas", 1))},
+        "status": {"replicas": int(obj.get("status", {}).get("replicas", 0)),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
+    }  # fmt: skip
+
+
+def _resource_version_dropped(obj: dict[str, Any]) -> dict[str, Any]:
+    """A patch is applied to the current object, so its own resourceVersion is no precondition
+    (the merge-patch check happens before)."""
+    copy: dict[str, Any] = json.loads(json.dumps(obj))
+    copy.get("metadata", {}).pop("resourceVersion", None)
+    return copy
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge patch treated the same: lists replaced)."""
+    if not isinstance(patch, dict):
+        return json.loads(json.dumps(patch))
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+class _PatchTestFailed(ValueError):
+    pass
+
+
+def _json_patch(target: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 add/replace/remove/test, enough for the status and scale writes clients send."""
+    doc: Any = json.loads(json.dumps(target))
+    for op in operations:
+        *parents, last = [
+            p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")
+        ]
+        node = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        index: Any = int(last) if isinstance(node, list) and last != "-" else last
+        if op["op"] == "test":
+            current = node.get(index) if isinstance(node, dict) else node[index]
+            if current != op["value"]:
+                raise _PatchTestFailed(f"the server rejected our request due to an error in our "
+                                       f"request: test failed at {op['path']}")  # fmt: skip
+        elif op["op"] in ("add", "replace"):
+            if isinstance(node, list):
+                if index == "-":
+                    node.append(op["value"])
+                elif op["op"] == "add":
+                    node.insert(index, op["value"])
+                else:
+                    node[index] = op["value"]
+            else:
+                node[index] = op["value"]
+        elif op["op"] == "remove":
+            del node[index]
+    return doc  # type: ignore[no-any-return]
 
 
 def _item(obj: dict[str, Any]) -> dict[str, Any]:
