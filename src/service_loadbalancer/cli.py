@@ -233,6 +233,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="ip[:port] (comma separated) that resolve ExternalNames "
         "(default: the nameservers of /etc/resolv.conf)",
     )
+    flag(
+        "--load-balancer-class",
+        default=None,
+        help="serve type=LoadBalancer Services of this spec.loadBalancerClass "
+        "(default: those without a class)",
+    )
+    flag(
+        "--publish-address",
+        default="",
+        help="addresses (IPs or host names, comma separated) written to the status of the "
+        "load balancers (default: the nodes running our pods)",
+    )
+    flag(
+        "--election-id",
+        default="service-loadbalancer-leader",
+        help="name of the Lease that elects the one replica writing status "
+        "(service-loadbalancer-leader)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p

@@ -24,6 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service_loadbalancer.haproxy.render import TemplateError, check_template
 from service_loadbalancer.model import Algorithm
+from service_loadbalancer.publish.addresses import (
+    parse_class,
+    parse_election_id,
+    parse_publish_addresses,
+)
 from service_loadbalancer.settings import (
     DEFAULT_RUN_DIR,
     ENV_STATS_PASSWORD,
@@ -245,4 +250,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         allow_external_names=args.allow_external_names,
         allow_cluster_external_names=args.allow_cluster_external_names,
         dns_servers=parse_dns_servers(args.dns_servers),
+        load_balancer_class=parse_class(args.load_balancer_class),
+        publish_addresses=parse_publish_addresses(args.publish_address),
+        election_id=parse_election_id(args.election_id),
     )

@@ -77,6 +77,9 @@ class Backend:
     external_name: str | None = None
     #: HTTP/1.1 or HTTP/2 (cleartext, prior knowledge) to the pods; HTTP backends only.
     protocol: Protocol = Protocol.H1
+    #: Only clients from these networks (CIDRs) are served (loadBalancerSourceRanges);
+    #: empty: everyone.
+    allowed_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -92,10 +95,12 @@ class HttpRoute:
 
 @dataclass(frozen=True, slots=True, order=True)
 class TcpFrontend:
-    """A TCP listener on `port` that forwards to `backend`."""
+    """A TCP listener on `port` that forwards to `backend`; with `allowed_sources`, a
+    connection from elsewhere is refused as it is accepted."""
 
     port: int
     backend: str
+    allowed_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -132,6 +137,11 @@ class LoadBalancer:
     #: Certificates from Secrets, chosen by SNI; --ssl-cert is the default before them.
     certificates: tuple[Certificate, ...] = ()
     passthrough: tuple[TlsPassthrough, ...] = ()
+    #: Services of type LoadBalancer served on all their ports: their status lists our
+    #: addresses (written by the leader, publish/).
+    load_balancers: tuple[ObjectKey, ...] = ()
+    #: Services that carry such status but are no longer ours: it is cleared.
+    unpublished: tuple[ObjectKey, ...] = ()
 
     @property
     def https(self) -> bool:

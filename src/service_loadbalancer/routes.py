@@ -121,7 +121,7 @@ def tcp_frontends(
         reserved[settings.https_port] = "--https-port"
     taken: dict[int, ServicePort] = {}
     frontends: list[TcpFrontend] = []
-    for port in sorted(ports, key=lambda p: p.sort_key):
+    for port in sorted(ports, key=lambda p: p.claim_key):
         if port.number in reserved:
             out.problem(
                 port.key,
@@ -133,9 +133,21 @@ def tcp_frontends(
             out.problem(
                 port.key,
                 f"TCP port {port.number} is already served for "
-                f"{owner.key.namespace}/{owner.key.name}; not served",
+                f"{owner.key.namespace}/{owner.key.name}{_older(owner, port)}; not served",
             )
             continue
         taken[port.number] = port
-        frontends.append(TcpFrontend(port=port.number, backend=port.backend))
+        frontends.append(
+            TcpFrontend(port=port.number, backend=port.backend, allowed_sources=port.sources)
+        )
     return frontends
+
+
+def _older(owner: ServicePort, port: ServicePort) -> str:
+    if owner.lb is None or port.lb is None:
+        return ""
+    return (
+        " (created earlier)"
+        if owner.lb.created != port.lb.created
+        else " (same age, first by name)"
+    )

@@ -118,6 +118,14 @@ class Settings:
     #: DNS servers (`host:port`) HAProxy resolves ExternalNames with; empty: the
     #: nameservers of /etc/resolv.conf.
     dns_servers: tuple[str, ...] = ()
+    #: Services of type LoadBalancer served (--load-balancer-class): None, those without
+    #: spec.loadBalancerClass; else exactly those of this class.
+    load_balancer_class: str | None = None
+    #: --publish-address: the addresses (IPs, or host names) written to the status of the
+    #: load balancers; empty: the nodes that run our pods.
+    publish_addresses: tuple[str, ...] = ()
+    #: The Lease that elects the one replica writing status (--election-id).
+    election_id: str = "service-loadbalancer-leader"
 
     @property
     def config_path(self) -> Path:

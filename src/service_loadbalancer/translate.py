@@ -41,6 +41,13 @@ from service_loadbalancer.https import (
 )
 from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
+from service_loadbalancer.loadbalancers import (
+    has_our_status,
+    lb_listeners,
+    lb_spec,
+    published,
+    to_clear,
+)
 from service_loadbalancer.model import (
     Backend,
     LoadBalancer,
@@ -74,12 +81,16 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         else {},
     )
     ports: list[ServicePort] = []
+    unpublished: list[ObjectKey] = []
     for svc in snapshot.of_kind("Service"):
         key = key_of(svc)
         if _selected(key, settings):
             ports.extend(_service_ports(svc, key, out))
+            if key not in out.load_balancers and to_clear(svc, svc.get("spec") or {}, settings):
+                unpublished.append(key)
 
     resolve_tcp_names(out.tcp_claims, settings, out)
+    ports.extend(lb_listeners(ports, settings))
     routes = http_routes([p for p in ports if p.mode is Mode.HTTP], out)
     certificates, terminated = tls_termination(ports, out)
     https_routes = [r for r in routes if r.backend in terminated]
@@ -88,6 +99,8 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     secure = terminated | passed_services(passthrough, ports)
     backends = [_backend(p, https=p.backend in secure) for p in ports]
     frontends = tcp_frontends([p for p in ports if p.listener], settings, out, https=https)
+    lbs = published(ports, frontends, settings, out.unsupported)
+    unpublished.extend(k for k in out.load_balancers if k not in lbs)
     strips: dict[str, list[str]] = defaultdict(list)
     for route in routes:
         if route.strip:
@@ -102,8 +115,15 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         https_routes=tuple(sorted(https_routes, key=lambda r: (r.host or "", r.path))),
         certificates=tuple(sorted(certificates)),
         passthrough=tuple(sorted(passthrough)),
+        load_balancers=lbs,
+        unpublished=tuple(sorted(k for k in unpublished if _has_status(snapshot, k))),
     )
     return Translation(model=model, problems=tuple(sorted(set(out.problems))))
+
+
+def _has_status(snapshot: Snapshot, key: ObjectKey) -> bool:
+    svc = snapshot.objects.get(key)
+    return svc is not None and has_our_status(svc)
 
 
 def _selected(key: ObjectKey, settings: Settings) -> bool:
@@ -141,6 +161,12 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
     options = _options(spec, {str(k): str(v) for k, v in annotations.items()}, key, settings, out)
     if options is None:
         return []
+    lb = lb_spec(svc, spec, settings)
+    if isinstance(lb, str):
+        out.problem(key, lb)
+        return []
+    if lb is not None:
+        out.load_balancers.add(key)
     raw_ports = spec.get("ports")
     if not isinstance(raw_ports, list) or not raw_ports:
         out.problem(key, "has no ports")
@@ -151,7 +177,11 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
         if not isinstance(raw, dict):
             out.problem(key, "spec.ports has an entry that is not a mapping")
             continue
-        if str(raw.get("protocol") or "TCP") != "TCP":
+        protocol = str(raw.get("protocol") or "TCP")
+        if protocol != "TCP":
+            if lb is not None:  # a load balancer that serves only part of what is asked
+                out.problem(key, f"port {raw.get('port')}/{protocol}: only TCP is supported")
+                out.unsupported.add(key)
             continue  # UDP and SCTP cannot go through HAProxy
         number = raw.get("port")
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
@@ -169,6 +199,7 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
             key, str(name), number, target, mode, options, servers=(), listener=bool(tcp)
         )
         port.protocol = _protocol(raw.get("appProtocol"), options)
+        port.lb = lb
         if external is not None:
             port.external_name = external
             port.servers = (external_server(external, number, target),)
@@ -280,6 +311,7 @@ def _backend(port: ServicePort, *, https: bool) -> Backend:
         timeout_connect_ms=port.options.timeout_connect_ms,
         external_name=port.external_name,
         protocol=port.protocol if http else Protocol.H1,
+        allowed_sources=port.sources,
     )
 
 

@@ -39,6 +39,16 @@ class ServiceOptions:
     protocol: Protocol | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LbSpec:
+    """What a Service of type LoadBalancer that is ours asks (loadbalancers.py)."""
+
+    #: spec.loadBalancerSourceRanges, normalised; empty: everyone.
+    sources: tuple[str, ...]
+    #: metadata.creationTimestamp (RFC 3339, compared as text), for port claims.
+    created: str
+
+
 @dataclass(slots=True)
 class ServicePort:
     """One usable port of one Service, before routes are decided."""
@@ -59,10 +69,23 @@ class ServicePort:
     external_name: str | None = None
     #: What HTTP the pods speak (appProtocol, else lb.backend-protocol).
     protocol: Protocol = Protocol.H1
+    #: The Service is a load balancer of ours (type LoadBalancer, our class).
+    lb: LbSpec | None = None
 
     @property
     def sort_key(self) -> tuple[str, str, int]:
         return (self.key.namespace, self.key.name, self.number)
+
+    @property
+    def claim_key(self) -> tuple[bool, str, str, str, int]:
+        """Who gets a contested TCP port: --tcp-services ports first (by name), then
+        load balancers, oldest first."""
+        created = self.lb.created if self.lb is not None else ""
+        return (self.lb is not None, created, *self.sort_key)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.lb.sources if self.lb is not None else ()
 
 
 @dataclass(slots=True)
@@ -77,6 +100,10 @@ class TranslationRun:
     )
     secrets: Mapping[tuple[str, str], RawObject] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: Services of type LoadBalancer that are ours (loadbalancers.py), and those of
+    #: them with a port we cannot serve (UDP, SCTP).
+    load_balancers: set[ObjectKey] = field(default_factory=set)
+    unsupported: set[ObjectKey] = field(default_factory=set)
 
     def problem(self, subject: ObjectKey, reason: str) -> None:
         self.problems.append(Problem(subject, reason))

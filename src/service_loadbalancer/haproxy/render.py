@@ -218,6 +218,7 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
                 "port": f.port,
                 "backend": f.backend,
                 "bind": bind_spec(settings.bind_address, f.port),
+                "allowed_sources": " ".join(f.allowed_sources),
             }
             for f in model.tcp_frontends
         ],
@@ -330,6 +331,8 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
         # HTTP/2 to the pods without TLS (prior knowledge): `proto h2` on every server
         # line, so a server added at run time (`add server`) speaks it too.
         "proto": "h2" if backend.protocol is Protocol.H2C and backend.mode is Mode.HTTP else "",
+        # loadBalancerSourceRanges: "" (everyone) or CIDRs for `src`.
+        "allowed_sources": " ".join(backend.allowed_sources),
     }
 
 

@@ -1,0 +1,146 @@
+"""Services of type LoadBalancer end to end: the real controller reading the fake API
+server, the real HAProxy, real TCP backends on 127.0.0.0/8, real clients with their own
+source addresses (127.0.0.x)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_apiserver import FakeAPIServer
+from harness import Backends, Controller, free_port, running, wait_for
+from objects import port, service, slices
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[Backends]:
+    b = Backends()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[FakeAPIServer]:
+    server = FakeAPIServer(tmp_path, bookmark_interval=0.5)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def kube_controller(workdir: Path, api: FakeAPIServer, *extra: str, **kw: Any) -> Controller:
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = api.kubeconfig(workdir / "kubeconfig")
+    return Controller(
+        workdir,
+        use_manifests=False,
+        extra_args=["--kubeconfig", str(kubeconfig), *extra],
+        **kw,
+    )
+
+
+def lb_service(
+    name: str,
+    number: int,
+    target: int,
+    *,
+    klass: str | None = None,
+    ranges: list[str] | None = None,
+    type_: str = "LoadBalancer",
+    created: str = "2026-01-01T00:00:00Z",
+) -> dict[str, Any]:
+    svc = service(name, port(number, target=target), type_=type_)
+    svc["metadata"]["creationTimestamp"] = created
+    if klass is not None:
+        svc["spec"]["loadBalancerClass"] = klass
+    if ranges is not None:
+        svc["spec"]["loadBalancerSourceRanges"] = ranges
+    return svc
+
+
+async def echo(port_: int, *, address: str = "127.0.0.1", source: str | None = None) -> str:
+    """One line through a TCP connection: what came back ("" if the connection was
+    refused or closed without an answer)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port_, local_addr=(source, 0) if source else None),
+            5,
+        )
+    except OSError:
+        return ""
+    try:
+        writer.write(b"hello\n")
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+    except (OSError, TimeoutError):
+        return ""
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def until_echo(port_: int, expected: str, **kw: Any) -> None:
+    async def check() -> bool:
+        return await echo(port_, **kw) == expected
+
+    await wait_for(check, what=f"port {port_} answering {expected!r} ({kw})")
+
+
+def reload_count(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("slb_haproxy_reloads_total")
+    )
+
+
+def ingress_of(api: FakeAPIServer, name: str) -> list[dict[str, Any]]:
+    svc = api.get("Service", "default", name) or {}
+    return list(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
+
+
+async def test_served_on_its_port_source_ranges_other_class_and_type_change(
+    tmp_path: Path, api: FakeAPIServer, backends: Backends
+) -> None:
+    db = await backends.tcp("db", "127.0.1.1")
+    other = await backends.tcp("other", "127.0.1.2")
+    lb_port, other_port = free_port(), free_port()
+    for obj in [
+        lb_service("db", lb_port, db[1]),
+        *slices("db", [db]),
+        lb_service("other", other_port, other[1], klass="example.com/metallb"),
+        *slices("other", [other]),
+    ]:
+        await api.create(obj)
+    controller = kube_controller(tmp_path / "c", api, "--publish-address", "127.0.0.1")
+    with running(controller):
+        await controller.wait_healthy()
+        await until_echo(lb_port, "db: hello")
+        # Endpoint churn goes through the Runtime API: no reload.
+        reloads = reload_count(await controller.metrics())
+        db2 = await backends.tcp("db2", "127.0.1.3")
+        for obj in slices("db", [db, db2]):
+            await api.apply(obj)
+
+        async def both() -> bool:
+            seen = {await echo(lb_port) for _ in range(6)}
+            return seen == {"db: hello", "db2: hello"}
+
+        await wait_for(both, what="both endpoints behind the load balancer")
+        assert reload_count(await controller.metrics()) == reloads
+        # Another class is not ours: no port, no status.
+        assert await echo(other_port) == ""
+        assert ingress_of(api, "other") == []
+
+        # Source ranges: only 127.0.0.2 may connect; 127.0.0.3 is refused.
+        await api.update(lb_service("db", lb_port, db[1], ranges=["127.0.0.2/32"]))
+        await until_echo(lb_port, "", source="127.0.0.3")
+        assert await echo(lb_port, source="127.0.0.2") == "db: hello"
+
+        # No longer a load balancer: the port closes.
+        await api.update(lb_service("db", lb_port, db[1], type_="ClusterIP"))
+        await until_echo(lb_port, "")
