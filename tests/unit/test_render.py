@@ -775,7 +775,9 @@ def test_template_context_variables() -> None:
     assert context["stats_bind"] == "[::1]:1936"
     assert context["http_bind"] == "[::1]:80"
     assert context["error_page"] == ERROR_PAGE
-    assert context["tcp_frontends"] == [{"port": 3306, "backend": "t", "bind": "[::1]:3306"}]
+    assert context["tcp_frontends"] == [
+        {"port": 3306, "backend": "t", "bind": "[::1]:3306", "allowed_sources": ""}
+    ]
     assert context["backends"][0] == {
         "name": "h",
         "mode": "http",
