@@ -795,6 +795,7 @@ def test_template_context_variables() -> None:
         "timeout_connect": None,
         "resolve": "",
         "proto": "",
+        "allowed_sources": "",
     }
     assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"
