@@ -35,6 +35,7 @@ from service_loadbalancer.haproxy.runtime import RuntimeApi
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.publish.tasks import publishing_tasks
 from service_loadbalancer.reconciler import Reconciler
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources import Source, open_source
@@ -134,6 +135,16 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
             if active.api is not None:
                 events = _event_recorder(active.api, reconciler, store)
                 tasks.append(group.create_task(events.run(), name="events"))
+                publishing, _ = publishing_tasks(
+                    api=active.api,
+                    settings=settings,
+                    reconciler=reconciler,
+                    store=store,
+                    metrics=metrics,
+                    env=os.environ,
+                    is_leader=lambda: True,
+                )
+                tasks.extend(group.create_task(start(), name=name) for name, start in publishing)
             await stop.wait()
             shutting_down = True
             log.info(

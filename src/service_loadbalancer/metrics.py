@@ -98,6 +98,18 @@ class Metrics:
             "unreadable, invalid, or refused when rendered; the last good settings kept serving.",
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "slb_leader",
+            "1 while this replica holds the Lease that elects the status writer, else 0.",
+            registry=self.registry,
+        )
+        self.status_writes = Counter(
+            "slb_status_writes",
+            "Writes of load-balancer status (status.loadBalancer) by result "
+            "(written, unchanged, gone, not-leader, failed).",
+            ["result"],
+            registry=self.registry,
+        )
         self.config_restart_needed = Gauge(
             "slb_config_restart_needed",
             "Keys of the --cfg file whose edited values only a restart applies.",

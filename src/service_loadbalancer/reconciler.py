@@ -36,6 +36,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from service_loadbalancer.change_batches import ChangeBatches
@@ -112,6 +113,7 @@ class Reconciler:
         self._dirty = asyncio.Event()
         #: True once HAProxy runs a config built from a complete store.
         self.synced = self._report.synced
+        self._commit_listeners: list[Callable[[], None]] = []
         store.add_listener(self._changes.on_change)
 
     @property
@@ -359,6 +361,12 @@ class Reconciler:
     def _commit(self, new: Running) -> None:
         """The one place the running state changes after a full sync."""
         self._running = replace(new, touched=frozenset(), unverified_since=None)
+        for listener in self._commit_listeners:
+            listener()
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Called after every full sync's commit (the status publisher reads the model)."""
+        self._commit_listeners.append(listener)
 
     # ------------------------------------------------------------------ files
 

@@ -103,6 +103,82 @@ def ingress_of(api: FakeAPIServer, name: str) -> list[dict[str, Any]]:
     return list(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
 
 
+async def until_ingress(api: FakeAPIServer, name: str, expected: list[dict[str, Any]]) -> None:
+    async def check() -> bool:
+        return ingress_of(api, name) == expected
+
+    await wait_for(check, what=f"status of {name}: {expected}")
+
+
+def pod(name: str, node: str, *, ready: bool = True, owner: str = "lb-rs") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "lb-system",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": owner,
+                    "uid": "u-" + owner,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"nodeName": node, "containers": [{"name": "lb", "image": "x"}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def node(name: str, *addresses: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "status": {"addresses": [{"type": t, "address": a} for t, a in addresses]},
+    }
+
+
+async def test_addresses_from_the_nodes_running_our_ready_pods(
+    tmp_path: Path, api: FakeAPIServer, backends: Backends
+) -> None:
+    db = await backends.tcp("db", "127.0.1.1")
+    lb_port = free_port()
+    for obj in [
+        lb_service("db", lb_port, db[1]),
+        *slices("db", [db]),
+        node("node-a", ("InternalIP", "127.0.2.1"), ("Hostname", "node-a")),
+        node("node-b", ("InternalIP", "127.0.2.2"), ("ExternalIP", "127.0.3.2")),
+        node("node-c", ("InternalIP", "127.0.2.3")),
+        node("node-d", ("InternalIP", "127.0.2.4")),
+        pod("lb-a", "node-a"),
+        pod("lb-b", "node-b"),
+        pod("lb-c", "node-c", ready=False),
+        pod("other", "node-d", owner="someone-else"),
+    ]:
+        await api.create(obj)
+    controller = kube_controller(
+        tmp_path / "c", api, env={"POD_NAME": "lb-a", "POD_NAMESPACE": "lb-system"}
+    )
+    with running(controller):
+        await controller.wait_healthy()
+        await until_echo(lb_port, "db: hello")
+        a = {"ip": "127.0.2.1", "ipMode": "Proxy"}
+        b = {"ip": "127.0.3.2", "ipMode": "Proxy"}  # ExternalIP before InternalIP
+        c = {"ip": "127.0.2.3", "ipMode": "Proxy"}
+        await until_ingress(api, "db", [a, b])
+        # A pod becomes ready: its node joins; one goes away: its node leaves.
+        await api.update(pod("lb-c", "node-c"))
+        await until_ingress(api, "db", [a, c, b])
+        await api.delete("Pod", "lb-system", "lb-b")
+        await until_ingress(api, "db", [a, c])
+
+
 async def test_served_on_its_port_source_ranges_other_class_and_type_change(
     tmp_path: Path, api: FakeAPIServer, backends: Backends
 ) -> None:
@@ -132,6 +208,7 @@ async def test_served_on_its_port_source_ranges_other_class_and_type_change(
 
         await wait_for(both, what="both endpoints behind the load balancer")
         assert reload_count(await controller.metrics()) == reloads
+        await until_ingress(api, "db", [{"ip": "127.0.0.1", "ipMode": "Proxy"}])
         # Another class is not ours: no port, no status.
         assert await echo(other_port) == ""
         assert ingress_of(api, "other") == []
@@ -144,3 +221,5 @@ async def test_served_on_its_port_source_ranges_other_class_and_type_change(
         # No longer a load balancer: the port closes.
         await api.update(lb_service("db", lb_port, db[1], type_="ClusterIP"))
         await until_echo(lb_port, "")
+        await until_ingress(api, "db", [])
+        assert ingress_of(api, "other") == []

@@ -88,6 +88,9 @@ def slim(obj: RawObject) -> RawObject:
         if isinstance(annotations, dict):
             for name in _BULKY_ANNOTATIONS:
                 annotations.pop(name, None)
+    status = obj.get("status")
+    if obj.get("kind") == "Node" and isinstance(status, dict):
+        status.pop("images", None)  # the publisher reads addresses only; images are bulk
     endpoints = obj.get("endpoints")
     if obj.get("kind") == "EndpointSlice" and isinstance(endpoints, list):
         obj["endpoints"] = [_slim_endpoint(ep) for ep in endpoints]

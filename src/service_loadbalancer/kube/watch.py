@@ -54,6 +54,9 @@ RESOURCES: Final[Mapping[str, Resource]] = {
     "Endpoints": Resource("Endpoints", "v1", "endpoints"),
     "EndpointSlice": Resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
     "Secret": Resource("Secret", "v1", "secrets"),
+    # The status publisher's (publish/): our own pods, and the nodes they run on.
+    "Pod": Resource("Pod", "v1", "pods"),
+    "Node": Resource("Node", "v1", "nodes"),
 }
 
 

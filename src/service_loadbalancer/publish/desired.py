@@ -1,0 +1,72 @@
+"""Which objects want which load-balancer status, and whether they have it. Pure.
+
+The writer (writer.py) is generic over kind: it takes a mapping from object identity
+(kind, namespace, name) to the entries of `status.loadBalancer.ingress` (None: clear),
+so Ingress status can later be fed through the same writer by adding Ingress keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.loadbalancers import IP_MODE_PROXY
+from service_loadbalancer.publish.addresses import Address
+
+#: The entries of status.loadBalancer.ingress, as JSON; None: clear them.
+Entries = tuple[dict[str, Any], ...]
+Desired = Mapping[ObjectKey, Entries | None]
+
+#: Kinds whose entries carry ipMode (a Service's LoadBalancerIngress has it; an
+#: Ingress's IngressLoadBalancerIngress does not).
+IP_MODE_KINDS = frozenset({"Service"})
+
+
+def entries_for(kind: str, addresses: Sequence[Address]) -> Entries:
+    """The status entries of one object of `kind` for these addresses."""
+    mode = IP_MODE_PROXY if kind in IP_MODE_KINDS else None
+    return tuple(a.entry(ip_mode=mode) for a in addresses)
+
+
+def desired_status(
+    *,
+    publish: Iterable[ObjectKey],
+    clear: Iterable[ObjectKey],
+    addresses: Sequence[Address] | None,
+) -> dict[ObjectKey, Entries | None]:
+    """Status for every object to `publish` (when the addresses are known and not
+    empty: an empty or unknown set changes nothing rather than emptying DNS on a
+    guess), and None for every object to `clear`."""
+    wanted: dict[ObjectKey, Entries | None] = {key: None for key in clear}
+    if addresses:
+        for key in publish:
+            wanted[key] = entries_for(key.kind, addresses)
+    return wanted
+
+
+def current_entries(obj: RawObject | None) -> Entries:
+    """The object's status.loadBalancer.ingress, as it is (empty when absent)."""
+    if obj is None:
+        return ()
+    status = obj.get("status")
+    balancer = status.get("loadBalancer") if isinstance(status, dict) else None
+    ingress = balancer.get("ingress") if isinstance(balancer, dict) else None
+    if not isinstance(ingress, list):
+        return ()
+    return tuple(e for e in ingress if isinstance(e, dict))
+
+
+def needs_write(obj: RawObject | None, wanted: Entries | None) -> bool:
+    """Whether the object's status differs from what is wanted (None: cleared)."""
+    if obj is None:
+        return False  # gone: nothing to write to
+    return current_entries(obj) != (wanted or ())
+
+
+def with_status(obj: RawObject, wanted: Entries | None) -> RawObject:
+    """The object (a copy) with status.loadBalancer set as wanted: the body of a PUT
+    to its status subresource, carrying its resourceVersion (optimistic concurrency)."""
+    status = dict(obj.get("status") or {})
+    status["loadBalancer"] = {"ingress": [dict(e) for e in wanted]} if wanted else {}
+    return {**obj, "status": status}
