@@ -135,14 +135,13 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
             if active.api is not None:
                 events = _event_recorder(active.api, reconciler, store)
                 tasks.append(group.create_task(events.run(), name="events"))
-                publishing, _ = publishing_tasks(
+                publishing = publishing_tasks(
                     api=active.api,
                     settings=settings,
                     reconciler=reconciler,
                     store=store,
                     metrics=metrics,
                     env=os.environ,
-                    is_leader=lambda: True,
                 )
                 tasks.extend(group.create_task(start(), name=name) for name, start in publishing)
             await stop.wait()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +225,113 @@ async def test_served_on_its_port_source_ranges_other_class_and_type_change(
         await until_echo(lb_port, "")
         await until_ingress(api, "db", [])
         assert ingress_of(api, "other") == []
+
+
+def replica(tmp_path: Path, api: FakeAPIServer, name: str, address: str) -> Controller:
+    """One load-balancer replica on its own address (its own run directory, ports and
+    pod name), publishing that address so the status says who wrote it."""
+    return kube_controller(
+        tmp_path / name,
+        api,
+        "--bind-address", address,
+        "--publish-address", address,
+        env={"POD_NAME": name, "POD_NAMESPACE": "lb-system"},
+    )  # fmt: skip
+
+
+async def metric(c: Controller, address: str, name: str) -> float | None:
+    """A metric of the replica's /metrics (served on its --bind-address), or None."""
+    reader, writer = await asyncio.open_connection(address, c.healthz_port)
+    try:
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        text = (await reader.read()).decode()
+    finally:
+        writer.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def holder(api: FakeAPIServer) -> str:
+    lease = api.get("Lease", "lb-system", "service-loadbalancer-leader") or {}
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+async def until_leader(api: FakeAPIServer, c: Controller, address: str, name: str) -> None:
+    async def check() -> bool:
+        return holder(api) == name and await metric(c, address, "slb_leader") == 1.0
+
+    # A lease held by a replica that died must expire first: 15 s, plus a retry of 2 s.
+    await wait_for(check, within=40, what=f"{name} holding the Lease")
+
+
+async def terminate(c: Controller) -> None:
+    """SIGTERM and wait without blocking the loop (the fake API server runs on it, and
+    the replica releases its Lease there on the way out)."""
+    assert c.proc is not None
+    c.proc.terminate()
+
+    async def exited() -> bool:
+        assert c.proc is not None
+        return c.proc.poll() is not None
+
+    await wait_for(exited, within=30, what="the replica to stop")
+
+
+def kill(c: Controller) -> None:
+    """SIGKILL the controller and its HAProxy: a node that vanished."""
+    assert c.proc is not None
+    c.proc.kill()
+    c.proc.wait()
+    for pid in c.haproxy_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_two_replicas_one_writer_handover_on_sigterm_and_takeover_after_sigkill(
+    tmp_path: Path, api: FakeAPIServer, backends: Backends
+) -> None:
+    db = await backends.tcp("db", "127.0.1.1")
+    lb_port = free_port()
+    for obj in [lb_service("db", lb_port, db[1]), *slices("db", [db])]:
+        await api.create(obj)
+    a = replica(tmp_path, api, "lb-a", "127.0.0.2")
+    b = replica(tmp_path, api, "lb-b", "127.0.0.3")
+    try:
+        a.start()
+        await until_leader(api, a, "127.0.0.2", "lb-a")
+        b.start()
+        # Both serve traffic; only the leader writes status.
+        await until_echo(lb_port, "db: hello", address="127.0.0.2")
+        await until_echo(lb_port, "db: hello", address="127.0.0.3")
+        await until_ingress(api, "db", [{"ip": "127.0.0.2", "ipMode": "Proxy"}])
+
+        async def b_follows() -> bool:
+            return await metric(b, "127.0.0.3", "slb_leader") == 0.0
+
+        await wait_for(b_follows, what="b running as a follower")
+        await asyncio.sleep(3)  # b has tried the Lease at least once more meanwhile
+        assert holder(api) == "lb-a"
+        assert ingress_of(api, "db") == [{"ip": "127.0.0.2", "ipMode": "Proxy"}]
+        assert "is now the leader" not in b.log()
+
+        # SIGTERM: a releases the Lease on its way out, b takes over on its next try.
+        await terminate(a)
+        assert "released" in a.log()
+        await until_leader(api, b, "127.0.0.3", "lb-b")
+        await until_ingress(api, "db", [{"ip": "127.0.0.3", "ipMode": "Proxy"}])
+
+        # a comes back as a follower; SIGKILL b: a takes over once the lease expired
+        # and writes the status with its own address.
+        a.start()
+        await until_echo(lb_port, "db: hello", address="127.0.0.2")
+        kill(b)
+        await until_leader(api, a, "127.0.0.2", "lb-a")
+        await until_ingress(api, "db", [{"ip": "127.0.0.2", "ipMode": "Proxy"}])
+        lease = api.get("Lease", "lb-system", "service-loadbalancer-leader") or {}
+        assert lease["spec"]["leaseTransitions"] == 2
+    finally:
+        for c in (a, b):
+            if c.proc is not None and c.proc.poll() is None:
+                await terminate(c)

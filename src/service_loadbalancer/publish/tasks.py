@@ -9,6 +9,8 @@ import socket
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from service_loadbalancer.election import Timings
+from service_loadbalancer.leases import LeaseElector
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.publish.addresses import Address
 from service_loadbalancer.publish.publisher import Publisher, WorkloadAddresses, fixed_addresses
@@ -40,10 +42,11 @@ def publishing_tasks(
     store: Store,
     metrics: Metrics,
     env: Mapping[str, str],
-    is_leader: Callable[[], bool],
-) -> tuple[list[Task], Callable[[], None] | None]:
-    """The tasks that keep status written, and the publisher's wake-up (for leadership
-    changes); ([], None) when there is no way to know our addresses."""
+    timings: Timings | None = None,
+) -> list[Task]:
+    """The tasks that keep status written: the election, the publisher and (without
+    --publish-address) the watch of our pods and nodes; none when there is no way to
+    know our addresses."""
     tasks: list[Task] = []
     pod_name, pod_namespace = env.get("POD_NAME", ""), env.get("POD_NAMESPACE", "")
     addresses: Callable[[], tuple[Address, ...] | None]
@@ -59,7 +62,16 @@ def publishing_tasks(
             "no --publish-address and no POD_NAME/POD_NAMESPACE (downward API): the status "
             "of load balancers is not written"
         )
-        return [], None
+        return []
+    elector = LeaseElector(
+        api=api,
+        namespace=pod_namespace or "default",
+        name=settings.election_id,
+        identity=identity(env),
+        timings=timings,
+    )
+    metrics.leader.set_function(lambda: float(elector.is_leader()))
+    is_leader = elector.is_leader
     writer = StatusWriter(
         api=api,
         may_write=is_leader,
@@ -81,5 +93,7 @@ def publishing_tasks(
     if workload is not None:
         for watched in workload.stores():
             watched.add_listener(publisher.wake)
+    elector.on_change(lambda leader: publisher.wake() if leader else None)
+    tasks.append(("leader-election", elector.run))
     tasks.append(("status-publisher", publisher.run))
-    return tasks, publisher.wake
+    return tasks
