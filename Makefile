@@ -54,7 +54,7 @@ test: setup lint typecheck
 demo: setup
 	$(PY) -m service_loadbalancer.demo
 
-# About 19 minutes in all; `make bench-quick` is a short smoke run.
+# About 21 minutes in all; `make bench-quick` is a short smoke run.
 bench: setup wrk
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/runtime.py
@@ -62,6 +62,7 @@ bench: setup wrk
 	$(PY) benchmarks/kube_sync.py --outage 60
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/haproxy_memory.py
+	$(PY) benchmarks/leader.py
 
 bench-quick: setup wrk
 	$(PY) benchmarks/render.py --repeat 1
@@ -70,6 +71,7 @@ bench-quick: setup wrk
 	$(PY) benchmarks/kube_sync.py --runs 1 --outage 5
 	$(PY) benchmarks/startup.py --quick
 	$(PY) benchmarks/haproxy_memory.py --quick
+	$(PY) benchmarks/leader.py --rounds 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo
