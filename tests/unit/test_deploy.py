@@ -72,6 +72,9 @@ def test_cluster_role_grants_exactly_what_the_controller_uses() -> None:
         for kind in read
         for verb in ("list", "watch")
     } | {("", "events", "create"), ("", "events", "patch")}
+    # Status of type=LoadBalancer Services (get: re-read after a 409), and node addresses.
+    expected |= {("", "services", "get"), ("", "services/status", "update")}
+    expected |= {("", RESOURCES["Node"].plural, verb) for verb in ("list", "watch")}
     assert rules("ClusterRole") == expected
     assert not any(resource == "secrets" for _, resource, _ in rules("ClusterRole"))
 
@@ -82,9 +85,31 @@ def test_secrets_and_namespaced_rbac_are_optional_extras() -> None:
     assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"],
                              "verbs": ["list", "watch"]}]  # fmt: skip
     role = next(o for o in optional if o["kind"] == "Role")
+    cluster_scoped = ("", ("nodes",))  # no Role can grant it: --publish-address instead
     assert {(r["apiGroups"][0], tuple(r["resources"])) for r in role["rules"]} == {
         (r["apiGroups"][0], tuple(r["resources"])) for r in one("ClusterRole")["rules"]
+    } - {cluster_scoped}
+
+
+def test_the_election_role_and_the_downward_api() -> None:
+    """The Lease (get, create, update) and our pods (list, watch) in our own namespace;
+    POD_NAME and POD_NAMESPACE from the downward API."""
+    assert rules("Role") == {
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
+        ("", RESOURCES["Pod"].plural, "list"),
+        ("", RESOURCES["Pod"].plural, "watch"),
     }
+    assert one("Role")["metadata"]["namespace"] == one("Namespace")["metadata"]["name"]
+    assert one("RoleBinding")["roleRef"]["name"] == one("Role")["metadata"]["name"]
+    pod = one("DaemonSet")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+           for e in pod["containers"][0]["env"]}  # fmt: skip
+    assert env["POD_NAME"] == "metadata.name"
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+    # Service ports of type=LoadBalancer are any port: the node's network, not hostPorts.
+    assert pod["hostNetwork"] is True
 
 
 def test_daemonset_runs_on_load_balancer_nodes_as_the_service_account() -> None:
