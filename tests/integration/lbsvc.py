@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,26 @@ def kube_controller(workdir: Path, api: FakeAPIServer, *extra: str, **kw: Any) -
     return Controller(
         workdir,
         use_manifests=False,
-        extra_args=["--kubeconfig", str(kubeconfig), *extra],
+        # A short drain: nothing here waits on sessions at stop, and a stop must not
+        # wait out the default 30 s for a connection a client left half-open.
+        extra_args=["--kubeconfig", str(kubeconfig), "--drain-timeout", "1", *extra],
         **kw,
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(c: Controller) -> AsyncIterator[Controller]:
+    """Start the controller; at the end SIGTERM it without blocking the loop (which
+    serves the fake API server and the backends), and SIGKILL what is left."""
+    c.start()
+    try:
+        yield c
+    finally:
+        if c.proc is not None and c.proc.poll() is None:
+            try:
+                await terminate(c)
+            except AssertionError:
+                kill(c)
 
 
 def lb_service(
