@@ -15,7 +15,11 @@ namespaces:
 - servers are the ready endpoints (EndpointSlices when the Service has any, else the
   core/v1 Endpoints), or the ClusterIP with `--forward-services`;
 - HTTPS (lb.sslTerm, lb.sslPassthrough, lb.sslRedirect, lb.hsts) is decided per Service:
-  a missing or bad certificate takes away that Service's HTTPS only, never its HTTP.
+  a missing or bad certificate takes away that Service's HTTPS only, never its HTTP;
+- a Service of type LoadBalancer of our class also gets a TCP listener on each of its
+  ports (the oldest wins a contested port), guarded by its loadBalancerSourceRanges, and
+  the model lists which of them get status and which carry status to clear
+  (loadbalancers.py).
 
 The steps live next door, each named for what it decides: endpoints.py (servers),
 routes.py (paths, hosts, TCP listeners), https.py (certificates, passthrough); the

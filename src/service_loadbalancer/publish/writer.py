@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
+from service_loadbalancer.election import Timings
 from service_loadbalancer.kube.client import request_json
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.publish.desired import Entries, needs_write, with_status
@@ -32,7 +33,9 @@ STATUS_PATHS: Final = {
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses"),
 }
 TRIES: Final = 3
-WRITE_TIMEOUT: Final = 5.0
+#: A write sent just before the renew deadline (10 s) lands before the lease (15 s) could
+#: have expired for anyone else: the 5 s between them bound every request.
+WRITE_TIMEOUT: Final = Timings().lease_duration - Timings().renew_deadline
 
 
 def object_path(key: ObjectKey) -> str:
