@@ -67,31 +67,34 @@ fi
 engine() { "$ENGINE" "$@"; }
 
 # -------------------------------------------------------------------------------- base
-debian_mirror() {
-    if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
-    local uri=""
-    # deb822 (.sources): the URIs of the first stanza whose Suites include bookworm.
-    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '
+# The URI apt's lists give for a suite (bookworm, bookworm-security), else $2.
+apt_source() {
+    local suite=$1 uri=""
+    # deb822 (.sources): the URIs of the first stanza whose Suites include the suite.
+    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$suite" '
         /^$/ { u = "" }
         /^URIs:/ { u = $2 }
-        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm" && u != "") { print u; exit } }')
-    if [ -z "$uri" ]; then  # one-line style: deb [options] URI bookworm main
-        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '
+        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite && u != "") { print u; exit } }')
+    if [ -z "$uri" ]; then  # one-line style: deb [options] URI suite components
+        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$suite" '
             $1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
-                          if ($(i + 1) == "bookworm") { print $i; exit } }')
+                          if ($(i + 1) == suite) { print $i; exit } }')
     fi
-    echo "${uri:-http://deb.debian.org/debian}"
+    echo "${uri:-$2}"
 }
 
-# Debian's minimal variant, trimmed as Debian's slim images are (no documentation, man
-# pages or translations; dpkg is told to leave them out of later installs too), and of the
-# parts of Python and glibc that nothing here runs: the stdlib's tests, lib2to3 and
-# pydoc's data, and iconv's character-set modules (Python has its own codecs).
+# Debian's minimal variant, brought up to date from bookworm-updates and bookworm-security
+# (debootstrap reads one suite only), then trimmed as Debian's slim images are (no
+# documentation, man pages or translations; dpkg is told to leave them out of later
+# installs too), and of the parts of Python and glibc that nothing here runs: the stdlib's
+# tests, lib2to3 and pydoc's data, and iconv's character-set modules (Python has its own
+# codecs). The host's name service files are used while apt runs, and not kept.
 make_rootfs() {
-    local rootfs=$BUILD/rootfs mirror
+    local rootfs=$BUILD/rootfs mirror security check_valid check_date
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || apt_install debian-archive-keyring
-    mirror=$(debian_mirror)
+    mirror=${DEBIAN_MIRROR:-$(apt_source bookworm http://deb.debian.org/debian)}
+    security=$(apt_source bookworm-security http://deb.debian.org/debian-security)
     say "making the base with debootstrap from $mirror (about a minute)"
     rm -rf "$rootfs"
     if ! debootstrap --variant=minbase \
@@ -101,6 +104,24 @@ make_rootfs() {
         say "debootstrap failed (log: $BUILD/debootstrap.log)"
         exit 1
     fi
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-security main\n' \
+        "$mirror" "$mirror" "$security" >"$rootfs/etc/apt/sources.list"
+    cp /etc/hosts /etc/resolv.conf "$rootfs/etc/"
+    printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"  # start no service
+    chmod +x "$rootfs/usr/sbin/policy-rc.d"
+    # A mirror that serves a snapshot has expired Release files: do as the host's apt does.
+    eval "$(apt-config shell check_valid Acquire::Check-Valid-Until check_date Acquire::Check-Date)"
+    if ! chroot "$rootfs" apt-get -q \
+        -o Acquire::Check-Valid-Until="${check_valid:-true}" \
+        -o Acquire::Check-Date="${check_date:-true}" update >>"$BUILD/debootstrap.log" 2>&1 \
+        || ! chroot "$rootfs" apt-get -q -y upgrade >>"$BUILD/debootstrap.log" 2>&1; then
+        tail -20 "$BUILD/debootstrap.log" >&2
+        say "updating the base from bookworm-updates and bookworm-security failed"
+        exit 1
+    fi
+    rm -f "$rootfs/usr/sbin/policy-rc.d"
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
+    : >"$rootfs/etc/resolv.conf"
     (
         cd "$rootfs"
         rm -rf var/cache/apt/archives/*.deb var/cache/apt/*.bin var/lib/apt/lists/* var/log/*
