@@ -48,7 +48,8 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 || return 1
     say "installing $* with apt"
     if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null && apt_updated=1; fi
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+        2> >(grep -v "delaying package configuration" >&2)
 }
 
 # ------------------------------------------------------------------------------ engine
