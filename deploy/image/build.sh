@@ -157,7 +157,8 @@ else
     say "cannot pull $BASE ($(tail -1 "$BUILD/pull.log")): using Debian bookworm from debootstrap"
     if ! engine image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
         [ -s "$BUILD/base.tar" ] || make_rootfs
-        engine import -q "$BUILD/base.tar" "$LOCAL_BASE" >/dev/null
+        engine import "$BUILD/base.tar" "$LOCAL_BASE" >"$BUILD/import.log" 2>&1 \
+            || { cat "$BUILD/import.log" >&2; exit 1; }
     fi
     base_ref=$LOCAL_BASE
     network=none  # haproxy and tini are in: the build needs no network
