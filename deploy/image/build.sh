@@ -66,6 +66,9 @@ if [ "$ENGINE" = podman ] && ! command -v runc >/dev/null 2>&1; then
     apt_install runc || no_runtime "runc could not be installed with apt"
 fi
 engine() { "$ENGINE" "$@"; }
+if ! engine info >"$BUILD/info.log" 2>&1; then
+    no_runtime "$ENGINE info failed: $(tail -3 "$BUILD/info.log" | tr '\n' ' ')"
+fi
 
 # -------------------------------------------------------------------------------- base
 # The URI apt's lists give for a suite (bookworm, bookworm-security), else $2.
