@@ -68,7 +68,8 @@ def lb_spec(svc: RawObject, spec: Mapping[str, Any], settings: Settings) -> LbSp
             return f"loadBalancerSourceRanges entry {item!r} is not a CIDR; not served"
         if network not in sources:
             sources.append(network)
-    created = str((svc.get("metadata") or {}).get("creationTimestamp") or "")
+    meta = svc.get("metadata")
+    created = str(meta.get("creationTimestamp") or "") if isinstance(meta, dict) else ""
     return LbSpec(sources=tuple(sorted(sources)), created=created)
 
 
@@ -128,7 +129,9 @@ def published(
 def has_our_status(svc: RawObject) -> bool:
     """Whether the Service's status lists load-balancer entries that we would have
     written (every entry with ipMode Proxy, or a hostname only we publish)."""
-    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    status = svc.get("status")
+    balancer = status.get("loadBalancer") if isinstance(status, dict) else None
+    ingress = balancer.get("ingress") if isinstance(balancer, dict) else None
     if not isinstance(ingress, list) or not ingress:
         return False
     return all(
@@ -136,9 +139,11 @@ def has_our_status(svc: RawObject) -> bool:
     )
 
 
-def to_clear(svc: RawObject, spec: Mapping[str, Any], settings: Settings) -> bool:
+def to_clear(svc: RawObject, spec: object, settings: Settings) -> bool:
     """Whether this Service, not (or no longer) ours, carries status to clear: only
     entries that look like ours, and never on a Service of another class."""
     if not has_our_status(svc):
         return False
+    if not isinstance(spec, dict):
+        return True  # not a Service we can serve at all
     return not is_load_balancer(spec) or class_matches(spec, settings)

@@ -90,7 +90,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         key = key_of(svc)
         if _selected(key, settings):
             ports.extend(_service_ports(svc, key, out))
-            if key not in out.load_balancers and to_clear(svc, svc.get("spec") or {}, settings):
+            if key not in out.load_balancers and to_clear(svc, svc.get("spec"), settings):
                 unpublished.append(key)
 
     resolve_tcp_names(out.tcp_claims, settings, out)

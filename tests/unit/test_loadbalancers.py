@@ -170,3 +170,20 @@ def test_namespace_selection_bounds_what_is_touched() -> None:
     settings = Settings(http_port=8080, https_port=8443, namespaces=("a",))
     t = run(lb("db", 5432, namespace="b"), settings=settings)
     assert not t.model.load_balancers
+
+
+@pytest.mark.parametrize(
+    "status", [[1], "x", {"loadBalancer": [1]}, {"loadBalancer": {"ingress": "x"}}]
+)
+def test_hostile_status_is_no_status(status: object) -> None:
+    svc = lb("db", 5432, type_="ClusterIP")
+    svc["status"] = status
+    assert run(svc).model.unpublished == ()
+
+
+def test_hostile_spec_with_our_status_is_cleared() -> None:
+    svc = lb("db", 5432, status=OURS)
+    svc["spec"] = [1]
+    t = run(svc)
+    assert t.model.unpublished == (key("db"),)
+    assert not t.model.backends

@@ -167,3 +167,21 @@ def test_needs_write_and_body() -> None:
     assert with_status(body, None)["status"] == {"loadBalancer": {}}
     assert not needs_write(obj, None)
     assert not needs_write(None, entries)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"metadata": [1]},
+        {"metadata": {"name": "x", "namespace": "lb", "ownerReferences": "no"}},
+        {"metadata": {"name": "x", "namespace": "lb"}, "spec": "no", "status": [1]},
+        {
+            "metadata": {"name": "x", "namespace": "lb"},
+            "status": {"phase": "Running", "conditions": 5},
+        },
+    ],
+)
+def test_malformed_pods_are_skipped(junk: dict[str, Any]) -> None:
+    pods = [pod("me", "a"), junk]
+    found = workload_addresses(pods=pods, nodes=NODES, pod_name="me", pod_namespace="lb")
+    assert ips(found) == ["10.0.0.1"]

@@ -101,7 +101,7 @@ def published(values: Iterable[str]) -> tuple[Address, ...]:
 
 def _owner(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """(kind, name) of the pod's controller (the ownerReference with controller: true)."""
-    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    refs = _part(pod, "metadata").get("ownerReferences") or []
     if not isinstance(refs, list):
         return None
     for ref in refs:
@@ -111,13 +111,15 @@ def _owner(pod: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    meta = pod.get("metadata") or {}
+    meta = _part(pod, "metadata")
     if meta.get("deletionTimestamp"):
         return False  # terminating: its node is about to stop serving
-    status = pod.get("status") or {}
+    status = _part(pod, "status")
     if status.get("phase") != "Running":
         return False
-    conditions = status.get("conditions") or []
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return False
     return any(
         isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
         for c in conditions
@@ -126,7 +128,7 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 def node_address(node: Mapping[str, Any]) -> Address | None:
     """The node's ExternalIP, else its InternalIP (the first of each); None without."""
-    addresses = (node.get("status") or {}).get("addresses") or []
+    addresses = _part(node, "status").get("addresses") or []
     if not isinstance(addresses, list):
         return None
     for wanted in ("ExternalIP", "InternalIP"):
@@ -148,7 +150,7 @@ def workload_addresses(
     """The addresses of the nodes running a ready pod of our workload, sorted; None when
     our own pod (or its owner) is not known: the caller then changes nothing."""
     ours = [p for p in pods if _namespace(p) == pod_namespace]
-    me = next((p for p in ours if (p.get("metadata") or {}).get("name") == pod_name), None)
+    me = next((p for p in ours if _part(p, "metadata").get("name") == pod_name), None)
     if me is None:
         return None
     owner = _owner(me)
@@ -158,7 +160,7 @@ def workload_addresses(
     for pod in mates:
         if not _ready(pod):
             continue
-        node = nodes.get(str((pod.get("spec") or {}).get("nodeName") or ""))
+        node = nodes.get(str(_part(pod, "spec").get("nodeName") or ""))
         address = node_address(node) if node is not None else None
         if address is not None:
             found.add(address)
@@ -166,4 +168,11 @@ def workload_addresses(
 
 
 def _namespace(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("namespace") or "default")
+    return str(_part(obj, "metadata").get("namespace") or "default")
+
+
+def _part(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """obj[name] when it is a mapping (metadata, spec, status), else empty: a malformed
+    object reads as one without the field, never as an exception in the publisher."""
+    part = obj.get(name)
+    return part if isinstance(part, Mapping) else {}

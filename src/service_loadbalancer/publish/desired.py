@@ -67,6 +67,7 @@ def needs_write(obj: RawObject | None, wanted: Entries | None) -> bool:
 def with_status(obj: RawObject, wanted: Entries | None) -> RawObject:
     """The object (a copy) with status.loadBalancer set as wanted: the body of a PUT
     to its status subresource, carrying its resourceVersion (optimistic concurrency)."""
-    status = dict(obj.get("status") or {})
+    old = obj.get("status")
+    status = dict(old) if isinstance(old, dict) else {}
     status["loadBalancer"] = {"ingress": [dict(e) for e in wanted]} if wanted else {}
     return {**obj, "status": status}

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.publish.addresses import Address, published, workload_addresses
@@ -64,8 +64,7 @@ class WorkloadAddresses:
         if not (self.pods.store.ready and self.nodes.store.ready):
             return None
         nodes = {
-            str((n.get("metadata") or {}).get("name") or ""): n
-            for n in self.nodes.store.snapshot().of_kind("Node")
+            str(_meta(n).get("name") or ""): n for n in self.nodes.store.snapshot().of_kind("Node")
         }
         found = workload_addresses(
             pods=self.pods.store.snapshot().of_kind("Pod"),
@@ -160,4 +159,9 @@ class Publisher:
 
 
 def _version(obj: RawObject) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return str(_meta(obj).get("resourceVersion") or "")
+
+
+def _meta(obj: RawObject) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
