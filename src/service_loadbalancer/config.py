@@ -34,6 +34,7 @@ from service_loadbalancer.settings import (
     Settings,
     SettingsError,
     parse_dns_servers,
+    parse_ingress_class,
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
@@ -245,4 +246,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         allow_external_names=args.allow_external_names,
         allow_cluster_external_names=args.allow_cluster_external_names,
         dns_servers=parse_dns_servers(args.dns_servers),
+        ingress_class=parse_ingress_class(args.ingress_class),
+        watch_ingress_without_class=args.watch_ingress_without_class,
+        service_routes=args.service_routes,
+        ingress_ssl_redirect=args.ingress_ssl_redirect,
     )

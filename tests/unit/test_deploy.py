@@ -13,6 +13,7 @@ import yaml
 
 from service_loadbalancer.cli import build_parser
 from service_loadbalancer.config import load_config_file
+from service_loadbalancer.ingress_class import CONTROLLER
 from service_loadbalancer.kube.client import DEFAULT_KINDS
 from service_loadbalancer.kube.watch import RESOURCES
 
@@ -71,20 +72,49 @@ def test_cluster_role_grants_exactly_what_the_controller_uses() -> None:
         (RESOURCES[kind].group_version.rpartition("/")[0], RESOURCES[kind].plural, verb)
         for kind in read
         for verb in ("list", "watch")
-    } | {("", "events", "create"), ("", "events", "patch")}
+    } | {
+        ("", "events", "create"),
+        ("", "events", "patch"),
+        # status.loadBalancer of the Ingresses served
+        ("networking.k8s.io", "ingresses/status", "update"),
+    }
     assert rules("ClusterRole") == expected
     assert not any(resource == "secrets" for _, resource, _ in rules("ClusterRole"))
 
 
 def test_secrets_and_namespaced_rbac_are_optional_extras() -> None:
     optional = [o for o in all_objects(optional=True) if o not in all_objects()]
-    secret_rules = [rule for o in optional if o["kind"] == "ClusterRole" for rule in o["rules"]]
+    secret_rules = [
+        rule
+        for o in optional
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-secrets")
+        for rule in o["rules"]
+    ]
     assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"],
                              "verbs": ["list", "watch"]}]  # fmt: skip
     role = next(o for o in optional if o["kind"] == "Role")
-    assert {(r["apiGroups"][0], tuple(r["resources"])) for r in role["rules"]} == {
-        (r["apiGroups"][0], tuple(r["resources"])) for r in one("ClusterRole")["rules"]
+    # The same rights, but for IngressClasses (cluster-scoped: a ClusterRole of their own).
+    namespaced = {
+        (r["apiGroups"][0], tuple(x for x in r["resources"] if x != "ingressclasses"))
+        for r in one("ClusterRole")["rules"]
     }
+    assert {(r["apiGroups"][0], tuple(r["resources"])) for r in role["rules"]} == namespaced
+    classes = next(
+        o
+        for o in optional
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-ingressclasses")
+    )
+    assert classes["rules"] == [
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
+         "verbs": ["list", "watch"]}
+    ]  # fmt: skip
+
+
+def test_our_ingress_class_is_shipped() -> None:
+    ingress_class = one("IngressClass")
+    assert ingress_class["spec"]["controller"] == CONTROLLER
+    parsed = build_parser().parse_args([])
+    assert ingress_class["metadata"]["name"] == parsed.ingress_class
 
 
 def test_daemonset_runs_on_load_balancer_nodes_as_the_service_account() -> None:

@@ -54,6 +54,8 @@ RESOURCES: Final[Mapping[str, Resource]] = {
     "Endpoints": Resource("Endpoints", "v1", "endpoints"),
     "EndpointSlice": Resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
     "Secret": Resource("Secret", "v1", "secrets"),
+    "Ingress": Resource("Ingress", "networking.k8s.io/v1", "ingresses"),
+    "IngressClass": Resource("IngressClass", "networking.k8s.io/v1", "ingressclasses"),
 }
 
 

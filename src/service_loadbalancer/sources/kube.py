@@ -37,7 +37,7 @@ from service_loadbalancer.kube.client import (
     request,
     request_json,
 )
-from service_loadbalancer.kube.objects import RawObject, key_of, slim
+from service_loadbalancer.kube.objects import CLUSTER_SCOPED_KINDS, RawObject, key_of, slim
 from service_loadbalancer.kube.watch import (
     RESOURCES,
     Action,
@@ -144,8 +144,11 @@ class KubeSource:
         self._kinds = tuple(kinds)
         self._namespaces = tuple(namespaces) or ("",)
         self._store = store if store is not None else Store(kinds, namespaces=self._namespaces)
+        # A cluster-scoped kind (IngressClass) is one cluster-wide unit in every case.
         self._units = [
-            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in self._namespaces
+            _Unit(RESOURCES[kind], namespace)
+            for kind in kinds
+            for namespace in (("",) if kind in CLUSTER_SCOPED_KINDS else self._namespaces)
         ]
         self._backoff = backoff or Backoff()
         self._page_size = page_size
