@@ -45,6 +45,8 @@ from service_loadbalancer.translation_run import ServicePort, TranslationRun
 #: characters must never reach a map file.
 _MATCHABLE: Final = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*\Z")
 MAX_PATH_LEN: Final = 1024
+_TIMESTAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+_NEWEST: Final = "~"
 
 
 @dataclass(slots=True)
@@ -56,11 +58,15 @@ class IngressResult:
 
 
 def age(ingress: RawObject) -> tuple[str, str, str]:
-    """Oldest first: creationTimestamp (RFC 3339 in UTC sorts as text), then the name."""
+    """Oldest first: creationTimestamp (RFC 3339 in UTC, as the API server writes it,
+    sorts as text), then the namespace and name. A missing or malformed timestamp (a
+    manifest) counts as the newest: it can never take a rule from a real one."""
     meta = ingress.get("metadata") or {}
     stamp = meta.get("creationTimestamp") if isinstance(meta, dict) else None
     key = key_of(ingress)
-    return (stamp if isinstance(stamp, str) else "", key.namespace, key.name)
+    if not isinstance(stamp, str) or _TIMESTAMP.fullmatch(stamp) is None:
+        stamp = _NEWEST
+    return (stamp, key.namespace, key.name)
 
 
 def translate_ingresses(
