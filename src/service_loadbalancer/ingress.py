@@ -35,7 +35,9 @@ from service_loadbalancer.kube.ingress_spec import (
     backend_error,
     host_error,
     path_error,
+    quoted,
 )
+from service_loadbalancer.kube.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
 from service_loadbalancer.model import Certificate, IngressRoute, Mode, PathMatch
 from service_loadbalancer.translation_run import ServicePort, TranslationRun
@@ -89,6 +91,10 @@ def translate_ingresses(
         if settings.namespaces and key.namespace not in settings.namespaces:
             continue
         if not is_ours(ingress, by_name, settings):
+            continue
+        # The API server enforces these, but a manifest or a hostile object may not.
+        if not DNS1123_SUBDOMAIN.matches(key.name) or not DNS1123_LABEL.matches(key.namespace):
+            out.problem(key, "name and namespace must be DNS names; not served")
             continue
         result.served.add(key)
         spec = ingress.get("spec")
@@ -232,7 +238,7 @@ def _backend(
     service = raw["service"]
     name, port = str(service["name"]), service["port"]
     number, port_name = port.get("number"), port.get("name")
-    wanted = f"port {number}" if port_name is None else f"port {port_name!r}"
+    wanted = f"port {number}" if port_name is None else f"port {quoted(port_name)}"
     ports = index.get((key.namespace, name))
     if not ports:
         out.problem(

@@ -30,6 +30,13 @@ _PORT_NAME: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 MAX_PORT_NAME: Final = 15
 
 
+def quoted(value: object) -> str:
+    """A value as a message may show it: escaped (repr) and shortened, so a hostile
+    value cannot forge log lines or flood them."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text if len(text) <= 64 else text[:61] + "...")
+
+
 def host_error(host: object) -> str:
     """`spec.rules[].host` and `spec.tls[].hosts[]`: a DNS-1123 subdomain, optionally
     with a leading `*.` label, never an IP address."""
@@ -55,7 +62,7 @@ def path_error(path: object, path_type: object) -> str:
     if path_type is None or path_type == "":
         return "pathType: Required value"
     if path_type not in PATH_TYPES:
-        return f"pathType: Unsupported value {path_type!r}: supported values: " + ", ".join(
+        return f"pathType: Unsupported value {quoted(path_type)}: supported values: " + ", ".join(
             PATH_TYPES
         )
     if path is not None and not isinstance(path, str):
@@ -101,7 +108,7 @@ def backend_error(backend: object) -> str:
     if not isinstance(name, str) or not name:
         return "backend.service.name: Required value"
     if not DNS1035_LABEL.matches(name):
-        return f"backend.service.name {name!r}: {DNS1035_LABEL.rule}"
+        return f"backend.service.name {quoted(name)}: {DNS1035_LABEL.rule}"
     port = service.get("port")
     if not isinstance(port, dict):
         return "backend.service.port: Required value"
