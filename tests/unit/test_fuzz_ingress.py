@@ -96,7 +96,7 @@ case = st.lists(
 def build(i: int, overrides: list[tuple[str, Any]]) -> RawObject:
     """Ingress number `i`: one host rule (Exact and Prefix paths, by port name and number)
     and its TLS, with the hostile `overrides`."""
-    f = {k: (v.format(i=i) if isinstance(v, str) else v) for k, v in VALID.items()}
+    f: dict[str, Any] = {k: (v.format(i=i) if isinstance(v, str) else v) for k, v in VALID.items()}
     f.update(overrides)
     by_name = ingress_backend(str(f["service.name"]), "http")
     by_name["service"] = {"name": f["service.name"], "port": {"name": f["port.name"]}}
