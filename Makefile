@@ -54,7 +54,7 @@ test: setup lint typecheck
 demo: setup
 	$(PY) -m service_loadbalancer.demo
 
-# About 19 minutes in all; `make bench-quick` is a short smoke run.
+# About 21 minutes in all; `make bench-quick` is a short smoke run.
 bench: setup wrk
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/runtime.py
