@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service_loadbalancer.certificates import CertificateError, certificate_from_secret
+from service_loadbalancer.certificates import CertificateError, certificate_from_secret, covers
 from service_loadbalancer.kube.ingress_spec import host_error
 from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN
 from service_loadbalancer.kube.objects import ObjectKey
@@ -47,9 +47,14 @@ def tls_hosts(
             usable = _certificate(key, where, entry.get("secretName"), hosts, out)
             if usable is False:
                 continue
-            secure.update(hosts)
             if isinstance(usable, Certificate):
-                certificates[usable.name] = usable
+                secret = str(entry.get("secretName"))
+                hosts = _covered(
+                    key, f"{where}: Secret {key.namespace}/{secret}", usable, hosts, out
+                )
+                if hosts:
+                    certificates[usable.name] = usable
+            secure.update(hosts)
     return list(certificates.values()), secure
 
 
@@ -91,6 +96,18 @@ def _hosts(
             continue
         hosts.append(host)
     return hosts
+
+
+def _covered(
+    key: ObjectKey, where: str, cert: Certificate, hosts: list[str], out: TranslationRun
+) -> list[str]:
+    """The hosts the certificate is valid for; the others get no HTTPS (HAProxy would
+    show them another certificate, which their clients would refuse)."""
+    covered = [h for h in hosts if covers(cert, h)]
+    for host in hosts:
+        if host not in covered:
+            out.problem(key, f"{where}: its certificate is not valid for {host}; no HTTPS for it")
+    return covered
 
 
 def _certificate(

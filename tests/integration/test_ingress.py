@@ -237,6 +237,27 @@ async def test_conformance(tmp_path: Path, api: FakeAPIServer, backends: Backend
         assert answer.peer_names == ("foo.bar.com",)
         assert answer.body.startswith("backend=foo-bar-com-1 ")
         assert "host=foo.bar.com" in answer.body
+        # A rule that cannot be served: an Event on the Ingress says why; the rest serves.
+        broken = ingress(
+            "broken",
+            ingress_rule(
+                "broken.example",
+                ingress_path("/gone", "no-such-service", 8080),
+                ingress_path("/", "foo-exact", 8080),
+            ),
+        )
+        stored = await api.create(broken)
+
+        async def event_on_broken() -> bool:
+            return any(
+                e["involvedObject"].get("uid") == stored["metadata"]["uid"]
+                and e["involvedObject"]["kind"] == "Ingress"
+                and "Service default/no-such-service not found" in e["message"]
+                for e in api.events.values()
+            )
+
+        await wait_for(event_on_broken, what=f"an Event on Ingress broken; log:\n{c.log()}")
+        assert await served_by(c, "broken.example", "/gone/x") == "foo-exact"
         # Not ours: no Event either.
         assert not any(
             e["involvedObject"]["name"] == "test-ingress-class" for e in api.events.values()

@@ -154,7 +154,7 @@ def controls(chain: bytes, key: bytes) -> list[RawObject]:
 
 @pytest.fixture(scope="module")
 def keys() -> tuple[bytes, bytes]:
-    cert = trustme.CA().issue_cert("ctl.example.org", "*.w.ctl.example.org")
+    cert = trustme.CA().issue_cert("ctl.example.org", "*.w.ctl.example.org", "*.fz.example")
     return b"".join(b.bytes() for b in cert.cert_chain_pems), cert.private_key_pem.bytes()
 
 

@@ -403,3 +403,29 @@ def test_tls_host_owned_by_the_oldest_ingress(ca: trustme.CA) -> None:
     assert "already given by Ingress default/ing" in reasons(t, "new")[0]
     # the host has HTTPS, for every route of it
     assert all(r.https for r in t.model.ingress_routes if r.host == "foo.bar.com")
+
+
+@pytest.mark.parametrize(
+    ("names", "hosts", "served"),
+    [
+        (("foo.bar.com",), ("foo.bar.com",), {"foo.bar.com"}),
+        (("other.com",), ("foo.bar.com",), set()),
+        (("*.bar.com",), ("foo.bar.com",), {"foo.bar.com"}),
+        (("*.bar.com",), ("a.foo.bar.com",), set()),
+        (("*.foo.com",), ("*.foo.com", "foo.bar.com"), {"*.foo.com"}),
+        (("bar.foo.com",), ("*.foo.com",), set()),
+    ],
+)
+def test_a_certificate_serves_only_the_hosts_it_is_valid_for(
+    ca: trustme.CA, names: tuple[str, ...], hosts: tuple[str, ...], served: set[str]
+) -> None:
+    ing = ingress(
+        "ing",
+        *(ingress_rule(h, ingress_path("/", "web")) for h in hosts),
+        tls=[ingress_tls(*hosts, secret="tls")],
+    )
+    t = run(*SERVICES, ing, cert_secret("tls", ca.issue_cert(*names)), tls_secrets=True)
+    assert {r.host for r in t.model.ingress_routes if r.https} == served
+    assert len(reasons(t)) == len(hosts) - len(served)
+    assert all("its certificate is not valid for" in r for r in reasons(t))
+    assert bool(t.model.certificates) is bool(served)
