@@ -13,8 +13,10 @@ import pytest
 from factories import render_checked, snapshot
 from objects import ingress, ingress_backend, ingress_path, ingress_rule, service
 
+from service_loadbalancer.fastpath import running_from
 from service_loadbalancer.haproxy.ingress_maps import EXACT_MAP, PREFIX_MAP, lookups
-from service_loadbalancer.haproxy.render import Rendered
+from service_loadbalancer.haproxy.render import Rendered, render
+from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import IngressRoute, LoadBalancer, PathMatch
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.translate import translate
@@ -195,3 +197,13 @@ def test_ingress_routes_come_before_service_routes_and_haproxy_accepts_them(
 def test_no_ingress_no_ingress_files(tmp_path: Path) -> None:
     rendered = render_checked(LoadBalancer(), Settings(), tmp_path)
     assert EXACT_MAP not in rendered.files and "txn.host" not in rendered.config
+
+
+def test_the_running_state_knows_the_ingresses_served(tmp_path: Path) -> None:
+    """What the status writer reads: the Ingresses that are ours, as of the last full
+    sync; one that is no longer ours is the difference of two such sets."""
+    ours = ingress("ours", ingress_rule(None, ingress_path("/a", "any")))
+    other = ingress("other", ingress_rule(None, ingress_path("/b", "any")), class_name="nginx")
+    t = translate(snapshot(service("any"), ours, other), Settings())
+    running = running_from(t, render(t.model, Settings()), version=1)
+    assert running.ingresses == t.ingresses == {ObjectKey("Ingress", "default", "ours")}
