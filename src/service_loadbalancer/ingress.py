@@ -47,6 +47,9 @@ from service_loadbalancer.translation_run import ServicePort, TranslationRun
 #: characters must never reach a map file.
 _MATCHABLE: Final = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*\Z")
 MAX_PATH_LEN: Final = 1024
+#: HTTP-01 challenges (cert-manager's solver Ingresses) are answered over plain HTTP,
+#: never redirected: the certificate they are for may not exist yet.
+ACME_CHALLENGE: Final = "/.well-known/acme-challenge"
 _TIMESTAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 _NEWEST: Final = "~"
 
@@ -135,7 +138,14 @@ def translate_ingresses(
     result.certificates = certificates
     redirect = settings.ingress_ssl_redirect
     result.routes = [
-        IngressRoute(r.host, r.path, r.match, r.backend, https=True, redirect=redirect)
+        IngressRoute(
+            r.host,
+            r.path,
+            r.match,
+            r.backend,
+            https=True,
+            redirect=redirect and not r.path.startswith(ACME_CHALLENGE),
+        )
         if r.host in secure
         else r
         for r in result.routes

@@ -429,3 +429,15 @@ def test_a_certificate_serves_only_the_hosts_it_is_valid_for(
     assert len(reasons(t)) == len(hosts) - len(served)
     assert all("its certificate is not valid for" in r for r in reasons(t))
     assert bool(t.model.certificates) is bool(served)
+
+
+def test_acme_challenges_are_never_redirected(ca: trustme.CA) -> None:
+    challenge = "/.well-known/acme-challenge/tok3n"
+    solver = ingress(
+        "cm-acme-http-solver",
+        ingress_rule("foo.bar.com", ingress_path(challenge, "api", path_type="Exact")),
+    )
+    secret = cert_secret("tls", ca.issue_cert("foo.bar.com"))
+    t = run(*SERVICES, tls_ingress(), solver, secret, tls_secrets=True)
+    redirects = {r.path: r.redirect for r in t.model.ingress_routes if r.host == "foo.bar.com"}
+    assert redirects == {"/": True, challenge: False}
