@@ -118,7 +118,8 @@ def translate_ingresses(
                 out.problem(
                     key,
                     f"spec.defaultBackend: Ingress {default_owner.namespace}/"
-                    f"{default_owner.name} is older and has the default backend; ignored",
+                    f"{default_owner.name} comes first (oldest, then by name) and has the "
+                    "default backend; ignored",
                 )
         for route in _rules(key, spec, index, out):
             slot = (route.host, route.path, route.match)
@@ -130,7 +131,8 @@ def translate_ingresses(
             by = (
                 "an earlier rule of this Ingress"
                 if owner == key
-                else (f"Ingress {owner.namespace}/{owner.name}, which is older")
+                else f"Ingress {owner.namespace}/{owner.name}, which comes first "
+                "(oldest, then by name)"
             )
             out.problem(key, f"rule {_shown(route)} is already served by {by}; skipped")
 

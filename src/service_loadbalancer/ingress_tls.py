@@ -91,7 +91,8 @@ def _hosts(
             out.problem(
                 key,
                 f"{where}: TLS for {host} is already given by Ingress "
-                f"{owner.namespace}/{owner.name}, which is older; ignored",
+                f"{owner.namespace}/{owner.name}, which comes first (oldest, then by name); "
+                "ignored",
             )
             continue
         hosts.append(host)

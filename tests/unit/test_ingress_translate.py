@@ -276,7 +276,8 @@ def test_the_oldest_ingress_wins_a_conflict() -> None:
     t = run(*SERVICES, new, old)
     assert routes(t) == {("h", "/x", "prefix", API)}
     assert reasons(t) == [
-        "rule h/x (Prefix) is already served by Ingress default/z-old, which is older; skipped"
+        "rule h/x (Prefix) is already served by Ingress default/z-old, which comes first "
+        "(oldest, then by name); skipped"
     ]
     assert t.ingresses == {ObjectKey("Ingress", "default", n) for n in ("a-new", "z-old")}
 
@@ -307,7 +308,8 @@ def test_default_backend_oldest_wins() -> None:
     t = run(*SERVICES, a, b)
     assert t.model.ingress_default == API
     assert reasons(t, "a") == [
-        "spec.defaultBackend: Ingress default/b is older and has the default backend; ignored"
+        "spec.defaultBackend: Ingress default/b comes first (oldest, then by name) and has "
+        "the default backend; ignored"
     ]
 
 
