@@ -361,3 +361,30 @@ async def test_endpoint_churn_of_an_ingress_backend_without_reload(
             await wait_for(lambda n=names: serving(n), what=f"{names}; log:\n{c.log()}")  # type: ignore[misc]
         after = await master(c).show_proc()
         assert after.reloads == before.reloads
+
+
+async def test_a_cluster_without_ingress_v1_still_serves_its_services(
+    tmp_path: Path, backends: Backends
+) -> None:
+    """networking.k8s.io/v1 came with Kubernetes 1.19: where it is not served, Ingress is
+    off (said once in the log) and everything else is served, and /healthz is 200."""
+    api = FakeAPIServer(tmp_path, unserved=frozenset({"ingresses", "ingressclasses"}))
+    await api.start()
+    try:
+        web = await backends.http("old-1", "127.0.94.1")
+        await api.create(service("old", 80))
+        for obj in slices("old", [web]):
+            await api.create(obj)
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+        c = Controller(tmp_path, use_manifests=False, extra_args=["--kubeconfig", str(kubeconfig)])
+        with running(c):
+            await c.wait_healthy()
+
+            async def served() -> bool:
+                return (await c.get("/old"))[1].startswith("backend=old-1 ")
+
+            await wait_for(served, what=f"/old; log:\n{c.log()}")
+            assert "ingresses (networking.k8s.io/v1) is not served" in c.log()
+            assert await c.healthz() == 200
+    finally:
+        await api.stop()
