@@ -63,6 +63,7 @@ bench: setup wrk
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/haproxy_memory.py
 	$(PY) benchmarks/leader.py
+	$(PY) benchmarks/ingress_lookup.py
 
 bench-quick: setup wrk
 	$(PY) benchmarks/render.py --repeat 1
@@ -72,6 +73,7 @@ bench-quick: setup wrk
 	$(PY) benchmarks/startup.py --quick
 	$(PY) benchmarks/haproxy_memory.py --quick
 	$(PY) benchmarks/leader.py --rounds 1
+	$(PY) benchmarks/ingress_lookup.py --quick
 
 # The container image, service-loadbalancer:dev (deploy/Dockerfile), with podman (installed
 # with apt when missing) or docker. The base, the wheels and the build cache are kept in

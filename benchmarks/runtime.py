@@ -369,10 +369,14 @@ def parse_wrk(text: str) -> WrkResult:
     return WrkResult(requests, errors, non_2xx, rps)
 
 
-async def wrk(url: str, seconds: float, connections: int, *, close: bool) -> WrkResult:
+async def wrk(
+    url: str, seconds: float, connections: int, *, close: bool, host: str | None = None
+) -> WrkResult:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     if close:
         args += ["-H", "Connection: close"]
+    if host:
+        args += ["-H", f"Host: {host}"]
     proc = await asyncio.create_subprocess_exec(
         *args, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -515,11 +519,11 @@ def haproxy(cfg: Path) -> Iterator[None]:
         proc.wait()
 
 
-async def wait_serving(url: str) -> None:
+async def wait_serving(url: str, *, host: str | None = None) -> None:
     async with aiohttp.ClientSession() as s:
         for _ in range(600):
             with contextlib.suppress(aiohttp.ClientError):
-                async with s.get(url) as r:
+                async with s.get(url, headers={"Host": host} if host else None) as r:
                     if r.status == 200:
                         return
             await asyncio.sleep(0.05)

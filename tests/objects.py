@@ -192,3 +192,88 @@ def cert_secret(name: str, cert: trustme.LeafCert, *, namespace: str = "default"
     """`tls_secret` holding a trustme certificate: its whole chain and its key."""
     chain = b"".join(pem.bytes() for pem in cert.cert_chain_pems)
     return tls_secret(name, chain, cert.private_key_pem.bytes(), namespace=namespace)
+
+
+# --- Ingress ----------------------------------------------------------------------------
+
+#: Our IngressClass's controller (ingress_class.CONTROLLER), spelled out for the tests.
+INGRESS_CONTROLLER = "k8s.io/service-loadbalancer"
+
+
+def ingress_backend(service_name: str, port_: int | str = 80) -> RawObject:
+    """An IngressBackend: a Service port by number (int) or by name (str)."""
+    ref = {"number": port_} if isinstance(port_, int) else {"name": port_}
+    return {"service": {"name": service_name, "port": ref}}
+
+
+def ingress_path(
+    path: str | None, service_name: str, port_: int | str = 80, *, path_type: str = "Prefix"
+) -> RawObject:
+    raw: RawObject = {"pathType": path_type, "backend": ingress_backend(service_name, port_)}
+    if path is not None:
+        raw["path"] = path
+    return raw
+
+
+def ingress_rule(host: str | None, *paths: RawObject) -> RawObject:
+    raw: RawObject = {"http": {"paths": list(paths)}}
+    if host is not None:
+        raw["host"] = host
+    return raw
+
+
+def ingress(
+    name: str,
+    *rules: RawObject,
+    namespace: str = "default",
+    class_name: str | None = "service-loadbalancer",
+    default_backend: RawObject | None = None,
+    tls: Sequence[RawObject] = (),
+    created: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> RawObject:
+    """A networking.k8s.io/v1 Ingress, of our class unless `class_name` says otherwise."""
+    spec: RawObject = {}
+    if class_name is not None:
+        spec["ingressClassName"] = class_name
+    if default_backend is not None:
+        spec["defaultBackend"] = default_backend
+    if rules:
+        spec["rules"] = list(rules)
+    if tls:
+        spec["tls"] = list(tls)
+    metadata: RawObject = {"name": name, "namespace": namespace}
+    if created is not None:
+        metadata["creationTimestamp"] = created
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def ingress_tls(*hosts: str, secret: str | None = None) -> RawObject:
+    raw: RawObject = {"hosts": list(hosts)}
+    if secret is not None:
+        raw["secretName"] = secret
+    return raw
+
+
+def ingress_class(
+    name: str = "service-loadbalancer",
+    *,
+    controller: str = INGRESS_CONTROLLER,
+    default: bool = False,
+) -> RawObject:
+    metadata: RawObject = {"name": name}
+    if default:
+        metadata["annotations"] = {"ingressclass.kubernetes.io/is-default-class": "true"}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": metadata,
+        "spec": {"controller": controller},
+    }

@@ -288,3 +288,24 @@ def markdown_table() -> str:
         default = "-" if a.default is None else str(a.default).lower()
         rows.append(f"| `{a.key}` | {a.allowed} | {default} | {a.doc} |")
     return "\n".join(rows)
+
+
+# Kubernetes' own annotations on Ingress objects. Not ours (no prefix, not in the table
+# above, not validated as ours), but read here all the same, so that every annotation
+# string the controller reads is in this module.
+
+#: On an Ingress: the class, as before spec.ingressClassName existed (deprecated, honoured).
+LEGACY_INGRESS_CLASS = "kubernetes.io/ingress.class"
+#: On an IngressClass: "true" makes it the class of Ingresses that name none.
+DEFAULT_INGRESS_CLASS = "ingressclass.kubernetes.io/is-default-class"
+
+
+def legacy_ingress_class(annotations: Mapping[str, str]) -> str | None:
+    value = annotations.get(LEGACY_INGRESS_CLASS)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def is_default_ingress_class(annotations: Mapping[str, str]) -> bool:
+    """The API server's own test: the value "true" exactly (case-insensitive)."""
+    value = annotations.get(DEFAULT_INGRESS_CLASS)
+    return isinstance(value, str) and value.strip().lower() == "true"

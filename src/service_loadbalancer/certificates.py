@@ -88,3 +88,30 @@ def _b64(value: str, field: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise CertificateError(f"{field} is not base64") from None
+
+
+def covers(certificate: Certificate, host: str) -> bool:
+    """Whether a client asking for `host` (a name, or `*.<name>` for a wildcard rule)
+    would accept the certificate: a DNS name of its subjectAltName (else its common
+    name) is the host, or a wildcard of exactly its first label. HAProxy chooses a
+    certificate by these names, so one that does not cover a host is never chosen for it."""
+    names = _dns_names(certificate.pem)
+    if host in names:
+        return True
+    if host.startswith("*."):
+        return False
+    _, dot, rest = host.partition(".")
+    return bool(dot) and f"*.{rest}" in names
+
+
+@lru_cache(maxsize=1024)
+def _dns_names(pem: str) -> frozenset[str]:
+    cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = [
+            str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        ]
+    return frozenset(n.lower() for n in names)

@@ -253,7 +253,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
+    _ingress_flags(p)
     return p
+
+
+def _ingress_flags(p: argparse.ArgumentParser) -> None:
+    """Ingress (networking.k8s.io/v1) beside the original's Service routes."""
+    flag = p.add_argument
+    flag(
+        "--ingress-class",
+        default="service-loadbalancer",
+        help="the IngressClass served (service-loadbalancer)",
+    )
+    flag(
+        "--watch-ingress-without-class",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="also serve Ingresses that name no class",
+    )
+    flag(
+        "--service-routes",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="serve the Service routes (/svc, /ns/svc, lb.host, lb.aclMatch) (true)",
+    )
+    flag(
+        "--ingress-ssl-redirect",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="redirect plain HTTP to HTTPS for the hosts in an Ingress's spec.tls (true)",
+    )
 
 
 def _kube_flags(p: argparse.ArgumentParser) -> None:

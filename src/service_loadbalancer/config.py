@@ -39,6 +39,7 @@ from service_loadbalancer.settings import (
     Settings,
     SettingsError,
     parse_dns_servers,
+    parse_ingress_class,
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
@@ -253,4 +254,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         load_balancer_class=parse_class(args.load_balancer_class),
         publish_addresses=parse_publish_addresses(args.publish_address),
         election_id=parse_election_id(args.election_id),
+        ingress_class=parse_ingress_class(args.ingress_class),
+        watch_ingress_without_class=args.watch_ingress_without_class,
+        service_routes=args.service_routes,
+        ingress_ssl_redirect=args.ingress_ssl_redirect,
     )

@@ -81,6 +81,7 @@ service-loadbalancer demo is up. Try, in another terminal:
   curl {base}/default/web            # the same Service by namespace/name
   curl {base}/shop/api:8080/items    # Service api in namespace shop, port 8080
   curl -H 'Host: api.example.com' {base}/items   # Host routing (lb.host)
+  curl -H 'Host: demo.example' {base}/shop/cart  # an Ingress rule (examples/manifests/ingress.yaml)
   curl -i {base}/nothing-here        # no route: the 404 default backend
   curl -u admin:{password} http://127.0.0.1:{STATS_PORT}/   # HAProxy stats page
   curl http://127.0.0.1:{HEALTHZ_PORT}/healthz              # controller health

@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 
 from service_loadbalancer.kube.client import request_json
-from service_loadbalancer.kube.objects import KNOWN_KINDS, ObjectKey, RawObject
+from service_loadbalancer.kube.objects import (
+    CLUSTER_SCOPED_KINDS,
+    KNOWN_KINDS,
+    ObjectKey,
+    RawObject,
+)
 from service_loadbalancer.model import Problem
 
 if TYPE_CHECKING:
@@ -39,8 +44,9 @@ _LOG = logging.getLogger(__name__)
 
 COMPONENT: Final = "service-loadbalancer"
 REASON: Final = "NotExposed"
-#: Kinds that are API objects we read (anything else, e.g. "File", gets no Event).
-API_KINDS: Final = frozenset(KNOWN_KINDS)
+#: Kinds that are API objects we read (anything else, e.g. "File", gets no Event). Not
+#: the cluster-scoped ones: an Event lives in its object's namespace.
+API_KINDS: Final = frozenset(KNOWN_KINDS) - CLUSTER_SCOPED_KINDS
 MAX_MESSAGE: Final = 1024
 
 

@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 from service_loadbalancer.haproxy.render import CONFIG_FILE, Rendered, TemplateError, render
 from service_loadbalancer.haproxy.sections import Sections, split_sections, split_servers
+from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import Backend, LoadBalancer, Problem, Translation
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import ServiceName, Store
@@ -53,6 +54,9 @@ class Running:
     unverified_since: float | None = None
     #: Whether the config on disk has this value's servers.
     written: bool = True
+    #: The Ingresses that are ours (Translation.ingresses): what the status writer keeps
+    #: status.loadBalancer of. Changed only by a full sync (an Ingress change is one).
+    ingresses: frozenset[ObjectKey] = frozenset()
 
     def rendered(self) -> Rendered:
         """The files to write (joining the sections: the one step in O(config size))."""
@@ -83,6 +87,7 @@ def running_from(translation: Translation, rendered: Rendered, *, version: int) 
         positions=MappingProxyType({b.name: i for i, b in enumerate(model.backends)}),
         by_service=MappingProxyType({k: tuple(v) for k, v in by_service.items()}),
         troubled=frozenset((p.subject.namespace, p.subject.name) for p in translation.problems),
+        ingresses=translation.ingresses,
     )
 
 

@@ -93,6 +93,33 @@ class HttpRoute:
     strip: bool = False
 
 
+class PathMatch(StrEnum):
+    """How an Ingress path matches: the request path is the rule's path (Exact), or
+    begins with it element by element on "/" (Prefix, and ImplementationSpecific)."""
+
+    EXACT = "exact"
+    PREFIX = "prefix"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class IngressRoute:
+    """One Ingress path rule, decided: who won it, how it matches, whether it has HTTPS.
+
+    `host` is "" for a rule without a host (any host), a name, or `*.<name>` (exactly
+    one label in its place). `path` is normalised: a Prefix path has no trailing "/"
+    ("/" stays "/"), an Exact path is the rule's own. Requests keep their path.
+    """
+
+    host: str
+    path: str
+    match: PathMatch
+    backend: str
+    #: Also served over HTTPS: the host is in a spec.tls entry with a usable certificate.
+    https: bool = False
+    #: Plain HTTP requests to this route are redirected to HTTPS.
+    redirect: bool = False
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class TcpFrontend:
     """A TCP listener on `port` that forwards to `backend`; with `allowed_sources`, a
@@ -142,11 +169,21 @@ class LoadBalancer:
     load_balancers: tuple[ObjectKey, ...] = ()
     #: Services that carry such status but are no longer ours: it is cleared.
     unpublished: tuple[ObjectKey, ...] = ()
+    #: Ingress path rules: looked up before the Service routes (http_routes).
+    ingress_routes: tuple[IngressRoute, ...] = ()
+    #: The backend of the (oldest) Ingress spec.defaultBackend: after the Service routes,
+    #: before the default 404.
+    ingress_default: str | None = None
+
+    @property
+    def terminates(self) -> bool:
+        """Whether HTTPS is terminated here (Service lb.sslTerm routes or Ingress TLS)."""
+        return bool(self.https_routes) or any(r.https for r in self.ingress_routes)
 
     @property
     def https(self) -> bool:
         """Whether anything is served on the HTTPS port."""
-        return bool(self.https_routes or self.passthrough)
+        return bool(self.passthrough) or self.terminates
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -164,3 +201,7 @@ class Problem:
 class Translation:
     model: LoadBalancer
     problems: tuple[Problem, ...] = field(default_factory=tuple)
+    #: The Ingresses that are ours (by class and namespace), served even if some of
+    #: their rules were skipped: the set whose status.loadBalancer the status writer
+    #: keeps. One that left this set since the last translation is no longer ours.
+    ingresses: frozenset[ObjectKey] = frozenset()

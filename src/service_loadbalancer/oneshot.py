@@ -75,6 +75,7 @@ async def check_once(settings: Settings, kube: KubeOptions) -> int:
     model = translation.model
     print(
         f"{len(model.backends)} backends, {len(model.http_routes)} HTTP routes, "
+        f"{len(model.ingress_routes)} Ingress routes, "
         f"{len(model.tcp_frontends)} TCP listeners, {len(translation.problems)} problems; "
         f"haproxy -c: {'valid' if result.ok else 'INVALID'}"
     )

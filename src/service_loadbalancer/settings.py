@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from service_loadbalancer.kube.names import DNS1123_LABEL
+from service_loadbalancer.kube.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from service_loadbalancer.model import Algorithm
 
 # `\Z`, not `$`: `$` also matches before a trailing newline, which would let
@@ -126,6 +126,15 @@ class Settings:
     publish_addresses: tuple[str, ...] = ()
     #: The Lease that elects the one replica writing status (--election-id).
     election_id: str = "service-loadbalancer-leader"
+    #: The IngressClass whose Ingresses we serve (--ingress-class); see ingress_class.py.
+    ingress_class: str = "service-loadbalancer"
+    #: Also serve Ingresses that name no class at all (--watch-ingress-without-class).
+    watch_ingress_without_class: bool = False
+    #: The original's Service routes (/svc, /ns/svc, lb.host, lb.aclMatch); off for
+    #: clusters that route with Ingress only (--service-routes=false).
+    service_routes: bool = True
+    #: Plain HTTP to a host listed in an Ingress's spec.tls is redirected to HTTPS.
+    ingress_ssl_redirect: bool = True
 
     @property
     def config_path(self) -> Path:
@@ -190,6 +199,14 @@ def parse_tcp_services(text: str) -> tuple[TcpService, ...]:
             )
         )
     return tuple(result)
+
+
+def parse_ingress_class(text: str) -> str:
+    """An IngressClass name: a DNS-1123 subdomain, as the API server requires."""
+    value = text.strip()
+    if not DNS1123_SUBDOMAIN.matches(value):
+        raise SettingsError(f"--ingress-class: {text!r} is not an IngressClass name")
+    return value
 
 
 def parse_namespaces(text: str) -> tuple[str, ...]:

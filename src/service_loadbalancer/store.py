@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from service_loadbalancer.gcpause import gc_paused
-from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
+from service_loadbalancer.kube.objects import (
+    CLUSTER_SCOPED_KINDS,
+    SERVICE_NAME_LABEL,
+    ObjectKey,
+    RawObject,
+    key_of,
+)
 from service_loadbalancer.model import Problem
 
 #: A Service by namespace and name.
@@ -74,7 +80,10 @@ class Store:
 
     def __init__(self, kinds: Iterable[str], *, namespaces: Iterable[str] = ("",)) -> None:
         self._objects: dict[ObjectKey, RawObject] = {}
-        self._pending: set[tuple[str, str]] = {(k, ns) for k in kinds for ns in namespaces}
+        # A cluster-scoped kind (IngressClass) is one list, whatever the namespaces.
+        self._pending: set[tuple[str, str]] = {
+            (k, "" if k in CLUSTER_SCOPED_KINDS else ns) for k in kinds for ns in namespaces
+        }
         self._problems: dict[str, tuple[Problem, ...]] = {}
         self._listeners: list[Callable[[], None]] = []
         self.version = 0

@@ -43,6 +43,7 @@ from service_loadbalancer.https import (
     tls_passthrough,
     tls_termination,
 )
+from service_loadbalancer.ingress import translate_ingresses
 from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
 from service_loadbalancer.loadbalancers import (
@@ -95,11 +96,18 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
 
     resolve_tcp_names(out.tcp_claims, settings, out)
     ports.extend(lb_listeners(ports, settings))
-    routes = http_routes([p for p in ports if p.mode is Mode.HTTP], out)
+    # --service-routes=false: the Services are still backends (of Ingresses, and TCP
+    # listeners), but get no route of their own.
+    http_ports = [p for p in ports if p.mode is Mode.HTTP] if settings.service_routes else []
+    routes = http_routes(http_ports, out)
     certificates, terminated = tls_termination(ports, out)
     https_routes = [r for r in routes if r.backend in terminated]
     passthrough = tls_passthrough([p for p in ports if p.passthrough], out)
-    https = bool(https_routes or passthrough)
+    ingress = translate_ingresses(
+        snapshot.of_kind("Ingress"), snapshot.of_kind("IngressClass"), ports, out
+    )
+    certificates = list({c.name: c for c in (*certificates, *ingress.certificates)}.values())
+    https = bool(https_routes or passthrough or any(r.https for r in ingress.routes))
     secure = terminated | passed_services(passthrough, ports)
     backends = [_backend(p, https=p.backend in secure) for p in ports]
     frontends = tcp_frontends([p for p in ports if p.listener], settings, out, https=https)
@@ -121,8 +129,14 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         passthrough=tuple(sorted(passthrough)),
         load_balancers=lbs,
         unpublished=tuple(sorted(k for k in unpublished if _has_status(snapshot, k))),
+        ingress_routes=tuple(sorted(ingress.routes)),
+        ingress_default=ingress.default_backend,
     )
-    return Translation(model=model, problems=tuple(sorted(set(out.problems))))
+    return Translation(
+        model=model,
+        problems=tuple(sorted(set(out.problems))),
+        ingresses=frozenset(ingress.served),
+    )
 
 
 def _has_status(snapshot: Snapshot, key: ObjectKey) -> bool:

@@ -23,7 +23,8 @@ controller can tell (https://kubernetes.io/docs/reference/using-api/api-concepts
   ...").
 - Discovery for /apis/discovery.k8s.io/v1 (404 when `serve_endpointslices` is False, as on
   a cluster before 1.21), and create/patch of core/v1 Events (409 AlreadyExists on a name
-  that exists).
+  that exists). Resources named in `unserved` answer 404, as on a cluster without their
+  API group (networking.k8s.io/v1 before 1.19).
 - Single objects ("API concepts: Resource URIs"): GET, POST to the collection (201; 409
   AlreadyExists), PUT (optimistic concurrency: a body whose `metadata.resourceVersion` is not
   the stored one is `409 Conflict`, "the object has been modified; please apply your changes
@@ -125,6 +126,9 @@ class FakeAPIServer:
 
     workdir: Path
     serve_endpointslices: bool = True
+    #: Resources (plurals) this server does not serve at all: 404, as a cluster without
+    #: their API group answers (networking.k8s.io/v1 before Kubernetes 1.19).
+    unserved: frozenset[str] = frozenset()
     bookmark_interval: float = 1.0
     port: int = 0
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -344,6 +348,7 @@ class FakeAPIServer:
             plural not in RESOURCES
             or RESOURCES[plural][1] != gv
             or (plural == "endpointslices" and not self.serve_endpointslices)
+            or plural in self.unserved
             or (sub == "scale" and plural not in SCALABLE)
             or (namespace and plural in CLUSTER_SCOPED)
         ):

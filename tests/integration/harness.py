@@ -93,6 +93,19 @@ class Backends:
 
         return await self._serve(handle, address)
 
+    async def methods(self, name: str, address: str) -> tuple[str, int]:
+        """An HTTP server that answers with its name, the request's method, path and
+        Host, as `echo_body` does with the method added."""
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            return web.Response(
+                text=f"backend={name} method={request.method} path={request.path_qs} "
+                f"host={request.headers.get('Host', '')} body={len(body)}\n"
+            )
+
+        return await self._serve(handle, address)
+
     async def slow(self, name: str, address: str, delay: float) -> tuple[str, int]:
         """An HTTP server that answers after `delay` seconds, and echoes WebSocket
         messages on /ws at once."""

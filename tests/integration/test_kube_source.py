@@ -198,7 +198,9 @@ async def test_open_source_gives_a_kube_source_of_the_source_shape(
     try:
         assert source.api is not None
         assert source.name == "source:kube"
-        assert source.description == "Service, EndpointSlice from the Kubernetes API (a)"
+        assert source.description == (
+            "Service, EndpointSlice, Ingress, IngressClass from the Kubernetes API (a)"
+        )
         await source.load_once()
         assert source.store.ready
         assert set(source.store.snapshot().objects) == {ObjectKey("Service", "a", "web")}

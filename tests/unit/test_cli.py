@@ -14,9 +14,9 @@ from service_loadbalancer.config import build_settings
 @pytest.mark.parametrize(
     ("argv", "kinds"),
     [
-        ([], ("Service", "EndpointSlice")),
-        (["--tls-secrets"], ("Service", "EndpointSlice", "Secret")),
-        (["--tls-secrets=false"], ("Service", "EndpointSlice")),
+        ([], ("Service", "EndpointSlice", "Ingress", "IngressClass")),
+        (["--tls-secrets"], ("Service", "EndpointSlice", "Ingress", "IngressClass", "Secret")),
+        (["--tls-secrets=false"], ("Service", "EndpointSlice", "Ingress", "IngressClass")),
     ],
 )
 def test_secrets_are_watched_only_with_tls_secrets(argv: list[str], kinds: tuple[str, ...]) -> None:

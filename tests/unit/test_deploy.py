@@ -13,6 +13,7 @@ import yaml
 
 from service_loadbalancer.cli import build_parser
 from service_loadbalancer.config import load_config_file
+from service_loadbalancer.ingress_class import CONTROLLER
 from service_loadbalancer.kube.client import DEFAULT_KINDS
 from service_loadbalancer.kube.watch import RESOURCES
 
@@ -75,20 +76,46 @@ def test_cluster_role_grants_exactly_what_the_controller_uses() -> None:
     # Status of type=LoadBalancer Services (get: re-read after a 409), and node addresses.
     expected |= {("", "services", "get"), ("", "services/status", "update")}
     expected |= {("", RESOURCES["Node"].plural, verb) for verb in ("list", "watch")}
+    # status.loadBalancer of the Ingresses served
+    expected |= {("networking.k8s.io", "ingresses/status", "update")}
     assert rules("ClusterRole") == expected
     assert not any(resource == "secrets" for _, resource, _ in rules("ClusterRole"))
 
 
 def test_secrets_and_namespaced_rbac_are_optional_extras() -> None:
     optional = [o for o in all_objects(optional=True) if o not in all_objects()]
-    secret_rules = [rule for o in optional if o["kind"] == "ClusterRole" for rule in o["rules"]]
+    secret_rules = [
+        rule
+        for o in optional
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-secrets")
+        for rule in o["rules"]
+    ]
     assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"],
                              "verbs": ["list", "watch"]}]  # fmt: skip
     role = next(o for o in optional if o["kind"] == "Role")
-    cluster_scoped = ("", ("nodes",))  # no Role can grant it: --publish-address instead
-    assert {(r["apiGroups"][0], tuple(r["resources"])) for r in role["rules"]} == {
-        (r["apiGroups"][0], tuple(r["resources"])) for r in one("ClusterRole")["rules"]
-    } - {cluster_scoped}
+    # The same rights, but for the cluster-scoped kinds: IngressClasses get a ClusterRole of
+    # their own; Nodes none (--publish-address instead).
+    namespaced = {
+        (r["apiGroups"][0], tuple(x for x in r["resources"] if x != "ingressclasses"))
+        for r in one("ClusterRole")["rules"]
+    } - {("", ("nodes",))}
+    assert {(r["apiGroups"][0], tuple(r["resources"])) for r in role["rules"]} == namespaced
+    classes = next(
+        o
+        for o in optional
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-ingressclasses")
+    )
+    assert classes["rules"] == [
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
+         "verbs": ["list", "watch"]}
+    ]  # fmt: skip
+
+
+def test_our_ingress_class_is_shipped() -> None:
+    ingress_class = one("IngressClass")
+    assert ingress_class["spec"]["controller"] == CONTROLLER
+    parsed = build_parser().parse_args([])
+    assert ingress_class["metadata"]["name"] == parsed.ingress_class
 
 
 def test_the_election_role_and_the_downward_api() -> None:

@@ -769,6 +769,7 @@ def test_template_context_variables() -> None:
         "tcp_frontends",
         "https",
         "resolvers",
+        "ingress",
     }
     assert context["https"] is None  # nothing asks for TLS
     assert context["resolvers"] is None  # no external name

@@ -187,6 +187,12 @@ def reload_reasons(
         (old.tcp_frontends != new.tcp_frontends, ReasonKind.LISTENERS, "TCP listeners changed"),
         (old.https_routes != new.https_routes, ReasonKind.ROUTES, "HTTPS routes changed"),
         (old.passthrough != new.passthrough, ReasonKind.ROUTES, "TLS passthrough routes changed"),
+        (old.ingress_routes != new.ingress_routes, ReasonKind.ROUTES, "Ingress routes changed"),
+        (
+            old.ingress_default != new.ingress_default,
+            ReasonKind.ROUTES,
+            "Ingress default backend changed",
+        ),
     ):
         if changed:
             reasons.append(Reason(kind, text))

@@ -30,6 +30,7 @@ from typing import Any
 
 import jinja2
 
+from service_loadbalancer.haproxy.ingress_maps import ingress_context, ingress_files
 from service_loadbalancer.model import (
     Backend,
     HttpRoute,
@@ -157,6 +158,8 @@ def render(model: LoadBalancer, settings: Settings) -> Rendered:
     }
     if settings.error_page is not None:
         files[ERROR_PAGE] = settings.error_page
+    if model.ingress_routes:
+        files.update(ingress_files(model))
     if model.https:
         files.update(_https_files(model, settings))
     return Rendered(
@@ -213,6 +216,7 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
         "backends": [_backend_context(b, settings) for b in model.backends],
         "resolvers": _resolvers_context(model, settings),
         "https": _https_context(model, settings),
+        "ingress": ingress_context(model, settings),
         "tcp_frontends": [
             {
                 "port": f.port,
@@ -233,7 +237,7 @@ def _https_context(model: LoadBalancer, settings: Settings) -> dict[str, Any] | 
     return {
         "bind": bind_spec(settings.bind_address, settings.https_port),
         "socket": str(settings.run_dir / TLS_SOCKET),
-        "terminate": bool(model.https_routes),
+        "terminate": model.terminates,
         "passthrough": bool(model.passthrough),
         "wildcard_sni": any(t.host.startswith("*.") for t in model.passthrough),
         "tickets": settings.tls_tickets,

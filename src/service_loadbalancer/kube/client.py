@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 #: Kinds watched by default, before the EndpointSlice -> Endpoints fallback.
-DEFAULT_KINDS: Final = ("Service", "EndpointSlice")
+DEFAULT_KINDS: Final = ("Service", "EndpointSlice", "Ingress", "IngressClass")
 LIST_TIMEOUT: Final = 60.0
 CONNECT_TIMEOUT: Final = 10.0
 

@@ -23,7 +23,13 @@ KNOWN_KINDS: dict[str, str] = {
     "Endpoints": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
     "Secret": "v1",
+    "Ingress": "networking.k8s.io/v1",
+    "IngressClass": "networking.k8s.io/v1",
 }
+
+#: Kinds without a namespace: their key's namespace is "" and they are listed cluster-wide
+#: even when the controller serves only some namespaces.
+CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset({"IngressClass"})
 
 RawObject = dict[str, Any]
 
@@ -59,11 +65,13 @@ def _shown(part: str) -> str:
 
 
 def key_of(obj: RawObject) -> ObjectKey:
-    """The key of a raw object; namespace defaults to "default" as kubectl does."""
+    """The key of a raw object; namespace defaults to "default" as kubectl does (and is
+    "" for a cluster-scoped kind)."""
     meta = obj.get("metadata") or {}
+    kind = str(obj.get("kind", ""))
     return ObjectKey(
-        kind=str(obj.get("kind", "")),
-        namespace=str(meta.get("namespace") or "default"),
+        kind=kind,
+        namespace="" if kind in CLUSTER_SCOPED_KINDS else str(meta.get("namespace") or "default"),
         name=str(meta.get("name", "")),
     )
 

@@ -57,6 +57,8 @@ RESOURCES: Final[Mapping[str, Resource]] = {
     # The status publisher's (publish/): our own pods, and the nodes they run on.
     "Pod": Resource("Pod", "v1", "pods"),
     "Node": Resource("Node", "v1", "nodes"),
+    "Ingress": Resource("Ingress", "networking.k8s.io/v1", "ingresses"),
+    "IngressClass": Resource("IngressClass", "networking.k8s.io/v1", "ingressclasses"),
 }
 
 

@@ -37,7 +37,7 @@ from service_loadbalancer.kube.client import (
     request,
     request_json,
 )
-from service_loadbalancer.kube.objects import RawObject, key_of, slim
+from service_loadbalancer.kube.objects import CLUSTER_SCOPED_KINDS, RawObject, key_of, slim
 from service_loadbalancer.kube.watch import (
     RESOURCES,
     Action,
@@ -67,9 +67,44 @@ PAGE_SIZE: Final = 500
 WATCH_TIMEOUT: Final = 300
 
 
+#: Kinds a cluster may not serve at all (networking.k8s.io/v1 came with Kubernetes 1.19):
+#: without them the rest is served, rather than waiting forever for a list that cannot be.
+OPTIONAL_KINDS: Final = frozenset({"Ingress", "IngressClass"})
+
+
 async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
     """`wanted`, with EndpointSlice replaced by core/v1 Endpoints where the server does
-    not serve discovery.k8s.io/v1 (clusters older than 1.21). Retries until it knows."""
+    not serve discovery.k8s.io/v1 (clusters older than 1.21), and without the optional
+    kinds the server does not serve (a list of one answers 404). Retries until it knows."""
+    kinds = [k for k in wanted if k not in OPTIONAL_KINDS or await _serves(api, RESOURCES[k])]
+    return await _endpoint_kinds(api, kinds)
+
+
+async def _serves(api: ApiClient, resource: Resource) -> bool:
+    """Whether the server has `resource` at all: a list of at most one object is 404
+    when it does not; 401/403 is reported by the informer's own list."""
+    backoff, attempt = Backoff(), 0
+    while True:
+        try:
+            status, _ = await request_json(api, "GET", resource.path(""), query=[("limit", "1")])
+        except (aiohttp.ClientError, TimeoutError) as err:
+            status = 0
+            _LOG.warning("API discovery failed: %s", err or type(err).__name__)
+        if status == 404:
+            _LOG.warning(
+                "%s (%s) is not served: %s objects are not read",
+                resource.plural,
+                resource.group_version,
+                resource.kind,
+            )
+            return False
+        if 200 <= status < 300 or status in (401, 403):
+            return True
+        attempt += 1
+        await asyncio.sleep(backoff.delay(attempt, Action.RETRY))
+
+
+async def _endpoint_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
     if "EndpointSlice" not in wanted:
         return list(wanted)
     backoff, attempt = Backoff(), 0
@@ -144,8 +179,11 @@ class KubeSource:
         self._kinds = tuple(kinds)
         self._namespaces = tuple(namespaces) or ("",)
         self._store = store if store is not None else Store(kinds, namespaces=self._namespaces)
+        # A cluster-scoped kind (IngressClass) is one cluster-wide unit in every case.
         self._units = [
-            _Unit(RESOURCES[kind], namespace) for kind in kinds for namespace in self._namespaces
+            _Unit(RESOURCES[kind], namespace)
+            for kind in kinds
+            for namespace in (("",) if kind in CLUSTER_SCOPED_KINDS else self._namespaces)
         ]
         self._backoff = backoff or Backoff()
         self._page_size = page_size

@@ -20,13 +20,19 @@ from __future__ import annotations
 import difflib
 from typing import Any, Final
 
+from service_loadbalancer.kube.ingress_spec import spec_errors
 from service_loadbalancer.kube.names import (
     DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
     NameFormat,
 )
-from service_loadbalancer.kube.objects import KNOWN_KINDS, ObjectKey, RawObject
+from service_loadbalancer.kube.objects import (
+    CLUSTER_SCOPED_KINDS,
+    KNOWN_KINDS,
+    ObjectKey,
+    RawObject,
+)
 from service_loadbalancer.model import Problem
 from service_loadbalancer.sources.documents import BadDocument, documents
 
@@ -36,6 +42,8 @@ _NAME_FORMAT_OF_KIND: Final = {
     "Endpoints": DNS1123_SUBDOMAIN,
     "EndpointSlice": DNS1123_SUBDOMAIN,
     "Secret": DNS1123_SUBDOMAIN,
+    "Ingress": DNS1123_SUBDOMAIN,
+    "IngressClass": DNS1123_SUBDOMAIN,
 }
 
 
@@ -148,7 +156,9 @@ def _checked(obj: dict[str, Any]) -> RawObject:
     _check_name("metadata.name", name, _NAME_FORMAT_OF_KIND[kind])
 
     namespace = meta.get("namespace")
-    if namespace is None or namespace == "":
+    if kind in CLUSTER_SCOPED_KINDS:
+        meta.pop("namespace", None)  # the API server ignores it for a cluster-scoped kind
+    elif namespace is None or namespace == "":
         meta["namespace"] = "default"
     elif not isinstance(namespace, str):
         raise BadDocument(f"metadata.namespace is {_a(namespace)}, not a string")
@@ -157,6 +167,18 @@ def _checked(obj: dict[str, Any]) -> RawObject:
 
     for field in ("labels", "annotations"):
         _check_string_map(meta, field)
+    if kind == "Ingress":
+        errors = spec_errors(obj.get("spec"))
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise BadDocument(f"{errors[0]}{more}")
+    elif kind == "IngressClass":
+        spec = obj.get("spec")
+        if spec is not None and not isinstance(spec, dict):
+            raise BadDocument(f"spec is {_a(spec)}, not a mapping")
+        controller = (spec or {}).get("controller")
+        if controller is not None and not isinstance(controller, str):
+            raise BadDocument(f"spec.controller is {_a(controller)}, not a string")
     return obj
 
 
