@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=308,
         help="status of the lb.sslRedirect redirect to HTTPS (308)",
     )
+    flag(
+        "--backend-ca",
+        type=Path,
+        help="PEM of CAs that pods' certificates must chain to, when TLS is spoken to them "
+        "(default: not verified, and reported)",
+    )
     flag("--haproxy-bin", default="haproxy", help="the haproxy executable (haproxy)")
     flag(
         "--run-dir",

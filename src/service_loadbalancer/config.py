@@ -245,4 +245,5 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         allow_external_names=args.allow_external_names,
         allow_cluster_external_names=args.allow_cluster_external_names,
         dns_servers=parse_dns_servers(args.dns_servers),
+        backend_ca=_tls_file(args.backend_ca, "--backend-ca", key=False),
     )

@@ -118,6 +118,10 @@ class Settings:
     #: DNS servers (`host:port`) HAProxy resolves ExternalNames with; empty: the
     #: nameservers of /etc/resolv.conf.
     dns_servers: tuple[str, ...] = ()
+    #: CA certificates that pods' certificates must chain to when the load balancer
+    #: speaks TLS to them (appProtocol https, lb.backend-protocol https or h2); None:
+    #: not verified (and reported).
+    backend_ca: Path | None = None
 
     @property
     def config_path(self) -> Path:

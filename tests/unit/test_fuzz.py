@@ -131,7 +131,9 @@ def hostile_for(field: str) -> st.SearchStrategy[Any]:
         return st.one_of(
             hostile_text,
             around("kubernetes.io/h2c"),
-            st.sampled_from(["grpc", "h2c", "kubernetes.io/ws", "GRPC"]),
+            st.sampled_from(
+                ["grpc", "h2c", "kubernetes.io/ws", "GRPC", "https", "kubernetes.io/wss", "h2"]
+            ),
             st.integers(),
             st.none(),
         )
@@ -173,6 +175,8 @@ MODES: dict[str, dict[str, str]] = {
     "passthrough": {ann.SSL_PASSTHROUGH.key: "true", ann.HOST.key: "t{i}.fz.example"},
     "timeouts": {ann.TIMEOUT_SERVER.key: "2s", ann.TIMEOUT_CONNECT.key: "1500ms"},
     "h2c": {ann.BACKEND_PROTOCOL.key: "h2c"},
+    "https": {ann.BACKEND_PROTOCOL.key: "https"},
+    "h2-tls": {ann.BACKEND_PROTOCOL.key: "h2", ann.HOST.key: "tls{i}.fz.example"},
 }
 
 case = st.tuples(
@@ -273,6 +277,11 @@ HOST = r"(?:\*\.)?[a-z0-9][a-z0-9.-]*"
 PATH = r"(?:/[A-Za-z0-9._~-]+(?::\d{1,5})?)*/"
 ESCAPED = r"(?:[A-Za-z0-9_/~:]|\\[.\-~])+"
 IP_PORT = r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d{1,5}"
+#: TLS to the pods: the CA file is a flag's (a path); the SNI a validated host name.
+TLS = (
+    r"(?: ssl verify required ca-file /\S+ sni "
+    r"(?:str\([a-z0-9][a-z0-9.-]*\)|req\.hdr\(host\),field\(1,:\))(?: alpn h2)?)?"
+)
 SERVICE_LINES = [
     rf"backend {IDENT}",
     r"frontend tcp_\d{1,5}",
@@ -295,7 +304,10 @@ SERVICE_LINES = [
     r"\(\?:/\|\$\)\.\* \\1 if \{ var\(txn\.set_prefix\) -m bool \}",
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
-    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)? {re.escape(SERVER_OPTIONS)}",
+    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)?{TLS} "
+    rf"{re.escape(SERVER_OPTIONS)}",
+    r"    default-server ca-file /\S+",
+    r"    # Loaded now, so that a server added at run time can name it\.",
     r"    bind 127\.0\.0\.1:\d{1,5}",
     rf"    default_backend {IDENT}",
     r"",
@@ -350,6 +362,7 @@ def lb_settings(workdir: Path, keys: Keys) -> Settings:
         tcp_services=(TcpService(ServiceRef("ctl-tcp", "ctl"), 3306),),
         run_dir=workdir / "run",
         trusted_proxies=("10.0.0.0/8", "2001:db8::/32"),
+        backend_ca=default,
     )
 
 

@@ -309,8 +309,29 @@ def resolve_options(settings: Settings) -> str:
     return f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr {init}"
 
 
+def tls_options(backend: Backend, settings: Settings) -> str:
+    """Server options of a backend that speaks TLS to its pods, else "". On every server
+    line, so `add server` gets them too (HAProxy 2.6 takes ssl, verify, ca-file, sni and
+    alpn there). With --backend-ca the pods' certificates must chain to it and name the
+    SNI: the backend's own name (an external service's, or lb.host), else the client's
+    Host. Without it nothing is verified (translation reports that)."""
+    if backend.mode is not Mode.HTTP or not backend.protocol.tls:
+        return ""
+    words = ["ssl"]
+    if settings.backend_ca is not None:
+        words += ["verify", "required", "ca-file", str(settings.backend_ca)]
+    else:
+        words += ["verify", "none"]
+    name = backend.tls_server_name
+    words += ["sni", f"str({name})" if name else "req.hdr(host),field(1,:)"]
+    if backend.protocol is Protocol.H2:
+        words += ["alpn", "h2"]
+    return " ".join(words)
+
+
 def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
     v6 = any(":" in s.address for s in backend.servers)
+    tls = tls_options(backend, settings)
     return {
         "name": backend.name,
         "mode": backend.mode.value,
@@ -330,6 +351,10 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
         # HTTP/2 to the pods without TLS (prior knowledge): `proto h2` on every server
         # line, so a server added at run time (`add server`) speaks it too.
         "proto": "h2" if backend.protocol is Protocol.H2C and backend.mode is Mode.HTTP else "",
+        # TLS to the pods (ssl, verify, sni, alpn), and the CA file to load when the config
+        # is read: `add server` can only name a CA file HAProxy has loaded already.
+        "tls": tls,
+        "tls_ca_file": str(settings.backend_ca) if tls and settings.backend_ca else None,
     }
 
 
