@@ -239,6 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="ip[:port] (comma separated) that resolve ExternalNames "
         "(default: the nameservers of /etc/resolv.conf)",
     )
+    flag(
+        "--timeout-tunnel",
+        default=None,
+        help="how long an idle WebSocket or other tunnel is kept: 90s, 30m, 2h (1h; "
+        "--cfg timeoutTunnel)",
+    )
+    flag(
+        "--hard-stop-after",
+        default=None,
+        help="how long an old HAProxy worker keeps its connections after a reload "
+        "(default: until they end; --cfg hardStopAfter)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p

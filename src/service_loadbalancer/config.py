@@ -26,6 +26,7 @@ from service_loadbalancer.haproxy.render import TemplateError, check_template
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.settings import (
     DEFAULT_RUN_DIR,
+    DEFAULT_TIMEOUT_TUNNEL_MS,
     ENV_STATS_PASSWORD,
     ENV_STATS_PASSWORD_FILE,
     ENV_STATS_USER,
@@ -34,6 +35,7 @@ from service_loadbalancer.settings import (
     Settings,
     SettingsError,
     parse_dns_servers,
+    parse_long_timeout,
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
@@ -58,6 +60,9 @@ class LoadBalancerConfig(BaseModel):
     statsPassword: str | None = Field(default=None, repr=False)
     statsPasswordFile: Path | None = None
     runDir: Path | None = None
+    #: Times as the annotations take them (`90s`, `30m`, `2h`).
+    timeoutTunnel: str | None = None
+    hardStopAfter: str | None = None
 
     @field_validator("statsUser")
     @classmethod
@@ -211,6 +216,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         else None
     )
     manifests = args.manifests.absolute() if args.manifests else None
+    tunnel = args.timeout_tunnel or cfg.timeoutTunnel
+    hard_stop = args.hard_stop_after or cfg.hardStopAfter
     return Settings(
         http_port=args.http_port,
         stats_port=args.stats_port,
@@ -246,4 +253,10 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         allow_cluster_external_names=args.allow_cluster_external_names,
         dns_servers=parse_dns_servers(args.dns_servers),
         backend_ca=_tls_file(args.backend_ca, "--backend-ca", key=False),
+        timeout_tunnel_ms=parse_long_timeout(tunnel, flag="timeout tunnel")
+        if tunnel
+        else DEFAULT_TIMEOUT_TUNNEL_MS,
+        hard_stop_after_ms=parse_long_timeout(hard_stop, flag="hard-stop-after")
+        if hard_stop
+        else None,
     )

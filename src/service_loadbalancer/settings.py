@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from service_loadbalancer.annotations import AnnotationError, parse_time
 from service_loadbalancer.kube.names import DNS1123_LABEL
 from service_loadbalancer.model import Algorithm
 
@@ -26,6 +27,9 @@ STATS_PASSWORD_RE = re.compile(r"[!#-&(-~]{1,128}\Z")
 DEFAULT_RUN_DIR = Path("/var/run/service-loadbalancer")
 #: The config's name in the run directory, unless the --cfg file puts it elsewhere.
 CONFIG_NAME = "haproxy.cfg"
+
+#: `timeout tunnel` unless --timeout-tunnel or the --cfg file's timeoutTunnel says.
+DEFAULT_TIMEOUT_TUNNEL_MS = 3_600_000
 
 ENV_STATS_USER = "SLB_STATS_USER"
 ENV_STATS_PASSWORD = "SLB_STATS_PASSWORD"
@@ -122,6 +126,12 @@ class Settings:
     #: speaks TLS to them (appProtocol https, lb.backend-protocol https or h2); None:
     #: not verified (and reported).
     backend_ca: Path | None = None
+    #: `timeout tunnel`, in milliseconds: how long an upgraded connection (WebSocket) or
+    #: a CONNECT tunnel may stay idle before it is cut.
+    timeout_tunnel_ms: int = DEFAULT_TIMEOUT_TUNNEL_MS
+    #: `hard-stop-after`, in milliseconds: how long an old worker may keep its
+    #: connections after a reload (or a soft stop); None: until they end.
+    hard_stop_after_ms: int | None = None
 
     @property
     def config_path(self) -> Path:
@@ -140,6 +150,22 @@ class Settings:
         if self.stats_user is None or self.stats_password is None:
             return {}
         return {ENV_STATS_USER: self.stats_user, ENV_STATS_PASSWORD: self.stats_password}
+
+
+#: Bounds of --timeout-tunnel and --hard-stop-after: a week, far below HAProxy's own
+#: limit (about 24 days).
+MAX_LONG_TIMEOUT_MS = 7 * 24 * 3_600_000
+
+
+def parse_long_timeout(text: str, *, flag: str) -> int:
+    """A time as the annotations take it (`90s`, `30m`, `2h`), 1 s to a week; in ms."""
+    try:
+        ms = parse_time(text, most=2**31 - 1, most_text="24 days")
+    except AnnotationError as err:
+        raise SettingsError(f"{flag}: {err}") from None
+    if not 1000 <= ms <= MAX_LONG_TIMEOUT_MS:
+        raise SettingsError(f"{flag}: {text.strip()!r} is not between 1s and 168h")
+    return ms
 
 
 def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
@@ -253,7 +279,16 @@ def parse_dns_servers(text: str) -> tuple[str, ...]:
 #: run directory and the config path are where the running HAProxy's sockets and files
 #: are; the stats credentials reach the HAProxy master through its environment, which a
 #: reload keeps. A new field needs a restart until it is added here.
-LIVE_FIELDS: frozenset[str] = frozenset({"balance_algorithm", "syslog", "template", "error_page"})
+LIVE_FIELDS: frozenset[str] = frozenset(
+    {
+        "balance_algorithm",
+        "syslog",
+        "template",
+        "error_page",
+        "timeout_tunnel_ms",
+        "hard_stop_after_ms",
+    }
+)
 
 #: How a field is named to the user: its --cfg key, else its flag.
 FIELD_KEYS: dict[str, str] = {
@@ -265,6 +300,8 @@ FIELD_KEYS: dict[str, str] = {
     "run_dir": "runDir",
     "stats_user": "statsUser",
     "stats_password": "statsPassword",
+    "timeout_tunnel_ms": "timeoutTunnel",
+    "hard_stop_after_ms": "hardStopAfter",
 }
 
 

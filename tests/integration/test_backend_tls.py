@@ -14,8 +14,6 @@ import trustme
 from harness import Backends, Controller, backend_names, running, wait_for, write_manifest
 from objects import port, service, slices
 
-from service_loadbalancer.haproxy.process import HAProxyProcess
-
 P = "serviceloadbalancer/"
 HOST = "web.example"
 
@@ -43,14 +41,6 @@ def tls_service(
             *slices("web", endpoints, port_name="tls"),
         ],
     )
-
-
-async def reloads(c: Controller) -> int:
-    """The HAProxy master's reload count (`show proc`), read over its CLI."""
-    master = HAProxyProcess(
-        haproxy_bin="haproxy", config_path=c.run_dir / "haproxy.cfg", run_dir=c.run_dir
-    )
-    return (await master.show_proc()).reloads
 
 
 async def answers(c: Controller, n: int) -> list[tuple[int, str]]:
@@ -85,7 +75,7 @@ async def test_verified_tls_to_pods_follows_endpoint_churn_without_reload(
         assert status == 200 and body.startswith("backend=tls-1 path=/x ")
         config = (c.run_dir / "haproxy.cfg").read_text()
         assert f"ssl verify required ca-file {ca_file} sni str({HOST})" in config
-        before = await reloads(c)
+        before = (await c.show_proc()).reloads
 
         # A pod added at run time must get the same ssl settings, or it would be spoken
         # to in clear text (and the TLS pod would refuse it).
@@ -113,7 +103,7 @@ async def test_verified_tls_to_pods_follows_endpoint_churn_without_reload(
         tls_service(c, [first])
         await wait_for(lambda: answers_only(c, "tls-1"), what="tls-1 back")
 
-        assert await reloads(c) == before
+        assert (await c.show_proc()).reloads == before
         metrics = await c.metrics()
         assert 'slb_haproxy_runtime_operations_total{op="add"}' in metrics
         assert "slb_haproxy_runtime_fallbacks_total 0.0" in metrics

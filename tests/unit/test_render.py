@@ -750,6 +750,8 @@ def test_template_context_variables() -> None:
     context = template_context(model, settings)
     assert set(context) == {
         "runtime_socket",
+        "timeout_tunnel",
+        "hard_stop_after",
         "server_state_file",
         "syslog",
         "stats_auth",
@@ -988,3 +990,14 @@ def test_tls_backend_servers_speak_tls_verified_or_not(tmp_path: Path) -> None:
     plain = render(one_backend(http_backend("http_default_web_80", srv("10.0.0.1"))),
                    Settings(backend_ca=ca_file)).config  # fmt: skip
     assert " ssl" not in plain and "ca-file" not in plain
+
+
+def test_timeout_tunnel_and_hard_stop_after(tmp_path: Path) -> None:
+    model = one_backend(http_backend("http_default_web_80", srv("10.0.0.1")))
+    default = render_checked(model, Settings(), tmp_path / "d").config
+    assert "    timeout tunnel 1h\n" in block(default, "defaults")
+    assert "hard-stop-after" not in default
+    settings = Settings(timeout_tunnel_ms=90_000, hard_stop_after_ms=1_800_000)
+    config = render_checked(model, settings, tmp_path / "s").config
+    assert "    timeout tunnel 90s\n" in block(config, "defaults")
+    assert "    hard-stop-after 30m\n" in block(config, "global")

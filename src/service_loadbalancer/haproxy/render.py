@@ -191,6 +191,8 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
     """The variables a template sees. Documented in the README; keep both in step."""
     return {
         "runtime_socket": str(settings.run_dir / RUNTIME_SOCKET),
+        "timeout_tunnel": haproxy_time(settings.timeout_tunnel_ms),
+        "hard_stop_after": _time_or_none(settings.hard_stop_after_ms),
         "server_state_file": str(settings.run_dir / SERVER_STATE_FILE),
         "syslog": settings.syslog,
         "stats_auth": settings.stats_auth,
