@@ -26,7 +26,7 @@ from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOpt
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.oneshot import check_once, render_once
-from service_loadbalancer.settings import SettingsError, port_number
+from service_loadbalancer.settings import DEFAULT_DENY_EXTERNAL, SettingsError, port_number
 
 COMMANDS = ("run", "render", "check")
 EXIT_USAGE = 2
@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[301, 302, 303, 307, 308],
         default=308,
         help="status of the lb.sslRedirect redirect to HTTPS (308)",
+    )
+    flag(
+        "--deny-external-cidrs",
+        default=DEFAULT_DENY_EXTERNAL,
+        help="CIDRs (and the words loopback, link-local, node) an ExternalName may not "
+        f"resolve into; empty denies none ({DEFAULT_DENY_EXTERNAL})",
     )
     flag(
         "--backend-ca",

@@ -24,16 +24,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service_loadbalancer.haproxy.render import TemplateError, check_template
 from service_loadbalancer.model import Algorithm
+from service_loadbalancer.node_addresses import read_node_addresses
 from service_loadbalancer.settings import (
     DEFAULT_RUN_DIR,
     DEFAULT_TIMEOUT_TUNNEL_MS,
     ENV_STATS_PASSWORD,
     ENV_STATS_PASSWORD_FILE,
     ENV_STATS_USER,
+    NODE_WORD,
     STATS_PASSWORD_RE,
     STATS_USER_RE,
     Settings,
     SettingsError,
+    parse_deny_cidrs,
     parse_dns_servers,
     parse_long_timeout,
     parse_namespaces,
@@ -259,4 +262,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         hard_stop_after_ms=parse_long_timeout(hard_stop, flag="hard-stop-after")
         if hard_stop
         else None,
+        deny_external_cidrs=parse_deny_cidrs(
+            args.deny_external_cidrs,
+            read_node_addresses() if NODE_WORD in args.deny_external_cidrs.split(",") else (),
+        ),
     )

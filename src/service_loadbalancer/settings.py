@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -34,6 +35,19 @@ DEFAULT_TIMEOUT_TUNNEL_MS = 3_600_000
 ENV_STATS_USER = "SLB_STATS_USER"
 ENV_STATS_PASSWORD = "SLB_STATS_PASSWORD"
 ENV_STATS_PASSWORD_FILE = "SLB_STATS_PASSWORD_FILE"
+
+
+#: The words --deny-external-cidrs takes besides CIDRs. `loopback` includes the
+#: unspecified addresses: a connection to 0.0.0.0 or :: reaches the node itself.
+DENY_WORDS: dict[str, tuple[str, ...]] = {
+    "loopback": ("127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"),
+    "link-local": ("169.254.0.0/16", "fe80::/10"),
+}
+#: `node` stands for the node's own addresses (read at start, node_addresses.py).
+NODE_WORD = "node"
+DEFAULT_DENY_EXTERNAL = "loopback,link-local,node"
+#: What `Settings` denies unless told otherwise (the flag's default, less `node`).
+DEFAULT_DENY_CIDRS = DENY_WORDS["loopback"] + DENY_WORDS["link-local"]
 
 
 class SettingsError(ValueError):
@@ -132,6 +146,9 @@ class Settings:
     #: `hard-stop-after`, in milliseconds: how long an old worker may keep its
     #: connections after a reload (or a soft stop); None: until they end.
     hard_stop_after_ms: int | None = None
+    #: Networks (normalised CIDRs) an ExternalName may not resolve into: its server is
+    #: put in maintenance, and the Service reported, while it does.
+    deny_external_cidrs: tuple[str, ...] = DEFAULT_DENY_CIDRS
 
     @property
     def config_path(self) -> Path:
@@ -166,6 +183,34 @@ def parse_long_timeout(text: str, *, flag: str) -> int:
     if not 1000 <= ms <= MAX_LONG_TIMEOUT_MS:
         raise SettingsError(f"{flag}: {text.strip()!r} is not between 1s and 168h")
     return ms
+
+
+def parse_deny_cidrs(text: str, node: Iterable[str] = ()) -> tuple[str, ...]:
+    """`loopback,link-local,node,10.0.0.0/8`: CIDRs and words, normalised, without
+    duplicates; `node` adds each of `node` (the node's addresses) as one host. An empty
+    value denies nothing."""
+    networks: list[str] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        if item in DENY_WORDS or item == NODE_WORD:
+            cidrs = DENY_WORDS.get(item) or tuple(node)
+        else:
+            cidrs = (item,)
+        for cidr in cidrs:
+            try:
+                if not cidr.isascii() or "%" in cidr:
+                    raise ValueError(cidr)
+                network = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as err:
+                detail = " (host bits set)" if "host bits" in str(err) else ""
+                words = ", ".join([*DENY_WORDS, NODE_WORD])
+                raise SettingsError(
+                    f"--deny-external-cidrs: {item!r} is not a CIDR{detail} nor one of {words}"
+                ) from None
+            if str(network) not in networks:
+                networks.append(str(network))
+    return tuple(networks)
 
 
 def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
