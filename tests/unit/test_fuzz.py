@@ -348,7 +348,7 @@ SERVICE_LINES = [
     rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)?{TLS} "
     rf"{re.escape(SERVER_OPTIONS)}",
     # An external name: a validated DNS name, resolved at run time.
-    rf"    server ext_\d{{1,5}} {NAME}:\d{{1,5}}(?: cookie ext_\d{{1,5}})?{TLS} "
+    rf"    server ext_\d{{1,5}} {NAME}:\d{{1,5}}(?: cookie ext_\d{{1,5}})?(?: proto h2)?{TLS} "
     rf"{re.escape(SERVER_OPTIONS)} {re.escape(RESOLVE)}",
     r"    default-server ca-file /\S+",
     r"    # Loaded now, so that a server added at run time can name it\.",
