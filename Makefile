@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HAPROXY_MIN := 2.6
 
-.PHONY: setup haproxy wrk venv test lint typecheck unit demo bench bench-quick image clean
+.PHONY: setup haproxy wrk h2load venv test lint typecheck unit demo bench bench-quick image clean
 
 setup: haproxy venv
 
@@ -28,6 +28,12 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk with apt"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+# h2load, the HTTP/2 and HTTP/1.1 load generator of benchmarks/protocols.py (Debian package).
+h2load:
+	@command -v h2load >/dev/null 2>&1 || { echo "installing nghttp2-client (h2load) with apt"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
 
 venv: $(VENV)/.installed
 
@@ -54,8 +60,8 @@ test: setup lint typecheck
 demo: setup
 	$(PY) -m service_loadbalancer.demo
 
-# About 21 minutes in all; `make bench-quick` is a short smoke run.
-bench: setup wrk
+# About 25 minutes in all; `make bench-quick` is a short smoke run.
+bench: setup wrk h2load
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/runtime.py
 	$(PY) benchmarks/failures.py
@@ -64,8 +70,9 @@ bench: setup wrk
 	$(PY) benchmarks/haproxy_memory.py
 	$(PY) benchmarks/leader.py
 	$(PY) benchmarks/ingress_lookup.py
+	$(PY) benchmarks/protocols.py
 
-bench-quick: setup wrk
+bench-quick: setup wrk h2load
 	$(PY) benchmarks/render.py --repeat 1
 	$(PY) benchmarks/runtime.py --quick
 	$(PY) benchmarks/failures.py --quick
@@ -74,6 +81,7 @@ bench-quick: setup wrk
 	$(PY) benchmarks/haproxy_memory.py --quick
 	$(PY) benchmarks/leader.py --rounds 1
 	$(PY) benchmarks/ingress_lookup.py --quick
+	$(PY) benchmarks/protocols.py --quick
 
 # The container image, service-loadbalancer:dev (deploy/Dockerfile), with podman (installed
 # with apt when missing) or docker. The base, the wheels and the build cache are kept in

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,9 @@ class Controller:
     proc: subprocess.Popen[bytes] | None = None
     #: False: --passive-health=false (the servers would not fit the nofile limit).
     passive_health: bool = True
+    #: More flags (e.g. --ssl-cert); the HTTPS port is always a free one.
+    extra_args: list[str] = field(default_factory=list)
+    https_port: int = 0
 
     @property
     def manifests(self) -> Path:
@@ -146,7 +149,7 @@ class Controller:
         return self.workdir / "run"
 
     def start(self) -> None:
-        self.http_port, self.healthz_port = free_port(), free_port()
+        self.http_port, self.healthz_port, self.https_port = free_port(), free_port(), free_port()
         if self.kubeconfig is None:
             self.manifests.mkdir(parents=True, exist_ok=True)
             source = ["--manifests", str(self.manifests)]
@@ -165,7 +168,9 @@ class Controller:
                 "--drain-timeout", "5",
                 "--shutdown-grace", "0",  # no rotation to leave: stop at once
                 "--passive-health", str(self.passive_health).lower(),
+                "--https-port", str(self.https_port),
                 "--log-level", os.environ.get("SLB_BENCH_LOG_LEVEL", "warning"),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -218,9 +223,18 @@ class Controller:
 
 @contextlib.asynccontextmanager
 async def controller(
-    workdir: Path, kubeconfig: Path | None = None, *, servers: int = 0
+    workdir: Path,
+    kubeconfig: Path | None = None,
+    *,
+    servers: int = 0,
+    extra_args: list[str] | None = None,
 ) -> AsyncIterator[Controller]:
-    c = Controller(workdir, kubeconfig=kubeconfig, passive_health=passive_health_fits(servers))
+    c = Controller(
+        workdir,
+        kubeconfig=kubeconfig,
+        passive_health=passive_health_fits(servers),
+        extra_args=extra_args or [],
+    )
     c.start()
     try:
         await c.wait_healthy()

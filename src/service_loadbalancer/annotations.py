@@ -253,9 +253,10 @@ BACKEND_PROTOCOL: Annotation[Protocol | None] = Annotation(
     key=PREFIX + "lb.backend-protocol",
     parse=parse_protocol,
     default=None,
-    allowed="h1, h2c",
-    doc="The HTTP the pods speak on ports without spec.ports[].appProtocol: h1 (HTTP/1.1) "
-    "or h2c (HTTP/2 in clear text, as gRPC servers do); default: h1.",
+    allowed="h1, h2c, h2, https",
+    doc="What the pods speak on ports without spec.ports[].appProtocol: h1 (HTTP/1.1), "
+    "h2c (HTTP/2 in clear text, as gRPC servers do), https (HTTP/1.1 over TLS) or h2 "
+    "(HTTP/2 over TLS, by ALPN); TLS is verified with --backend-ca. Default: h1.",
 )
 
 #: Every annotation, in the order the README documents them.

@@ -26,7 +26,7 @@ from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOpt
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.oneshot import check_once, render_once
-from service_loadbalancer.settings import SettingsError, port_number
+from service_loadbalancer.settings import DEFAULT_DENY_EXTERNAL, SettingsError, port_number
 
 COMMANDS = ("run", "render", "check")
 EXIT_USAGE = 2
@@ -176,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=308,
         help="status of the lb.sslRedirect redirect to HTTPS (308)",
     )
+    flag(
+        "--deny-external-cidrs",
+        default=DEFAULT_DENY_EXTERNAL,
+        help="CIDRs (and the words loopback, link-local, node) an ExternalName may not "
+        f"resolve into; empty denies none ({DEFAULT_DENY_EXTERNAL})",
+    )
+    flag(
+        "--backend-ca",
+        type=Path,
+        help="PEM of CAs that pods' certificates must chain to, when TLS is spoken to them "
+        "(default: not verified, and reported)",
+    )
     flag("--haproxy-bin", default="haproxy", help="the haproxy executable (haproxy)")
     flag(
         "--run-dir",
@@ -250,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="service-loadbalancer-leader",
         help="name of the Lease that elects the one replica writing status "
         "(service-loadbalancer-leader)",
+    )
+    flag(
+        "--timeout-tunnel",
+        default=None,
+        help="how long an idle WebSocket or other tunnel is kept: 90s, 30m, 2h (1h; "
+        "--cfg timeoutTunnel)",
+    )
+    flag(
+        "--hard-stop-after",
+        default=None,
+        help="how long an old HAProxy worker keeps its connections after a reload "
+        "(default: until they end; --cfg hardStopAfter)",
     )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)

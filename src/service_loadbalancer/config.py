@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service_loadbalancer.haproxy.render import TemplateError, check_template
 from service_loadbalancer.model import Algorithm
+from service_loadbalancer.node_addresses import read_node_addresses
 from service_loadbalancer.publish.addresses import (
     parse_class,
     parse_election_id,
@@ -31,15 +32,19 @@ from service_loadbalancer.publish.addresses import (
 )
 from service_loadbalancer.settings import (
     DEFAULT_RUN_DIR,
+    DEFAULT_TIMEOUT_TUNNEL_MS,
     ENV_STATS_PASSWORD,
     ENV_STATS_PASSWORD_FILE,
     ENV_STATS_USER,
+    NODE_WORD,
     STATS_PASSWORD_RE,
     STATS_USER_RE,
     Settings,
     SettingsError,
+    parse_deny_cidrs,
     parse_dns_servers,
     parse_ingress_class,
+    parse_long_timeout,
     parse_namespaces,
     parse_service_ref,
     parse_tcp_services,
@@ -64,6 +69,9 @@ class LoadBalancerConfig(BaseModel):
     statsPassword: str | None = Field(default=None, repr=False)
     statsPasswordFile: Path | None = None
     runDir: Path | None = None
+    #: Times as the annotations take them (`90s`, `30m`, `2h`).
+    timeoutTunnel: str | None = None
+    hardStopAfter: str | None = None
 
     @field_validator("statsUser")
     @classmethod
@@ -217,6 +225,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         else None
     )
     manifests = args.manifests.absolute() if args.manifests else None
+    tunnel = args.timeout_tunnel or cfg.timeoutTunnel
+    hard_stop = args.hard_stop_after or cfg.hardStopAfter
     return Settings(
         http_port=args.http_port,
         stats_port=args.stats_port,
@@ -258,4 +268,15 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         watch_ingress_without_class=args.watch_ingress_without_class,
         service_routes=args.service_routes,
         ingress_ssl_redirect=args.ingress_ssl_redirect,
+        backend_ca=_tls_file(args.backend_ca, "--backend-ca", key=False),
+        timeout_tunnel_ms=parse_long_timeout(tunnel, flag="timeout tunnel")
+        if tunnel
+        else DEFAULT_TIMEOUT_TUNNEL_MS,
+        hard_stop_after_ms=parse_long_timeout(hard_stop, flag="hard-stop-after")
+        if hard_stop
+        else None,
+        deny_external_cidrs=parse_deny_cidrs(
+            args.deny_external_cidrs,
+            read_node_addresses() if NODE_WORD in args.deny_external_cidrs.split(",") else (),
+        ),
     )

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from service_loadbalancer.events import EventRecorder
@@ -57,16 +57,23 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
     active: Source | None = None
     reconciler: Reconciler | None = None
     # Passive health: HAProxy's messages about servers going DOWN (see haproxy/health.py).
+    # The reconciler reads them too, once it exists (its guard follows DNS changes).
     watcher = HealthWatcher(
         runtime=RuntimeApi(socket_path=settings.run_dir / RUNTIME_SOCKET), metrics=metrics
     )
+    line_readers: list[Callable[[str], None]] = [watcher.on_line]
+
+    def on_stderr_line(line: str) -> None:
+        for read in line_readers:
+            read(line)
+
     haproxy = HAProxyProcess(
         haproxy_bin=settings.haproxy_bin,
         config_path=settings.config_path,
         run_dir=settings.run_dir,
         env=settings.haproxy_env(),
         on_restart=metrics.haproxy_restarts.inc,
-        on_stderr_line=watcher.on_line,
+        on_stderr_line=on_stderr_line,
     )
 
     shutting_down = False
@@ -113,6 +120,7 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
         return 0
     store = active.store
     reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
+    line_readers.append(reconciler.on_haproxy_line)
     log.info(
         "serving %s: HTTP on :%d, stats on :%d, healthz on :%d",
         active.description,

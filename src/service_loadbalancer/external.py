@@ -6,12 +6,15 @@ its own loopback and the cluster's internal services included (CVE-2021-25740). 
 then, a name that is an IP literal, `localhost`, or (without
 `--allow-cluster-external-names`) a cluster-internal name is refused with a problem. The
 name is resolved by HAProxy at run time (render.py's `resolvers` section), so a DNS
-change is followed without a sync.
+change is followed without a sync. What it resolves to is judged then, by
+haproxy/guard.py with `denied_by`: an address in `--deny-external-cidrs` (by default
+loopback, link-local and the node's own) takes the server out of service.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN
 from service_loadbalancer.model import Server
@@ -53,3 +56,24 @@ def external_server(name: str, number: int, target: int | str | None) -> Server:
     """The one server: the name, on a numeric targetPort if there is one, else the port."""
     port = target if isinstance(target, int) and 1 <= target <= 65535 else number
     return Server(name=f"ext_{port}", address=name, port=port)
+
+
+@lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+def denied_by(address: str, cidrs: tuple[str, ...]) -> str | None:
+    """The first of `cidrs` (normalised, as Settings holds them) that holds `address`,
+    else None; None too for what is not an address. An IPv4-mapped IPv6 address
+    (::ffff:127.0.0.1) is judged as the IPv4 address it reaches."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for network in _networks(cidrs):
+        if ip.version == network.version and ip in network:
+            return str(network)
+    return None

@@ -32,10 +32,18 @@ class Stickiness(StrEnum):
 
 
 class Protocol(StrEnum):
-    """What HTTP a backend speaks to its pods: HTTP/1.1, or HTTP/2 in clear text."""
+    """What a backend speaks to its pods: HTTP/1.1 or HTTP/2, in clear text or over TLS."""
 
     H1 = "h1"
     H2C = "h2c"
+    #: HTTP/2 over TLS (offered by ALPN).
+    H2 = "h2"
+    #: HTTP/1.1 over TLS.
+    HTTPS = "https"
+
+    @property
+    def tls(self) -> bool:
+        return self in (Protocol.H2, Protocol.HTTPS)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -75,11 +83,14 @@ class Backend:
     #: by the proxy at run time. Kept here as well as in the server so that a change of
     #: name is a change of the backend (a reload), never an endpoint change.
     external_name: str | None = None
-    #: HTTP/1.1 or HTTP/2 (cleartext, prior knowledge) to the pods; HTTP backends only.
+    #: HTTP/1.1 or HTTP/2, in clear text or over TLS, to the pods; HTTP backends only.
     protocol: Protocol = Protocol.H1
     #: Only clients from these networks (CIDRs) are served (loadBalancerSourceRanges);
     #: empty: everyone.
     allowed_sources: tuple[str, ...] = ()
+    #: Over TLS: the name to ask the pods for (SNI) and to verify their certificate
+    #: against; None: the client's Host header. Unset for clear-text backends.
+    tls_server_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -49,6 +49,7 @@ from service_loadbalancer.fastpath import (
 from service_loadbalancer.fullsync import Prepared, prepare
 from service_loadbalancer.haproxy.apply import Applier
 from service_loadbalancer.haproxy.drains import Drains
+from service_loadbalancer.haproxy.guard import External, ExternalGuard
 from service_loadbalancer.haproxy.plan import Reason, ReasonKind, plan_endpoints
 from service_loadbalancer.haproxy.process import HAProxyError, HAProxyProcess
 from service_loadbalancer.haproxy.render import RUNTIME_SOCKET, TemplateError
@@ -99,6 +100,18 @@ class Reconciler:
             drain_timeout=settings.drain_timeout,
             on_delete=metrics.runtime_ops.labels(op="delete").inc,
         )
+        #: ExternalName servers resolving into --deny-external-cidrs (None: none denied).
+        self._guard = (
+            ExternalGuard(
+                runtime=runtime,
+                cidrs=settings.deny_external_cidrs,
+                external=self._external,
+                on_problems=self._report.report_found,
+            )
+            if settings.deny_external_cidrs
+            else None
+        )
+        self._external_of: tuple[object, External] = (None, {})
         self._apply = Applier(
             settings=settings,
             haproxy=haproxy,
@@ -130,7 +143,25 @@ class Reconciler:
             group.create_task(self._drains.run(self._lock, self._haproxy), name="drains")
             group.create_task(self._full_loop(), name="reconciler:full-sync")
             group.create_task(self._write_loop(), name="reconciler:config-writer")
+            if self._guard is not None:
+                guard = self._guard.run(self._lock, self._haproxy)
+                group.create_task(guard, name="reconciler:external-guard")
             await self._sync_loop()
+
+    def on_haproxy_line(self, line: str) -> None:
+        """One line of HAProxy's stderr (the guard follows its DNS changes)."""
+        if self._guard is not None:
+            self._guard.on_line(line)
+
+    def _external(self) -> External:
+        """The running external backends, for the guard; computed again only when the
+        running model changes, and only while some name may be denied."""
+        model = self._running.model if self._running is not None else None
+        if model is not self._external_of[0]:
+            backends = model.backends if model is not None else ()
+            found = {b.name: (b.service, b.external_name) for b in backends if b.external_name}
+            self._external_of = (model, found)
+        return self._external_of[1]
 
     # ------------------------------------------------------------------ scheduling
 
@@ -352,6 +383,8 @@ class Reconciler:
                 self._failure = f"HAProxy refused the config at its first start: {err}"
                 return False
             self._commit(new)
+        if self._guard is not None:
+            self._guard.poke()  # new workers: judge their external servers at once
         for kind in sorted({reason.kind for reason in reasons}):
             self._metrics.reloads.labels(reason=kind.value).inc()
         self._suspect = None

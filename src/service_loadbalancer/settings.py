@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from service_loadbalancer.annotations import AnnotationError, parse_time
 from service_loadbalancer.kube.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from service_loadbalancer.model import Algorithm
 
@@ -27,9 +29,25 @@ DEFAULT_RUN_DIR = Path("/var/run/service-loadbalancer")
 #: The config's name in the run directory, unless the --cfg file puts it elsewhere.
 CONFIG_NAME = "haproxy.cfg"
 
+#: `timeout tunnel` unless --timeout-tunnel or the --cfg file's timeoutTunnel says.
+DEFAULT_TIMEOUT_TUNNEL_MS = 3_600_000
+
 ENV_STATS_USER = "SLB_STATS_USER"
 ENV_STATS_PASSWORD = "SLB_STATS_PASSWORD"
 ENV_STATS_PASSWORD_FILE = "SLB_STATS_PASSWORD_FILE"
+
+
+#: The words --deny-external-cidrs takes besides CIDRs. `loopback` includes the
+#: unspecified addresses: a connection to 0.0.0.0 or :: reaches the node itself.
+DENY_WORDS: dict[str, tuple[str, ...]] = {
+    "loopback": ("127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"),
+    "link-local": ("169.254.0.0/16", "fe80::/10"),
+}
+#: `node` stands for the node's own addresses (read at start, node_addresses.py).
+NODE_WORD = "node"
+DEFAULT_DENY_EXTERNAL = "loopback,link-local,node"
+#: What `Settings` denies unless told otherwise (the flag's default, less `node`).
+DEFAULT_DENY_CIDRS = DENY_WORDS["loopback"] + DENY_WORDS["link-local"]
 
 
 class SettingsError(ValueError):
@@ -135,6 +153,19 @@ class Settings:
     service_routes: bool = True
     #: Plain HTTP to a host listed in an Ingress's spec.tls is redirected to HTTPS.
     ingress_ssl_redirect: bool = True
+    #: CA certificates that pods' certificates must chain to when the load balancer
+    #: speaks TLS to them (appProtocol https, lb.backend-protocol https or h2); None:
+    #: not verified (and reported).
+    backend_ca: Path | None = None
+    #: `timeout tunnel`, in milliseconds: how long an upgraded connection (WebSocket) or
+    #: a CONNECT tunnel may stay idle before it is cut.
+    timeout_tunnel_ms: int = DEFAULT_TIMEOUT_TUNNEL_MS
+    #: `hard-stop-after`, in milliseconds: how long an old worker may keep its
+    #: connections after a reload (or a soft stop); None: until they end.
+    hard_stop_after_ms: int | None = None
+    #: Networks (normalised CIDRs) an ExternalName may not resolve into: its server is
+    #: put in maintenance, and the Service reported, while it does.
+    deny_external_cidrs: tuple[str, ...] = DEFAULT_DENY_CIDRS
 
     @property
     def config_path(self) -> Path:
@@ -153,6 +184,50 @@ class Settings:
         if self.stats_user is None or self.stats_password is None:
             return {}
         return {ENV_STATS_USER: self.stats_user, ENV_STATS_PASSWORD: self.stats_password}
+
+
+#: Bounds of --timeout-tunnel and --hard-stop-after: a week, far below HAProxy's own
+#: limit (about 24 days).
+MAX_LONG_TIMEOUT_MS = 7 * 24 * 3_600_000
+
+
+def parse_long_timeout(text: str, *, flag: str) -> int:
+    """A time as the annotations take it (`90s`, `30m`, `2h`), 1 s to a week; in ms."""
+    try:
+        ms = parse_time(text, most=2**31 - 1, most_text="24 days")
+    except AnnotationError as err:
+        raise SettingsError(f"{flag}: {err}") from None
+    if not 1000 <= ms <= MAX_LONG_TIMEOUT_MS:
+        raise SettingsError(f"{flag}: {text.strip()!r} is not between 1s and 168h")
+    return ms
+
+
+def parse_deny_cidrs(text: str, node: Iterable[str] = ()) -> tuple[str, ...]:
+    """`loopback,link-local,node,10.0.0.0/8`: CIDRs and words, normalised, without
+    duplicates; `node` adds each of `node` (the node's addresses) as one host. An empty
+    value denies nothing."""
+    networks: list[str] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        if item in DENY_WORDS or item == NODE_WORD:
+            cidrs = DENY_WORDS.get(item) or tuple(node)
+        else:
+            cidrs = (item,)
+        for cidr in cidrs:
+            try:
+                if not cidr.isascii() or "%" in cidr:
+                    raise ValueError(cidr)
+                network = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as err:
+                detail = " (host bits set)" if "host bits" in str(err) else ""
+                words = ", ".join([*DENY_WORDS, NODE_WORD])
+                raise SettingsError(
+                    f"--deny-external-cidrs: {item!r} is not a CIDR{detail} nor one of {words}"
+                ) from None
+            if str(network) not in networks:
+                networks.append(str(network))
+    return tuple(networks)
 
 
 def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
@@ -274,7 +349,16 @@ def parse_dns_servers(text: str) -> tuple[str, ...]:
 #: run directory and the config path are where the running HAProxy's sockets and files
 #: are; the stats credentials reach the HAProxy master through its environment, which a
 #: reload keeps. A new field needs a restart until it is added here.
-LIVE_FIELDS: frozenset[str] = frozenset({"balance_algorithm", "syslog", "template", "error_page"})
+LIVE_FIELDS: frozenset[str] = frozenset(
+    {
+        "balance_algorithm",
+        "syslog",
+        "template",
+        "error_page",
+        "timeout_tunnel_ms",
+        "hard_stop_after_ms",
+    }
+)
 
 #: How a field is named to the user: its --cfg key, else its flag.
 FIELD_KEYS: dict[str, str] = {
@@ -286,6 +370,8 @@ FIELD_KEYS: dict[str, str] = {
     "run_dir": "runDir",
     "stats_user": "statsUser",
     "stats_password": "statsPassword",
+    "timeout_tunnel_ms": "timeoutTunnel",
+    "hard_stop_after_ms": "hardStopAfter",
 }
 
 

@@ -22,7 +22,10 @@ log = logging.getLogger("service_loadbalancer.reconciler")
 class SyncReport:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        #: Every problem now: translation's and those found at run time (the guard's).
         self.problems: frozenset[Problem] = frozenset()
+        self._translated: frozenset[Problem] = frozenset()
+        self._found: frozenset[Problem] = frozenset()
         #: True once HAProxy runs a config built from a complete store.
         self.synced = asyncio.Event()
 
@@ -39,8 +42,19 @@ class SyncReport:
         self.synced.set()
 
     def report(self, problems: Iterable[Problem]) -> None:
+        """Translation's problems, replacing the previous sync's."""
+        self._translated = frozenset(problems)
+        self._publish()
+
+    def report_found(self, problems: Iterable[Problem]) -> None:
+        """Problems found at run time (an external name resolving into a denied
+        network), replacing the previous ones; translation's stay."""
+        self._found = frozenset(problems)
+        self._publish()
+
+    def _publish(self) -> None:
         """Log each problem once when it appears and once when it is gone."""
-        current = frozenset(problems)
+        current = self._translated | self._found
         for problem in sorted(current - self.problems):
             log.warning("skipped: %s", problem)
         for problem in sorted(self.problems - current):

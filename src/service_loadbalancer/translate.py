@@ -67,10 +67,19 @@ from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translation_run import ServiceOptions, ServicePort, TranslationRun
 
 API_SERVER = ("default", "kubernetes")
-#: spec.ports[].appProtocol values that mean HTTP/2 in clear text to the pods (the
-#: Kubernetes standard name, gRPC's, and the bare IANA name). Any other value, such as
-#: kubernetes.io/ws or kubernetes.io/wss, is served as HTTP/1.1.
-H2C_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "grpc", "h2c"})
+#: spec.ports[].appProtocol values and what they mean to the pods: HTTP/2 in clear text
+#: (the Kubernetes standard name, gRPC's, the bare IANA name), TLS (the IANA service
+#: name `https`, its Kubernetes form, and WebSocket over TLS), HTTP/2 over TLS (the IANA
+#: ALPN name `h2`). Any other value, kubernetes.io/ws included, is HTTP/1.1.
+APP_PROTOCOLS: dict[str, Protocol] = {
+    "kubernetes.io/h2c": Protocol.H2C,
+    "grpc": Protocol.H2C,
+    "h2c": Protocol.H2C,
+    "https": Protocol.HTTPS,
+    "kubernetes.io/https": Protocol.HTTPS,
+    "kubernetes.io/wss": Protocol.HTTPS,
+    "h2": Protocol.H2,
+}
 DEFAULT_AFFINITY_TIMEOUT = 10800
 
 
@@ -235,6 +244,12 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
             port.passthrough = True
             port.mode = Mode.TCP
             port.backend = f"tcp_{key.namespace}_{key.name}_{port.number}"
+    unverified = [p.number for p in result if p.mode is Mode.HTTP and p.protocol.tls]
+    if unverified and settings.backend_ca is None:
+        # Served all the same (a warning, not a refusal): pods' certificates are often
+        # self-signed, and encryption without verification still beats clear text.
+        listed = ", ".join(str(n) for n in unverified)
+        out.problem(key, f"TLS to the pods of port {listed} is not verified (no --backend-ca)")
     return result
 
 
@@ -307,8 +322,17 @@ def _options(
 def _protocol(app_protocol: object, options: ServiceOptions) -> Protocol:
     """The port's appProtocol decides when it has one; else lb.backend-protocol."""
     if isinstance(app_protocol, str) and app_protocol:
-        return Protocol.H2C if app_protocol.lower() in H2C_APP_PROTOCOLS else Protocol.H1
+        return APP_PROTOCOLS.get(app_protocol.lower(), Protocol.H1)
     return options.protocol or Protocol.H1
+
+
+def _tls_server_name(port: ServicePort) -> str | None:
+    """The name a TLS backend asks its pods for and verifies: an external service's own
+    name, else the Service's lb.host (not a wildcard), else None (the client's Host)."""
+    if port.external_name is not None:
+        return port.external_name
+    host = port.options.host
+    return host if host is not None and not host.startswith("*.") else None
 
 
 def _backend(port: ServicePort, *, https: bool) -> Backend:
@@ -330,6 +354,7 @@ def _backend(port: ServicePort, *, https: bool) -> Backend:
         external_name=port.external_name,
         protocol=port.protocol if http else Protocol.H1,
         allowed_sources=port.sources,
+        tls_server_name=_tls_server_name(port) if http and port.protocol.tls else None,
     )
 
 

@@ -28,6 +28,8 @@ import yaml
 from aiohttp import web
 
 from service_loadbalancer.demo import echo_body, start_http_backend
+from service_loadbalancer.haproxy.master import ProcStatus
+from service_loadbalancer.haproxy.process import HAProxyProcess
 
 DEADLINE = 20.0
 FORWARDED = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix")
@@ -279,6 +281,13 @@ class Controller:
             s.get(f"http://127.0.0.1:{self.http_port}{path}", headers=headers) as r,
         ):
             return r.status, await r.text(), r
+
+    async def show_proc(self) -> ProcStatus:
+        """The HAProxy master's `show proc` (reloads, workers, old workers), over its CLI."""
+        master = HAProxyProcess(
+            haproxy_bin="haproxy", config_path=self.run_dir / "haproxy.cfg", run_dir=self.run_dir
+        )
+        return await master.show_proc()
 
     def haproxy_pids(self) -> list[int]:
         """Every live haproxy process (argv[0] is haproxy, not zombie) whose command line

@@ -49,8 +49,13 @@ async def test_external_name_follows_dns(
     dns_host, dns_port = await dns.start("127.0.9.53")
     c = Controller(
         tmp_path,
-        extra_args=["--allow-external-names", "--dns-servers", f"{dns_host}:{dns_port}"],
-    )
+        extra_args=[
+            "--allow-external-names",
+            "--dns-servers", f"{dns_host}:{dns_port}",
+            # The test's servers are on loopback, which the default denies.
+            "--deny-external-cidrs", "",
+        ],
+    )  # fmt: skip
     c.manifests.mkdir(parents=True)
     write_manifest(c.manifests / "db.yaml", [external(NAME, 80, shared_port)])
 
@@ -67,6 +72,84 @@ async def test_external_name_follows_dns(
         # And it stays there: every request now reaches the new address.
         for _ in range(5):
             assert await served_by("db-2")
+
+
+async def test_external_name_resolving_into_a_denied_network_is_taken_out(
+    tmp_path: Path, backends: Backends, dns: DnsServer
+) -> None:
+    """The record moves into --deny-external-cidrs: the server is taken out of service
+    (503) and the Service reported; it moves back: served again, and resolved."""
+    _, shared_port = await backends.http("db-1", "127.0.9.11")
+    backends.runners.append(await start_http_backend("db-denied", "127.0.9.130", shared_port))
+    dns.records[NAME] = "127.0.9.11"
+    dns_host, dns_port = await dns.start("127.0.9.54")
+    c = Controller(
+        tmp_path,
+        extra_args=[
+            "--allow-external-names",
+            "--dns-servers", f"{dns_host}:{dns_port}",
+            "--deny-external-cidrs", "127.0.9.128/25,link-local",
+        ],
+    )  # fmt: skip
+    c.manifests.mkdir(parents=True)
+    write_manifest(c.manifests / "db.yaml", [external(NAME, 80, shared_port)])
+    refused = (
+        f"externalName {NAME} resolves to 127.0.9.130, which --deny-external-cidrs "
+        "refuses (127.0.9.128/25); not served while it does"
+    )
+
+    async def status() -> int:
+        return (await request(c.http_port, "/db")).status
+
+    with running(c):
+        await c.wait_healthy()
+        await wait_for(lambda: served_by(c, "db-1"), within=30, what="traffic to db-1")
+        dns.records[NAME] = "127.0.9.130"
+
+        async def taken_out() -> bool:
+            return f"skipped: Service default/db: {refused}" in c.log() and await status() == 503
+
+        await wait_for(taken_out, within=30, what=f"the denied address refused; log:\n{c.log()}")
+        for _ in range(5):  # and it stays out
+            assert await status() == 503
+        dns.records[NAME] = "127.0.9.11"
+
+        async def back() -> bool:
+            return f"resolved: Service default/db: {refused}" in c.log() and await served_by(
+                c, "db-1"
+            )
+
+        await wait_for(back, within=30, what="traffic to db-1 again")
+
+
+async def test_loopback_is_denied_by_default(
+    tmp_path: Path, backends: Backends, dns: DnsServer
+) -> None:
+    _, number = await backends.http("local", "127.0.9.21")
+    dns.records[NAME] = "127.0.9.21"
+    dns_host, dns_port = await dns.start("127.0.9.55")
+    c = Controller(
+        tmp_path,
+        extra_args=["--allow-external-names", "--dns-servers", f"{dns_host}:{dns_port}"],
+    )
+    c.manifests.mkdir(parents=True)
+    write_manifest(c.manifests / "db.yaml", [external(NAME, 80, number)])
+    with running(c):
+        await c.wait_healthy()
+
+        async def refused() -> bool:
+            return (
+                "resolves to 127.0.9.21, which --deny-external-cidrs refuses (127.0.0.0/8)"
+                in c.log()
+                and (await request(c.http_port, "/db")).status == 503
+            )
+
+        await wait_for(refused, within=30, what=f"loopback refused; log:\n{c.log()}")
+
+
+async def served_by(c: Controller, name: str) -> bool:
+    got = await request(c.http_port, "/db")
+    return got.status == 200 and backend_names([got.body]) == [name]
 
 
 async def test_external_name_is_reported_without_the_flag(tmp_path: Path) -> None:

@@ -108,6 +108,8 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (BACKEND_PROTOCOL, "h1", Protocol.H1),
     (BACKEND_PROTOCOL, "h2c", Protocol.H2C),
     (BACKEND_PROTOCOL, " H2C\n", Protocol.H2C),
+    (BACKEND_PROTOCOL, "h2", Protocol.H2),
+    (BACKEND_PROTOCOL, "HTTPS", Protocol.HTTPS),
 ]
 
 
@@ -236,8 +238,9 @@ INVALID = [
     invalid(TIMEOUT_CONNECT, "3600001ms", "is not between 1ms and 1h"),
     invalid(TIMEOUT_CONNECT, "0h", "is not between"),
     invalid(TIMEOUT_CONNECT, "5", "is not a time"),
-    invalid(BACKEND_PROTOCOL, "h2", "is not one of h1, h2c"),
-    invalid(BACKEND_PROTOCOL, "grpc", "is not one of h1, h2c"),
+    invalid(BACKEND_PROTOCOL, "h3", "is not one of h1, h2c, h2, https"),
+    invalid(BACKEND_PROTOCOL, "grpc", "is not one of h1, h2c, h2, https"),
+    invalid(BACKEND_PROTOCOL, "ssl", "is not one of"),
     invalid(BACKEND_PROTOCOL, "h2c proto h2", "is not one of"),
     invalid(BACKEND_PROTOCOL, "", "is not one of"),
 ]

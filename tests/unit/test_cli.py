@@ -57,3 +57,48 @@ def test_bad_trusted_proxy_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--trusted-proxies: '10.1.2.3/8' is not a CIDR (host bits set)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "cfg", "tunnel", "hard_stop"),
+    [
+        ([], "", 3_600_000, None),
+        (["--timeout-tunnel", "90s"], "", 90_000, None),
+        ([], "timeoutTunnel: 2h\nhardStopAfter: 30m\n", 7_200_000, 1_800_000),
+        (
+            ["--timeout-tunnel", "5m", "--hard-stop-after", "168h"],
+            "timeoutTunnel: 2h\n",
+            300_000,
+            604_800_000,
+        ),
+    ],
+    ids=["default", "flag", "cfg", "flag-beats-cfg"],
+)
+def test_tunnel_and_hard_stop_times(
+    tmp_path: Path, argv: list[str], cfg: str, tunnel: int, hard_stop: int | None
+) -> None:
+    args = list(argv)
+    if cfg:
+        (tmp_path / "lb.yaml").write_text(cfg, encoding="utf-8")
+        args += ["--cfg", str(tmp_path / "lb.yaml")]
+    settings = build_settings(build_parser().parse_args(args), {})
+    assert (settings.timeout_tunnel_ms, settings.hard_stop_after_ms) == (tunnel, hard_stop)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--timeout-tunnel", "1 h"], "timeout tunnel: '1 h' is not a time"),
+        (["--timeout-tunnel", "500ms"], "timeout tunnel: '500ms' is not between 1s and 168h"),
+        (["--hard-stop-after", "169h"], "hard-stop-after: '169h' is not between 1s and 168h"),
+        (["--hard-stop-after", "10"], "hard-stop-after: '10' is not a time"),
+    ],
+)
+def test_bad_tunnel_or_hard_stop_time_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["render", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

@@ -4,7 +4,8 @@ Each hypothesis example is one snapshot: a fixed set of well-behaved *control* S
 (plain HTTP, host route, lb.aclMatch, TCP, termination with a Secret, passthrough) and
 `SERVICES_PER_EXAMPLE` generated Services, each valid except for one or two *hostile*
 fields: an annotation value (every key of the registry), an unknown annotation key,
-the name, namespace, a port, an endpoint address, the Secret's name, type or data.
+the name, namespace, a port, an endpoint address, a port's appProtocol, an ExternalName,
+the Secret's name, type or data.
 Hostile values are built from newlines, quotes, `#`, braces, Jinja delimiters, spaces,
 `%[`, `${}`, backslashes, NUL, unicode look-alikes and bidi controls, very long
 repetitions, and valid values with such a prefix or suffix. Each generated Service is one
@@ -48,6 +49,7 @@ from service_loadbalancer.haproxy.render import (
     SNI_MAP,
     Rendered,
     render,
+    resolve_options,
 )
 from service_loadbalancer.kube.objects import RawObject
 from service_loadbalancer.settings import ServiceRef, Settings, TcpService
@@ -131,12 +133,36 @@ def hostile_for(field: str) -> st.SearchStrategy[Any]:
         return st.one_of(
             hostile_text,
             around("kubernetes.io/h2c"),
-            st.sampled_from(["grpc", "h2c", "kubernetes.io/ws", "GRPC"]),
+            st.sampled_from(
+                ["grpc", "h2c", "kubernetes.io/ws", "GRPC", "https", "kubernetes.io/wss", "h2"]
+            ),
             st.integers(),
             st.none(),
         )
     if field == "secret.type":
         return st.one_of(hostile_text, around("kubernetes.io/tls"))
+    if field == "externalName":
+        return st.one_of(
+            hostile_text,
+            around("db.fz.example"),
+            st.sampled_from(
+                [
+                    "127.0.0.1",
+                    "::1",
+                    "[::1]",
+                    "localhost",
+                    "a.localhost",
+                    "x.svc",
+                    "db",
+                    "db.ns.svc.cluster.local",
+                    "DB.Example.COM.",
+                    "-db.example",
+                    "db..example",
+                ]
+            ),
+            st.integers(),
+            st.none(),
+        )
     raise AssertionError(field)
 
 
@@ -153,6 +179,7 @@ FIELDS = [
     "secret.type",
     "secret.crt",
     "secret.key",
+    "externalName",
 ]
 
 #: Valid shapes a generated Service starts from, so hostile fields meet every code path.
@@ -173,6 +200,11 @@ MODES: dict[str, dict[str, str]] = {
     "passthrough": {ann.SSL_PASSTHROUGH.key: "true", ann.HOST.key: "t{i}.fz.example"},
     "timeouts": {ann.TIMEOUT_SERVER.key: "2s", ann.TIMEOUT_CONNECT.key: "1500ms"},
     "h2c": {ann.BACKEND_PROTOCOL.key: "h2c"},
+    "https": {ann.BACKEND_PROTOCOL.key: "https"},
+    "h2-tls": {ann.BACKEND_PROTOCOL.key: "h2", ann.HOST.key: "tls{i}.fz.example"},
+    # type ExternalName (see build): one server named by a DNS name.
+    "external": {},
+    "external-tls": {ann.BACKEND_PROTOCOL.key: "https"},
 }
 
 case = st.tuples(
@@ -216,6 +248,9 @@ def build(i: int, mode: str, overrides: list[tuple[str, Any]], keys: Keys) -> li
         annotations=annotations,
         session_affinity="ClientIP" if i % 5 == 0 else None,
     )
+    if mode.startswith("external") or "externalName" in fields:
+        svc["spec"]["type"] = "ExternalName"
+        svc["spec"]["externalName"] = fields.get("externalName", f"ext{i}.fz.example")
     meta = svc["metadata"]
     if "name" in fields:
         meta["name"] = fields["name"]
@@ -262,7 +297,14 @@ def controls(keys: Keys) -> list[RawObject]:
         tls_secret("ctl-tls", keys.chain, keys.key, namespace="ctl"),
         service("ctl-pass", 443, namespace="ctl", annotations={
             ann.SSL_PASSTHROUGH.key: "true", ann.HOST.key: "pass.ctl.example.org"}),
+        external_service("ctl-ext", "db.ctl.example.org"),
     ]  # fmt: skip
+
+
+def external_service(name: str, external: str) -> RawObject:
+    svc = service(name, 5432, namespace="ctl", type_="ExternalName")
+    svc["spec"]["externalName"] = external
+    return svc
 
 
 # --- the grammar every rendered line must follow --------------------------------------------
@@ -273,6 +315,14 @@ HOST = r"(?:\*\.)?[a-z0-9][a-z0-9.-]*"
 PATH = r"(?:/[A-Za-z0-9._~-]+(?::\d{1,5})?)*/"
 ESCAPED = r"(?:[A-Za-z0-9_/~:]|\\[.\-~])+"
 IP_PORT = r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d{1,5}"
+#: A DNS name as translation lets it through (a DNS-1123 subdomain with a dot).
+NAME = r"[a-z0-9][a-z0-9.-]*"
+#: TLS to the pods: the CA file is a flag's (a path); the SNI a validated host name.
+TLS = (
+    r"(?: ssl verify required ca-file /\S+ sni "
+    r"(?:str\([a-z0-9][a-z0-9.-]*\)|req\.hdr\(host\),field\(1,:\))(?: alpn h2)?)?"
+)
+RESOLVE = resolve_options(Settings(dns_servers=("127.0.0.1:5353",)))
 SERVICE_LINES = [
     rf"backend {IDENT}",
     r"frontend tcp_\d{1,5}",
@@ -295,7 +345,13 @@ SERVICE_LINES = [
     r"\(\?:/\|\$\)\.\* \\1 if \{ var\(txn\.set_prefix\) -m bool \}",
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
-    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)? {re.escape(SERVER_OPTIONS)}",
+    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)?{TLS} "
+    rf"{re.escape(SERVER_OPTIONS)}",
+    # An external name: a validated DNS name, resolved at run time.
+    rf"    server ext_\d{{1,5}} {NAME}:\d{{1,5}}(?: cookie ext_\d{{1,5}})?(?: proto h2)?{TLS} "
+    rf"{re.escape(SERVER_OPTIONS)} {re.escape(RESOLVE)}",
+    r"    default-server ca-file /\S+",
+    r"    # Loaded now, so that a server added at run time can name it\.",
     r"    bind 127\.0\.0\.1:\d{1,5}",
     rf"    default_backend {IDENT}",
     r"",
@@ -350,6 +406,9 @@ def lb_settings(workdir: Path, keys: Keys) -> Settings:
         tcp_services=(TcpService(ServiceRef("ctl-tcp", "ctl"), 3306),),
         run_dir=workdir / "run",
         trusted_proxies=("10.0.0.0/8", "2001:db8::/32"),
+        backend_ca=default,
+        allow_external_names=True,
+        dns_servers=("127.0.0.1:5353",),
     )
 
 
@@ -408,9 +467,10 @@ def test_fuzz_hostile_services(
         fuzz_counts["fuzz: hostile Services (cases)"] += len(cases)
         fuzz_counts["fuzz: snapshots through haproxy -c"] += 1
         fuzz_counts["fuzz: hostile fields"] += sum(len(o) for _, o in cases)
-        fuzz_counts["fuzz: backends of generated Services served"] += sum(
-            1 for b in translation.model.backends if b.service.namespace != "ctl"
-        )
+        generated = [b for b in translation.model.backends if b.service.namespace != "ctl"]
+        fuzz_counts["fuzz: backends of generated Services served"] += len(generated)
+        fuzz_counts["fuzz: of them ExternalName"] += sum(1 for b in generated if b.external_name)
+        fuzz_counts["fuzz: of them TLS to the pods"] += sum(1 for b in generated if b.protocol.tls)
 
     example()
     assert fuzz_counts["fuzz: hostile Services (cases)"] >= 10_000

@@ -750,6 +750,8 @@ def test_template_context_variables() -> None:
     context = template_context(model, settings)
     assert set(context) == {
         "runtime_socket",
+        "timeout_tunnel",
+        "hard_stop_after",
         "server_state_file",
         "syslog",
         "stats_auth",
@@ -797,6 +799,8 @@ def test_template_context_variables() -> None:
         "resolve": "",
         "proto": "",
         "allowed_sources": "",
+        "tls": "",
+        "tls_ca_file": None,
     }
     assert context["trusted_proxies"] == ""
     assert context["backends"][1]["mode"] == "tcp"
@@ -951,3 +955,53 @@ def test_h2c_backend_servers_speak_http2(tmp_path: Path) -> None:
     assert "s_10_0_0_1_8080" in block(plain, "backend http_default_web_80")
     h2_only = render(one_backend(h2), Settings(passive_health=False)).config
     assert block(h2_only, "backend http_default_web_80").rstrip().endswith(" proto h2")
+
+
+def test_tls_backend_servers_speak_tls_verified_or_not(tmp_path: Path) -> None:
+    """`ssl` with `verify required ca-file` (--backend-ca) or `verify none`, an SNI, and
+    `alpn h2` for HTTP/2 over TLS: on the server line, so `add server` gets them too; the
+    CA file is also loaded by a `default-server` line, for a backend with no server yet
+    (`add server` cannot load a file HAProxy has not read)."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "pods-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    https = dataclasses.replace(
+        http_backend("http_default_web_80", srv("10.0.0.1")), protocol=Protocol.HTTPS
+    )
+    named = dataclasses.replace(
+        http_backend("http_default_api_80", srv("10.0.0.2")),
+        protocol=Protocol.H2,
+        tls_server_name="api.example",
+    )
+    empty = dataclasses.replace(http_backend("http_default_none_80"), protocol=Protocol.H2)
+    model = LoadBalancer(
+        backends=(named, empty, https),
+        http_routes=tuple(HttpRoute(f"/{b.name}", b.name) for b in (named, empty, https)),
+    )
+    verified = render_checked(model, Settings(backend_ca=ca_file), tmp_path / "v").config
+    web = block(verified, "backend http_default_web_80")
+    assert f" ssl verify required ca-file {ca_file} sni req.hdr(host),field(1,:) check " in web
+    api = block(verified, "backend http_default_api_80")
+    assert f" ssl verify required ca-file {ca_file} sni str(api.example) alpn h2 check " in api
+    for backend in ("web", "api", "none"):
+        section = block(verified, f"backend http_default_{backend}_80")
+        assert f"    default-server ca-file {ca_file}\n" in section
+    unverified = render_checked(model, Settings(), tmp_path / "u").config
+    assert " ssl verify none sni req.hdr(host),field(1,:) check " in unverified
+    assert " ssl verify none sni str(api.example) alpn h2 check " in unverified
+    assert "ca-file" not in unverified and "default-server" not in unverified
+    # Clear-text backends get none of it.
+    plain = render(one_backend(http_backend("http_default_web_80", srv("10.0.0.1"))),
+                   Settings(backend_ca=ca_file)).config  # fmt: skip
+    assert " ssl" not in plain and "ca-file" not in plain
+
+
+def test_timeout_tunnel_and_hard_stop_after(tmp_path: Path) -> None:
+    model = one_backend(http_backend("http_default_web_80", srv("10.0.0.1")))
+    default = render_checked(model, Settings(), tmp_path / "d").config
+    assert "    timeout tunnel 1h\n" in block(default, "defaults")
+    assert "hard-stop-after" not in default
+    settings = Settings(timeout_tunnel_ms=90_000, hard_stop_after_ms=1_800_000)
+    config = render_checked(model, settings, tmp_path / "s").config
+    assert "    timeout tunnel 90s\n" in block(config, "defaults")
+    assert "    hard-stop-after 30m\n" in block(config, "global")

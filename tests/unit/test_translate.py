@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -1228,12 +1229,15 @@ def test_app_protocol_then_annotation_choose_http2_to_the_pods() -> None:
         service("tcp", 3306, annotations=h2c),
         settings=Settings(tcp_services=parse_tcp_services("tcp:3306")),
     )  # fmt: skip
-    assert result.problems == ()
+    # kubernetes.io/wss is WebSocket over TLS: TLS to the pods, unverified here.
+    assert result.problems == (
+        Problem(svc_key("k"), "TLS to the pods of port 84 is not verified (no --backend-ca)"),
+    )
     protocols = {b.name: b.protocol for b in result.model.backends}
     H1, H2 = Protocol.H1, Protocol.H2C
     assert protocols == {
         "http_default_k_80": H2, "http_default_k_81": H2, "http_default_k_82": H2,
-        "http_default_k_83": H1, "http_default_k_84": H1, "http_default_k_85": H1,
+        "http_default_k_83": H1, "http_default_k_84": Protocol.HTTPS, "http_default_k_85": H1,
         "http_default_k_86": H2,  # no appProtocol: the annotation
         "http_default_plain_80": H1, "http_default_plain_81": H2,
         "http_default_h1_80": H1,
@@ -1241,7 +1245,55 @@ def test_app_protocol_then_annotation_choose_http2_to_the_pods() -> None:
     }  # fmt: skip
 
 
+def test_tls_to_the_pods_by_app_protocol_or_annotation() -> None:
+    ca = Settings(backend_ca=Path("/etc/slb/pods-ca.pem"))
+    objects = (
+        service("k", port(80, name="a") | {"appProtocol": "kubernetes.io/https"},
+                port(81, name="b") | {"appProtocol": "HTTPS"},
+                port(82, name="c") | {"appProtocol": "h2"},
+                port(83, name="d"),
+                annotations={P + "lb.backend-protocol": "h2", P + "lb.host": "k.example"}),
+        service("wild", annotations={P + "lb.backend-protocol": "https",
+                                     P + "lb.host": "*.w.example"}),
+        service("plain", annotations={P + "lb.backend-protocol": "https"}),
+        service("pass", 443, annotations={P + "lb.backend-protocol": "https",
+                                          P + "lb.sslPassthrough": "true",
+                                          P + "lb.host": "p.example"}),
+    )  # fmt: skip
+    result = run(*objects, settings=ca)
+    # (Only one port can have the Host route: the others say so.)
+    assert all("already taken" in p.reason for p in result.problems)
+    tls = {b.name: (b.protocol, b.tls_server_name) for b in result.model.backends}
+    assert tls == {
+        "http_default_k_80": (Protocol.HTTPS, "k.example"),
+        "http_default_k_81": (Protocol.HTTPS, "k.example"),
+        "http_default_k_82": (Protocol.H2, "k.example"),
+        "http_default_k_83": (Protocol.H2, "k.example"),  # the annotation
+        "http_default_wild_80": (Protocol.HTTPS, None),  # a wildcard: the client's Host
+        "http_default_plain_80": (Protocol.HTTPS, None),
+        "tcp_default_pass_443": (Protocol.H1, None),  # passed through: TLS is the pods'
+    }
+    # Without --backend-ca the same is served, and each Service is reported once.
+    unverified = run(*objects)
+    assert {b.name for b in unverified.model.backends} == set(tls)
+    assert set(unverified.problems) - set(result.problems) == {
+        Problem(svc_key(name), f"TLS to the pods of port {ports} is not verified (no --backend-ca)")
+        for name, ports in (("k", "80, 81, 82, 83"), ("wild", "80"), ("plain", "80"))
+    }  # fmt: skip
+
+
+def test_tls_to_an_external_service_asks_for_its_name() -> None:
+    svc = service(
+        "db", port(443), annotations={P + "lb.backend-protocol": "https"}, type_="ExternalName"
+    )
+    svc["spec"]["externalName"] = "API.Example.com."
+    result = run(svc, settings=Settings(allow_external_names=True, backend_ca=Path("/ca.pem")))
+    assert result.problems == ()
+    (only,) = result.model.backends
+    assert (only.protocol, only.tls_server_name) == (Protocol.HTTPS, "api.example.com")
+
+
 def test_bad_backend_protocol_skips_the_service() -> None:
-    result = run(service("x", annotations={P + "lb.backend-protocol": "h2"}))
+    result = run(service("x", annotations={P + "lb.backend-protocol": "h3"}))
     assert result.model.backends == ()
-    assert_problem(result, svc_key("x"), "is not one of h1, h2c")
+    assert_problem(result, svc_key("x"), "is not one of h1, h2c, h2, https")

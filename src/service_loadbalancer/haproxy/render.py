@@ -194,6 +194,8 @@ def template_context(model: LoadBalancer, settings: Settings) -> dict[str, Any]:
     """The variables a template sees. Documented in the README; keep both in step."""
     return {
         "runtime_socket": str(settings.run_dir / RUNTIME_SOCKET),
+        "timeout_tunnel": haproxy_time(settings.timeout_tunnel_ms),
+        "hard_stop_after": _time_or_none(settings.hard_stop_after_ms),
         "server_state_file": str(settings.run_dir / SERVER_STATE_FILE),
         "syslog": settings.syslog,
         "stats_auth": settings.stats_auth,
@@ -314,8 +316,29 @@ def resolve_options(settings: Settings) -> str:
     return f"resolvers {RESOLVERS} resolve-prefer ipv4 init-addr {init}"
 
 
+def tls_options(backend: Backend, settings: Settings) -> str:
+    """Server options of a backend that speaks TLS to its pods, else "". On every server
+    line, so `add server` gets them too (HAProxy 2.6 takes ssl, verify, ca-file, sni and
+    alpn there). With --backend-ca the pods' certificates must chain to it and name the
+    SNI: the backend's own name (an external service's, or lb.host), else the client's
+    Host. Without it nothing is verified (translation reports that)."""
+    if backend.mode is not Mode.HTTP or not backend.protocol.tls:
+        return ""
+    words = ["ssl"]
+    if settings.backend_ca is not None:
+        words += ["verify", "required", "ca-file", str(settings.backend_ca)]
+    else:
+        words += ["verify", "none"]
+    name = backend.tls_server_name
+    words += ["sni", f"str({name})" if name else "req.hdr(host),field(1,:)"]
+    if backend.protocol is Protocol.H2:
+        words += ["alpn", "h2"]
+    return " ".join(words)
+
+
 def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
     v6 = any(":" in s.address for s in backend.servers)
+    tls = tls_options(backend, settings)
     return {
         "name": backend.name,
         "mode": backend.mode.value,
@@ -337,6 +360,10 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
         "proto": "h2" if backend.protocol is Protocol.H2C and backend.mode is Mode.HTTP else "",
         # loadBalancerSourceRanges: "" (everyone) or CIDRs for `src`.
         "allowed_sources": " ".join(backend.allowed_sources),
+        # TLS to the pods (ssl, verify, sni, alpn), and the CA file to load when the config
+        # is read: `add server` can only name a CA file HAProxy has loaded already.
+        "tls": tls,
+        "tls_ca_file": str(settings.backend_ca) if tls and settings.backend_ca else None,
     }
 
 

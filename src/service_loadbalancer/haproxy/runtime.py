@@ -26,6 +26,8 @@ from pathlib import Path
 from service_loadbalancer.haproxy.plan import OpKind, ServerOp
 
 __all__ = [
+    "ADMIN_FMAINT",
+    "ADMIN_RMAINT",
     "RuntimeApi",
     "RuntimeApiError",
     "ServerState",
