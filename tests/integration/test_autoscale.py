@@ -213,3 +213,38 @@ async def test_dry_run_prints_and_writes_nothing(
         scaler.stop()
     assert replicas(api, "web") == 1 and not scale_writes(api, "web")
     assert not [e for e in api.events.values() if e["reason"] == "Scaled"]
+
+
+def gauge(metrics: str, name: str, service: str) -> float | None:
+    prefix = f'{name}{{namespace="default",service="{service}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return None
+
+
+async def test_controller_metrics_carry_each_services_load(
+    api: FakeAPIServer, controller: Controller, backends: Backends
+) -> None:
+    """For KEDA or an HPA through an adapter: per-Service rate, in flight and queue on the
+    controller's /metrics, read from HAProxy when scraped."""
+    await serve(api, backends, "web", "127.0.15.1")
+    await serve(api, backends, "quiet", "127.0.15.2")
+    await controller.wait_healthy()
+    await wait_for(lambda: _ok(controller, "/web"), what="/web served")
+    load = Load(f"http://127.0.0.1:{controller.http_port}/web", rate=40)
+    load.start()
+    try:
+
+        async def busy() -> bool:
+            text = await controller.metrics()
+            rate = gauge(text, "slb_service_requests_per_second", "web")
+            return rate is not None and rate > 5
+
+        await wait_for(busy, within=SCALE_DEADLINE, what="a rate for web on /metrics")
+    finally:
+        await load.stop()
+    text = await controller.metrics()
+    assert gauge(text, "slb_service_requests_in_flight", "web") is not None
+    assert gauge(text, "slb_service_requests_queued", "web") == 0
+    assert gauge(text, "slb_service_requests_per_second", "quiet") == 0
