@@ -83,6 +83,10 @@ async def test_scales_up_under_load_and_back_after_the_window(
                 {P + "target-rps": "5", P + "min": "1", P + "max": "3"})  # fmt: skip
     await serve(api, backends, "idle", "127.0.12.2")  # no annotation: never touched
     await serve(api, backends, "owned", "127.0.12.3", {P + "target-rps": "5"})
+    # Annotated, but the controller refuses it (a bad lb.algorithm): no figures, untouched.
+    await serve(api, backends, "ghost", "127.0.12.4",
+                {P + "target-rps": "5", "serviceloadbalancer/lb.algorithm": "bogus"})  # fmt: skip
+    await api.create(deployment("ghost", replicas=2))
     await api.create(deployment("web", replicas=1))
     await api.create(deployment("idle", replicas=2))
     await api.create(deployment("owned", replicas=2))
@@ -125,6 +129,7 @@ async def test_scales_up_under_load_and_back_after_the_window(
     assert not scale_writes(api, "idle") and not scale_writes(api, "owned")
     assert api.get("Deployment", "default", "idle")["metadata"]["resourceVersion"] == idle_version  # type: ignore[index]
     assert replicas(api, "owned") == 2
+    assert replicas(api, "ghost") == 2 and not scale_writes(api, "ghost")
     events = list(api.events.values())
     scaled = [e for e in events if e["reason"] == "Scaled" and e["involvedObject"]["name"] == "web"]
     assert scaled and "deployment/default/web from 1 to 3" in scaled[0]["message"]
@@ -132,6 +137,8 @@ async def test_scales_up_under_load_and_back_after_the_window(
     owned = [e for e in events if e["involvedObject"]["name"] == "owned"]
     assert owned and owned[0]["reason"] == "NotAutoscaled" and owned[0]["type"] == "Warning"
     assert "HorizontalPodAutoscaler owned" in owned[0]["message"]
+    ghost = [e for e in events if e["involvedObject"]["name"] == "ghost"]
+    assert any("does not serve it" in e["message"] for e in ghost)
     assert (
         'slb_autoscale_scale_writes_total{direction="up",namespace="default",workload="web"}'
         in metrics

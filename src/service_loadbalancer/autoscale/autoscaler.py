@@ -30,7 +30,7 @@ from service_loadbalancer.autoscale.discovery import (
     hpa_targets,
     service_policy,
 )
-from service_loadbalancer.autoscale.figures import Figures, Load, Sample, combine
+from service_loadbalancer.autoscale.figures import Figures, Sample, combine
 from service_loadbalancer.autoscale.metrics import AutoscaleMetrics
 from service_loadbalancer.autoscale.options import AutoscaleSettings
 from service_loadbalancer.autoscale.rule import Bounds, Decision, History, decide
@@ -121,15 +121,22 @@ class Autoscaler:
             policy = service_policy(service)
             if policy is not None:
                 annotated.append((service, policy))
-        workloads: dict[str, list[RawObject]] = {}
+        workloads: dict[str, list[RawObject] | str] = {}
         hpas: dict[Workload, str] = {}
         for namespace in sorted({_name(s)[0] for s, _ in annotated}):
-            workloads[namespace] = await self.cluster.workloads(namespace)
-            hpas.update(hpa_targets(await self.cluster.hpas(namespace)))
+            try:
+                workloads[namespace] = await self.cluster.workloads(namespace)
+                hpas.update(hpa_targets(await self.cluster.hpas(namespace)))
+            except ApiError as err:  # one namespace's RBAC gap skips that namespace only
+                workloads[namespace] = f"cannot read its namespace's workloads: {err}"
         problems: set[tuple[str, str]] = set()
         for service, policy in annotated:
             namespace, name = _name(service)
-            problem = await self._service(service, policy, workloads[namespace], hpas, figures)
+            found = workloads[namespace]
+            if isinstance(found, str):
+                log.warning("Service %s/%s skipped this round: %s", namespace, name, found)
+                continue
+            problem = await self._service(service, policy, found, hpas, figures)
             if problem is not None:
                 problems.add((f"{namespace}/{name}", problem))
                 await self._problem(service, problem)
@@ -156,7 +163,11 @@ class Autoscaler:
                 "left alone (two autoscalers on one workload fight)"
             )
         namespace, name = _name(service)
-        load = figures.services.get(ObjectKey("Service", namespace, name), Load())
+        load = figures.services.get(ObjectKey("Service", namespace, name))
+        if load is None:
+            # No backend in HAProxy: not served (a problem of its own, or another
+            # --namespace), so no figures. Not zero load: nothing is scaled.
+            return "the load balancer does not serve it, so it has no figures"
         total = load.rate if policy.metric is Metric.RPS else float(load.concurrency)
         unit = "requests/s" if policy.metric is Metric.RPS else "in flight"
         decision = await self._scale(
