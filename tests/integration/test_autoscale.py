@@ -205,6 +205,9 @@ async def test_dry_run_prints_and_writes_nothing(
         tmp_path, api,
         "--stats-url", f"http://127.0.0.1:{controller.stats_port}/",
         "--interval", "0.5", "--dry-run",
+        # A DaemonSet tier cannot be scaled: a recommendation (metric, log) only.
+        "--lb-workload", "kube-system/daemonset/service-loadbalancer",
+        "--lb-target-rps", "10", "--lb-max", "3",
     )  # fmt: skip
     scaler.start()
     load = Load(f"http://127.0.0.1:{controller.http_port}/web", rate=40)
@@ -212,9 +215,14 @@ async def test_dry_run_prints_and_writes_nothing(
         load.start()
 
         async def printed() -> bool:
-            return "would scale deployment/default/web from 1 to 3" in scaler.log()
+            log = scaler.log()
+            return (
+                "would scale deployment/default/web from 1 to 3" in log
+                and "recommend daemonset/kube-system/service-loadbalancer from 1 to 3" in log
+            )
 
-        await wait_for(printed, within=SCALE_DEADLINE, what=f"a decision; log:\n{scaler.log()}")
+        await wait_for(printed, within=SCALE_DEADLINE, what=f"decisions; log:\n{scaler.log()}")
+        assert "slb_autoscale_lb_recommended_replicas 3.0" in await scaler.metrics()
     finally:
         await load.stop()
         scaler.stop()

@@ -66,8 +66,21 @@ def sample(at: float, web: int, db: int = 0, *, in_flight: int = 0, queued: int 
 def test_rates_between_two_reads() -> None:
     services, tier, whole = replica_loads(sample(10, 100, 5), sample(20, 300, 25, in_flight=4))
     assert services == {WEB: Load(20.0, 4, 0), DB: Load(2.0, 0, 0)}
-    assert tier == Load(20.0, 4, 0)
+    assert tier == Load(22.0, 4, 0)  # every backend's rate, the frontends' connections
     assert whole
+
+
+def test_the_tier_counts_relayed_https_once() -> None:
+    def relayed(at: float, n: int) -> Sample:
+        return Sample(at, (
+            ProxyStats("https", True, n, n, 2, 0),  # TCP: reads the SNI, relays
+            ProxyStats("https_terminate", False, n, n, 2, 0),  # the relay
+            ProxyStats("https_terminated", True, n, n, 2, 0),  # the same connections
+            ProxyStats("http_default_web_80", False, n, n, 2, 0),
+        ))  # fmt: skip
+
+    _, tier, _ = replica_loads(relayed(0, 0), relayed(10, 100))
+    assert tier == Load(10.0, 2, 0)
 
 
 def test_summed_over_replicas() -> None:

@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from service_loadbalancer.haproxy.stats import ProxyStats, service_of_backend
+from service_loadbalancer.haproxy.stats import (
+    RELAY_BACKENDS,
+    RELAYED_FRONTENDS,
+    ProxyStats,
+    service_of_backend,
+)
 from service_loadbalancer.kube.objects import ObjectKey
 
 
@@ -51,7 +56,8 @@ class Load:
 @dataclass(frozen=True, slots=True)
 class Figures:
     services: Mapping[ObjectKey, Load]
-    #: The tier: every frontend of every replica (requests a second; connections open).
+    #: The tier, over every replica: requests (TCP: connections) a second over all
+    #: backends, client connections open (in_flight), requests queued.
     tier: Load
     #: Replicas whose figures are in this round.
     replicas: int
@@ -80,12 +86,19 @@ def replica_loads(previous: Sample, current: Sample) -> tuple[dict[ObjectKey, Lo
     services: dict[ObjectKey, Load] = {}
     tier = Load()
     for proxy in current.proxies:
-        delta, ok = _counter_delta(proxy.requests, before.get((proxy.name, proxy.frontend)))
+        if proxy.frontend:
+            # The tier's open connections: every client connection, counted once.
+            if proxy.name not in RELAYED_FRONTENDS:
+                tier = tier + Load(0.0, proxy.current, 0)
+            continue
+        delta, ok = _counter_delta(proxy.requests, before.get((proxy.name, False)))
         whole = whole and ok
         load = Load(delta / elapsed, proxy.current, proxy.queued)
-        if proxy.frontend:
-            tier = tier + load
-        elif (service := service_of_backend(proxy.name)) is not None:
+        if proxy.name not in RELAY_BACKENDS:
+            # The tier's rate: every request (or TCP connection) where it ends, once,
+            # including those no route matched (default_backend): they are load too.
+            tier = tier + Load(load.rate, 0, load.queued)
+        if (service := service_of_backend(proxy.name)) is not None:
             services[service] = services.get(service, Load()) + load
     return services, tier, whole
 

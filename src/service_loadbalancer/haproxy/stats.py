@@ -28,6 +28,12 @@ from service_loadbalancer.kube.objects import ObjectKey
 _BACKEND_NAME = re.compile(r"[a-z0-9]+_([a-z0-9][a-z0-9-]*)_([a-z0-9][a-z0-9-]*)_[0-9]+\Z")
 #: Proxies that are ours, not traffic: the stats page itself.
 _NOT_TRAFFIC = frozenset({"stats"})
+#: The template's relay from the `https` frontend (TCP, which reads the SNI) to the
+#: terminating one: what passes through it is counted again where it lands, so the tier's
+#: totals leave it out (requests: every backend but the relay; connections: every
+#: frontend but the relay's far end).
+RELAY_BACKENDS = frozenset({"https_terminate"})
+RELAYED_FRONTENDS = frozenset({"https_terminated"})
 
 
 @dataclass(frozen=True, slots=True)
