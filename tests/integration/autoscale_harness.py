@@ -24,6 +24,7 @@ class AutoscaleProcess:
     workdir: Path
     args: list[str]
     healthz_port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,7 +47,10 @@ class AutoscaleProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+                **self.env,
+            },
         )
 
     def log(self) -> str:

@@ -196,11 +196,29 @@ async def test_a_replica_whose_stats_page_fails_causes_no_scale_down(
 
 
 async def test_dry_run_prints_and_writes_nothing(
-    tmp_path: Path, api: FakeAPIServer, controller: Controller, backends: Backends
+    tmp_path: Path, api: FakeAPIServer, backends: Backends
 ) -> None:
+    """Also: the stats page has credentials (the controller's environment variables), and
+    the autoscaler reads them from the same ones."""
     await serve(api, backends, "web", "127.0.14.1", {P + "target-rps": "5", P + "max": "3"})
     await api.create(deployment("web", replicas=1))
-    await controller.wait_healthy()
+    credentials = {"SLB_STATS_USER": "stats", "SLB_STATS_PASSWORD": "s3cret-for-tests"}
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    controller = Controller(tmp_path, use_manifests=False, env=credentials,
+                            extra_args=["--kubeconfig", str(kubeconfig)])  # fmt: skip
+    with running(controller):
+        await controller.wait_healthy()
+        await _dry_run(tmp_path, api, controller, credentials)
+
+
+async def _dry_run(
+    tmp_path: Path, api: FakeAPIServer, controller: Controller, credentials: dict[str, str]
+) -> None:
+    async with (
+        ClientSession() as s,
+        s.get(f"http://127.0.0.1:{controller.stats_port}/;csv") as r,
+    ):
+        assert r.status == 401  # no credentials, no stats
     scaler = autoscaler(
         tmp_path, api,
         "--stats-url", f"http://127.0.0.1:{controller.stats_port}/",
@@ -209,6 +227,7 @@ async def test_dry_run_prints_and_writes_nothing(
         "--lb-workload", "kube-system/daemonset/service-loadbalancer",
         "--lb-target-rps", "10", "--lb-max", "3",
     )  # fmt: skip
+    scaler.env = credentials
     scaler.start()
     load = Load(f"http://127.0.0.1:{controller.http_port}/web", rate=40)
     try:
