@@ -121,3 +121,15 @@ def test_ready_lb_pods_become_stats_urls() -> None:
         "lb/a": "http://10.0.0.1:1936/",
         "lb/d": "http://[fd00::4]:1936/",
     }
+
+
+def test_no_cluster_configuration_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert main(["autoscale", "--stats-url", "http://127.0.0.1:9/"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("service-loadbalancer autoscale: needs a Kubernetes configuration")

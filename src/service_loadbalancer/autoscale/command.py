@@ -50,7 +50,13 @@ def main(argv: Sequence[str]) -> int:
     try:
         return asyncio.run(run(settings))
     except ConfigError as err:
-        sys.stderr.write(f"service-loadbalancer autoscale: {err}\n")
+        # connect()'s message speaks of `run`'s --manifests; keep only the library's reason.
+        text = str(err)
+        reason = text[text.find("(") + 1 : -1] if text.endswith(")") else text
+        sys.stderr.write(
+            "service-loadbalancer autoscale: needs a Kubernetes configuration (--kubeconfig, "
+            f"or a pod's service account): {reason}\n"
+        )
         return EXIT_USAGE
 
 
