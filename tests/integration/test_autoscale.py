@@ -123,10 +123,14 @@ async def test_scales_up_under_load_and_back_after_the_window(
         # At most two writes each way: no flapping.
         assert len(scale_writes(api, "web")) <= 4, scale_writes(api, "web")
         metrics = await scaler.metrics()
+        assert scaler.stop() == 0, scaler.log()  # SIGTERM: a clean stop
     finally:
         await load.stop()
         scaler.stop()
     assert not scale_writes(api, "idle") and not scale_writes(api, "owned")
+    # Services are watched, not listed every round (the controller lists them once too).
+    lists = [r for r in api.requests if r.startswith("GET /api/v1/services?") and "watch" not in r]
+    assert len(lists) <= 4, lists
     assert api.get("Deployment", "default", "idle")["metadata"]["resourceVersion"] == idle_version  # type: ignore[index]
     assert replicas(api, "owned") == 2
     assert replicas(api, "ghost") == 2 and not scale_writes(api, "ghost")

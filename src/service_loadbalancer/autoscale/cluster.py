@@ -2,9 +2,10 @@
 load balancer's pods), the scale subresource, and Events. All I/O; every decision about
 what to do with the answers is elsewhere (discovery.py, rule.py, autoscaler.py).
 
-Lists rather than watches: a round every --interval seconds needs the state at that
-moment, and the lists are narrow (workloads and HPAs only in the namespaces that have an
-annotated Service; pods only by the load balancer's label selector).
+Services are watched (command.py feeds a store through the controller's own kube
+source); the rest is listed when a round needs it, narrowly: workloads and HPAs only in
+the namespaces that have an annotated Service, pods only by the load balancer's label
+selector. `services()` is the fallback without a watch.
 
 Writes go through the `scale` subresource (`PATCH .../scale`, a merge patch of
 `spec.replicas`), so the RBAC grant is on `deployments/scale` and `statefulsets/scale`,

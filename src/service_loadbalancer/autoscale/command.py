@@ -8,7 +8,6 @@ One replica: two autoscalers would both write. Running more needs the Lease elec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -29,7 +28,9 @@ from service_loadbalancer.autoscale.options import (
     build_autoscale_settings,
 )
 from service_loadbalancer.kube.client import ConfigError, connect
+from service_loadbalancer.kube.objects import RawObject
 from service_loadbalancer.settings import SettingsError
+from service_loadbalancer.sources.kube import KubeSource
 
 EXIT_USAGE = 2
 log = logging.getLogger("service_loadbalancer.autoscale")
@@ -81,6 +82,7 @@ async def run(settings: AutoscaleSettings) -> int:
         kubeconfig=settings.kube.kubeconfig,
         context=settings.kube.context,
         in_cluster=settings.kube.in_cluster,
+        watches=1,
     )
     metrics = AutoscaleMetrics()
     host = os.environ.get("POD_NAME") or socket.gethostname()
@@ -88,9 +90,21 @@ async def run(settings: AutoscaleSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Services are watched (a list each round would read every Service of the cluster
+    # every --interval); the few workloads and HPAs are listed when needed.
+    source = KubeSource(api=api, kinds=["Service"], name="source:services")
+
+    def services() -> list[RawObject] | None:
+        store = source.store
+        return store.snapshot().of_kind("Service") if store.ready else None
+
     async with api, aiohttp.ClientSession() as session:
         scaler = Autoscaler(
-            settings=settings, cluster=Cluster(api, host=host), session=session, metrics=metrics
+            settings=settings,
+            cluster=Cluster(api, host=host),
+            session=session,
+            metrics=metrics,
+            services=services,
         )
         runner = web.AppRunner(_status_app(scaler, metrics), access_log=None)
         await runner.setup()
@@ -107,11 +121,14 @@ async def run(settings: AutoscaleSettings) -> int:
             settings.healthz_port,
         )
         try:
-            task = asyncio.create_task(scaler.run(), name="autoscale")
-            await stop.wait()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(source.run(), name=source.name),
+                    group.create_task(scaler.run(), name="autoscale"),
+                ]
+                await stop.wait()
+                for task in tasks:
+                    task.cancel()
         finally:
             await runner.cleanup()
     log.info("stopped")
