@@ -124,7 +124,16 @@ def test_incomplete_figures_scale_up_but_never_down() -> None:
     assert one(4, 40, complete=False) == 8
     d = decide(current=4, observed=0, target=10, bounds=WIDE, history=History(),
                now=1.0, window=0, complete=False)  # fmt: skip
-    assert d.history == History()  # a lower bound is not remembered
+    assert d.history == History(((1.0, 4),))  # "at least as many as now"
+
+
+def test_a_scale_up_on_incomplete_figures_is_held_by_the_window_too() -> None:
+    up = decide(current=2, observed=40, target=10, bounds=WIDE, history=History(),
+                now=0.0, window=30, complete=False)  # fmt: skip
+    assert up.desired == 6
+    later = decide(current=6, observed=0, target=10, bounds=WIDE, history=up.history,
+                   now=10.0, window=30)  # fmt: skip
+    assert later.desired == 6  # not straight back down
 
 
 def test_scaled_to_zero_is_left_alone() -> None:

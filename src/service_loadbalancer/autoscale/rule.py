@@ -13,7 +13,7 @@ horizontal-pod-autoscale/, "Algorithm details" and "Configurable scaling behavio
 - the result is kept within min and max;
 - figures that are known to be incomplete (a load-balancer replica could not be read, or
   restarted between two reads) are a lower bound of the real load: they may scale up,
-  never down, and are not remembered as a recommendation.
+  never down (their recommendation is at least the current replicas).
 
 The state is one immutable value (`History`): a decision returns the next one.
 """
@@ -103,7 +103,9 @@ def decide(
     recommended = raw_recommendation(current, observed, target, tolerance=tolerance)
     if not complete and recommended < current:
         recommended = current  # a lower bound never asks for fewer pods
-    remembered = past.added(now, recommended) if complete else past
+    # Remembered either way: a scale-up on a lower bound must be held by the window like
+    # any other, and "keep current" is what an incomplete round can vouch for.
+    remembered = past.added(now, recommended)
     desired = recommended
     reason = f"{observed:.4g} per pod against a target of {target:g}"
     if desired < current:
