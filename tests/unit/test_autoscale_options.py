@@ -82,6 +82,7 @@ def test_flags_that_do_not_go_together(argv: list[str], message: str) -> None:
         ["--lb-max", "0"],
         ["--lb-target-rps", "0", "--lb-workload", "a/deployment/b"],
         ["--no-such-flag"],
+        ["--bind-address", "nope"],
         ["--lb-workload", "a/deployment/b"],
     ],
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from service_loadbalancer.autoscale.discovery import Workload, parse_workload
 from service_loadbalancer.autoscale.rule import Bounds
-from service_loadbalancer.cli import _bool, _kube_flags, _Parser, _port
+from service_loadbalancer.cli import _address, _bool, _kube_flags, _Parser, _port
 from service_loadbalancer.config import LoadBalancerConfig, stats_credentials
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.settings import SettingsError
@@ -147,7 +147,12 @@ def build_autoscale_parser() -> argparse.ArgumentParser:
     flag("--lb-min", type=_replicas, default=1, help="fewest LB replicas (1)")
     flag("--lb-max", type=_replicas, default=10, help="most LB replicas (10)")
     flag("--healthz-port", type=_port, default=8081, help="port of /healthz and /metrics (8081)")
-    flag("--bind-address", default="", help="address the status server listens on (all)")
+    flag(
+        "--bind-address",
+        type=_address,
+        default="",
+        help="address the status server listens on (all)",
+    )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _kube_flags(p)
     return p
