@@ -286,3 +286,42 @@ async def test_controller_metrics_carry_each_services_load(
     assert gauge(text, "slb_service_requests_in_flight", "web") is not None
     assert gauge(text, "slb_service_requests_queued", "web") == 0
     assert gauge(text, "slb_service_requests_per_second", "quiet") == 0
+
+
+def lb_pod(name: str, ip: str, *, ready: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system",
+                     "labels": {"app": "service-loadbalancer"}},
+        "spec": {"containers": [{"name": "lb", "image": "service-loadbalancer:dev"}]},
+        "status": {"phase": "Running", "podIP": ip,
+                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }  # fmt: skip
+
+
+async def test_load_balancer_pods_are_found_by_their_labels(
+    tmp_path: Path, api: FakeAPIServer, controller: Controller, backends: Backends
+) -> None:
+    """Without --stats-url: the ready pods --lb-selector finds, on --stats-port (here the
+    controller's, on the pod's "IP" 127.0.0.1); a pod that is not ready is not read."""
+    await serve(api, backends, "web", "127.0.18.1", {P + "target-rps": "5", P + "max": "3"})
+    await api.create(deployment("web", replicas=1))
+    await api.create(lb_pod("slb-0", "127.0.0.1"))
+    await api.create(lb_pod("slb-1", "127.0.18.9", ready=False))  # nothing listens there
+    other = lb_pod("other", "127.0.18.8")
+    other["metadata"]["labels"] = {"app": "something-else"}
+    await api.create(other)
+    await controller.wait_healthy()
+    scaler = autoscaler(
+        tmp_path, api, "--stats-port", str(controller.stats_port), "--interval", "0.5",
+    )  # fmt: skip
+    scaler.start()
+    load = Load(f"http://127.0.0.1:{controller.http_port}/web", rate=40)
+    try:
+        load.start()
+        await until_replicas(api, "web", 3, scaler)
+    finally:
+        await load.stop()
+        scaler.stop()
+    assert "skipped this round" not in scaler.log()  # neither slb-1 nor other was read
+    assert "read from 1 load-balancer replica(s)" in scaler.log()
