@@ -71,6 +71,7 @@ bench: setup wrk h2load
 	$(PY) benchmarks/leader.py
 	$(PY) benchmarks/ingress_lookup.py
 	$(PY) benchmarks/protocols.py
+	$(PY) benchmarks/autoscale.py
 
 bench-quick: setup wrk h2load
 	$(PY) benchmarks/render.py --repeat 1
@@ -82,6 +83,7 @@ bench-quick: setup wrk h2load
 	$(PY) benchmarks/leader.py --rounds 1
 	$(PY) benchmarks/ingress_lookup.py --quick
 	$(PY) benchmarks/protocols.py --quick
+	$(PY) benchmarks/autoscale.py --quick
 
 # The container image, service-loadbalancer:dev (deploy/Dockerfile), with podman (installed
 # with apt when missing) or docker. The base, the wheels and the build cache are kept in

@@ -277,3 +277,31 @@ def ingress_class(
         "metadata": metadata,
         "spec": {"controller": controller},
     }
+
+
+# --- Workloads (apps/v1) ------------------------------------------------------------------
+
+
+def deployment(
+    name: str,
+    *,
+    replicas: int = 1,
+    namespace: str = "default",
+    labels: Mapping[str, str] | None = None,
+    kind: str = "Deployment",
+) -> RawObject:
+    """An apps/v1 Deployment (or StatefulSet) whose pods carry `labels` (app=<name>)."""
+    pod_labels = dict(labels or {"app": name})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": pod_labels},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+            },
+        },
+    }

@@ -36,6 +36,9 @@ TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_CONNECT_MS = 3_600_000
 #: Bounds of lb.timeout-server: a day, for slow reports; HAProxy's own limit is ~24 days.
 MAX_SERVER_MS = 86_400_000
+#: Bounds of the autoscale annotations (a typo of three zeros should be refused).
+MAX_AUTOSCALE_TARGET = 1_000_000
+MAX_REPLICAS = 1000
 
 
 class AnnotationError(ValueError):
@@ -136,6 +139,28 @@ def parse_protocol(raw: str) -> Protocol:
     except ValueError:
         choices = ", ".join(p.value for p in Protocol)
         raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+
+
+def parse_positive_number(raw: str) -> float:
+    """A plain decimal number above 0 (no exponent, no nan or inf), at most 1,000,000."""
+    value = raw.strip()
+    if not (value.isascii() and re.fullmatch(r"[0-9]{1,7}(?:\.[0-9]{1,6})?", value)):
+        raise AnnotationError(f"{_quote(raw)} is not a number (digits, optionally a . and more)")
+    number = float(value)
+    if not 0 < number <= MAX_AUTOSCALE_TARGET:
+        raise AnnotationError(f"{_quote(raw)} is not above 0 and at most {MAX_AUTOSCALE_TARGET}")
+    return number
+
+
+def parse_replicas(raw: str) -> int:
+    """A replica count, 1 to MAX_REPLICAS."""
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 6):
+        raise AnnotationError(f"{_quote(raw)} is not a number of replicas")
+    count = int(value)
+    if not 1 <= count <= MAX_REPLICAS:
+        raise AnnotationError(f"{count} is not between 1 and {MAX_REPLICAS} replicas")
+    return count
 
 
 def parse_time(raw: str, *, most: int, most_text: str) -> int:
@@ -259,6 +284,37 @@ BACKEND_PROTOCOL: Annotation[Protocol | None] = Annotation(
     "(HTTP/2 over TLS, by ALPN); TLS is verified with --backend-ca. Default: h1.",
 )
 
+AUTOSCALE_TARGET_RPS: Annotation[float | None] = Annotation(
+    key=PREFIX + "autoscale.target-rps",
+    parse=parse_positive_number,
+    default=None,
+    allowed=f"a number above 0, at most {MAX_AUTOSCALE_TARGET}",
+    doc="`service-loadbalancer autoscale` scales the Deployment or StatefulSet behind the "
+    "Service so that each pod gets this many requests a second (TCP: connections a second).",
+)
+AUTOSCALE_TARGET_CONCURRENCY: Annotation[float | None] = Annotation(
+    key=PREFIX + "autoscale.target-concurrency",
+    parse=parse_positive_number,
+    default=None,
+    allowed=f"a number above 0, at most {MAX_AUTOSCALE_TARGET}",
+    doc="Instead of target-rps: scale so that each pod has this many requests in flight "
+    "(or queued for it) in the load balancer.",
+)
+AUTOSCALE_MIN: Annotation[int] = Annotation(
+    key=PREFIX + "autoscale.min",
+    parse=parse_replicas,
+    default=1,
+    allowed=f"1 to {MAX_REPLICAS}",
+    doc="With autoscale.target-*, the fewest replicas the autoscaler sets.",
+)
+AUTOSCALE_MAX: Annotation[int] = Annotation(
+    key=PREFIX + "autoscale.max",
+    parse=parse_replicas,
+    default=10,
+    allowed=f"1 to {MAX_REPLICAS}, at least autoscale.min",
+    doc="With autoscale.target-*, the most replicas the autoscaler sets.",
+)
+
 #: Every annotation, in the order the README documents them.
 REGISTRY: tuple[Annotation[Any], ...] = (
     ALGORITHM,
@@ -273,6 +329,10 @@ REGISTRY: tuple[Annotation[Any], ...] = (
     TIMEOUT_SERVER,
     TIMEOUT_CONNECT,
     BACKEND_PROTOCOL,
+    AUTOSCALE_TARGET_RPS,
+    AUTOSCALE_TARGET_CONCURRENCY,
+    AUTOSCALE_MIN,
+    AUTOSCALE_MAX,
 )
 
 

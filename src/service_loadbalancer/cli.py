@@ -1,4 +1,5 @@
-"""The command line: `run` (the default), `render` (same as --dry) and `check`.
+"""The command line: `run` (the default), `render` (same as --dry), `check`, and
+`autoscale` (its flags are in autoscale/options.py).
 
 Flags keep the names of the original controller (--cfg, --dry, --tcp-services,
 --target-service, --forward-services, --http-port, --stats-port, --syslog,
@@ -28,7 +29,7 @@ from service_loadbalancer.model import Algorithm
 from service_loadbalancer.oneshot import check_once, render_once
 from service_loadbalancer.settings import DEFAULT_DENY_EXTERNAL, SettingsError, port_number
 
-COMMANDS = ("run", "render", "check")
+COMMANDS = ("run", "render", "check", "autoscale")
 EXIT_USAGE = 2
 log = logging.getLogger("service_loadbalancer")
 
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="service-loadbalancer",
         description="Expose Kubernetes Services through HAProxy on bare metal. "
-        "Commands: run (default), render (print the config, like --dry), check.",
+        "Commands: run (default), render (print the config, like --dry), check, "
+        "autoscale (see autoscale --help).",
     )
     flag = p.add_argument
     flag("--version", action="version", version=f"%(prog)s {__version__}")
@@ -354,6 +356,10 @@ def _split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     command, rest = _split_command(list(sys.argv[1:] if argv is None else argv))
+    if command == "autoscale":  # its own flags (autoscale/options.py)
+        from service_loadbalancer.autoscale.command import main as autoscale  # noqa: PLC0415
+
+        return autoscale(rest)
     parser = build_parser()
     args = parser.parse_args(rest)
     logging.basicConfig(

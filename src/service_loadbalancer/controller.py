@@ -37,6 +37,7 @@ from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.publish.tasks import publishing_tasks
 from service_loadbalancer.reconciler import Reconciler
+from service_loadbalancer.service_load import ServiceLoad
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources import Source, open_source
 from service_loadbalancer.status import start_status_server
@@ -58,9 +59,10 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
     reconciler: Reconciler | None = None
     # Passive health: HAProxy's messages about servers going DOWN (see haproxy/health.py).
     # The reconciler reads them too, once it exists (its guard follows DNS changes).
-    watcher = HealthWatcher(
-        runtime=RuntimeApi(socket_path=settings.run_dir / RUNTIME_SOCKET), metrics=metrics
-    )
+    runtime = RuntimeApi(socket_path=settings.run_dir / RUNTIME_SOCKET)
+    watcher = HealthWatcher(runtime=runtime, metrics=metrics)
+    # Per-Service load on /metrics, read from HAProxy only when scraped.
+    service_load = ServiceLoad(runtime=runtime, metrics=metrics)
     line_readers: list[Callable[[str], None]] = [watcher.on_line]
 
     def on_stderr_line(line: str) -> None:
@@ -106,6 +108,7 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
         port=settings.healthz_port,
         health=live.health(health) if live else health,
         metrics=metrics,
+        refresh=service_load.refresh,
     )
     # Before the source, so that a stop while connecting stops an adopted HAProxy too.
     await haproxy.adopt()

@@ -115,3 +115,23 @@ class Metrics:
             "Keys of the --cfg file whose edited values only a restart applies.",
             registry=self.registry,
         )
+        # Per-Service load (service_load.py), read from HAProxy when /metrics is scraped.
+        self.service_rate = Gauge(
+            "slb_service_requests_per_second",
+            "Requests a second to the Service (connections a second on TCP ports) through "
+            "this load balancer, since the previous scrape.",
+            ["namespace", "service"],
+            registry=self.registry,
+        )
+        self.service_in_flight = Gauge(
+            "slb_service_requests_in_flight",
+            "Requests to the Service being served now by this load balancer (HAProxy's scur).",
+            ["namespace", "service"],
+            registry=self.registry,
+        )
+        self.service_queued = Gauge(
+            "slb_service_requests_queued",
+            "Requests to the Service waiting in this load balancer for a free pod (qcur).",
+            ["namespace", "service"],
+            registry=self.registry,
+        )

@@ -16,14 +16,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service_loadbalancer.metrics import Metrics
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+#: Called before /metrics answers, to read what is only worth reading when scraped.
+Refresh = Callable[[], Awaitable[None]]
 
 
-def make_app(*, health: HealthCheck, metrics: Metrics) -> web.Application:
+def make_app(
+    *, health: HealthCheck, metrics: Metrics, refresh: Refresh | None = None
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         ok, reason = await health()
         return web.Response(status=200 if ok else 503, text=reason + "\n")
 
     async def prometheus(_: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -34,10 +40,11 @@ def make_app(*, health: HealthCheck, metrics: Metrics) -> web.Application:
 
 
 async def start_status_server(
-    *, host: str, port: int, health: HealthCheck, metrics: Metrics
+    *, host: str, port: int, health: HealthCheck, metrics: Metrics, refresh: Refresh | None = None
 ) -> web.AppRunner:
     """Start serving; the caller cleans up with `await runner.cleanup()`."""
-    runner = web.AppRunner(make_app(health=health, metrics=metrics), access_log=None)
+    app = make_app(health=health, metrics=metrics, refresh=refresh)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host=host or None, port=port, reuse_address=True)
     await site.start()

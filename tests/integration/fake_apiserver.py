@@ -7,7 +7,8 @@ controller can tell (https://kubernetes.io/docs/reference/using-api/api-concepts
 - One global resourceVersion counter, as etcd's revision: every write bumps it, objects
   carry the version of their last write, a list carries the version it was read at.
   Clients must treat it as opaque; the controller never compares them.
-- list with `limit`/`continue` ("Retrieving large results sets in chunks"): every page of
+- list with an equality-based `labelSelector`, and with `limit`/`continue` ("Retrieving
+  large results sets in chunks"): every page of
   one list is served from the snapshot the first page was read at, with that snapshot's
   resourceVersion; a continue token older than the compaction point is `410 Gone` with
   reason "Expired" (the API says: "the provided continue parameter is too old").
@@ -491,7 +492,12 @@ class FakeAPIServer:
             items = self._snapshots[(plural, namespace, at)]
         else:
             at, offset = self.version, 0
-            items = [_item(obj) for obj in self._matching(plural, namespace)]
+            wanted = request.query.get("labelSelector", "")
+            items = [
+                _item(obj)
+                for obj in self._matching(plural, namespace)
+                if _labels_match(wanted, (obj.get("metadata") or {}).get("labels") or {})
+            ]
         page = items[offset : offset + limit] if limit else items[offset:]
         meta: dict[str, Any] = {"resourceVersion": str(at)}
         rest = len(items) - offset - len(page)
@@ -688,6 +694,26 @@ def _json_patch(target: dict[str, Any], operations: list[dict[str, Any]]) -> dic
         elif op["op"] == "remove":
             del node[index]
     return doc  # type: ignore[no-any-return]
+
+
+def _labels_match(selector: str, labels: dict[str, str]) -> bool:
+    """An equality-based label selector ("Labels and Selectors": `k=v`, `k==v`, `k!=v`,
+    `k`, `!k`, comma-separated, all must hold); "" matches everything."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, _, value = term.partition("!=")
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, _, value = term.replace("==", "=").partition("=")
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
 
 
 def _item(obj: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,10 @@ from service_loadbalancer import annotations as ann
 from service_loadbalancer.annotations import (
     ACL_MATCH,
     ALGORITHM,
+    AUTOSCALE_MAX,
+    AUTOSCALE_MIN,
+    AUTOSCALE_TARGET_CONCURRENCY,
+    AUTOSCALE_TARGET_RPS,
     BACKEND_PROTOCOL,
     COOKIE_STICKY,
     HOST,
@@ -274,6 +278,10 @@ BASE = {
     TIMEOUT_SERVER: "30s",
     TIMEOUT_CONNECT: "500ms",
     BACKEND_PROTOCOL: "h2c",
+    AUTOSCALE_TARGET_RPS: "50",
+    AUTOSCALE_TARGET_CONCURRENCY: "2.5",
+    AUTOSCALE_MIN: "2",
+    AUTOSCALE_MAX: "20",
 }
 
 
@@ -430,4 +438,8 @@ def test_markdown_table_lists_every_key() -> None:
         TIMEOUT_SERVER.key: "-",
         TIMEOUT_CONNECT.key: "-",
         BACKEND_PROTOCOL.key: "-",
+        AUTOSCALE_TARGET_RPS.key: "-",
+        AUTOSCALE_TARGET_CONCURRENCY.key: "-",
+        AUTOSCALE_MIN.key: "1",
+        AUTOSCALE_MAX.key: "10",
     }

@@ -85,6 +85,10 @@ VALID = {
     ann.TIMEOUT_SERVER.key: "30s",
     ann.TIMEOUT_CONNECT.key: "500ms",
     ann.BACKEND_PROTOCOL.key: "h2c",
+    ann.AUTOSCALE_TARGET_RPS.key: "50",
+    ann.AUTOSCALE_TARGET_CONCURRENCY.key: "2.5",
+    ann.AUTOSCALE_MIN.key: "2",
+    ann.AUTOSCALE_MAX.key: "20",
 }
 assert set(VALID) == {a.key for a in ann.REGISTRY}, "every annotation is fuzzed"
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from service_loadbalancer.annotations import markdown_table
+from service_loadbalancer.autoscale.options import build_autoscale_parser
 from service_loadbalancer.cli import build_parser
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
@@ -20,7 +21,8 @@ def test_annotation_table_matches_the_registry() -> None:
 def test_every_flag_is_documented_and_every_documented_flag_exists() -> None:
     parser_flags = {
         opt
-        for action in build_parser()._actions
+        for parser in (build_parser(), build_autoscale_parser())
+        for action in parser._actions
         for opt in action.option_strings
         if opt.startswith("--") and opt != "--help"
     }

@@ -1,0 +1,135 @@
+"""`service-loadbalancer autoscale`: parse the flags, connect, serve /healthz and
+/metrics, and run the rounds until SIGTERM.
+
+One replica: two autoscalers would both write. Running more needs the Lease election
+(the controller's, issue 10) in front of `Autoscaler.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service_loadbalancer.autoscale.autoscaler import Autoscaler
+from service_loadbalancer.autoscale.cluster import Cluster
+from service_loadbalancer.autoscale.metrics import AutoscaleMetrics
+from service_loadbalancer.autoscale.options import (
+    AutoscaleSettings,
+    build_autoscale_parser,
+    build_autoscale_settings,
+)
+from service_loadbalancer.kube.client import ConfigError, connect
+from service_loadbalancer.kube.objects import RawObject
+from service_loadbalancer.settings import SettingsError
+from service_loadbalancer.sources.kube import KubeSource
+
+EXIT_USAGE = 2
+log = logging.getLogger("service_loadbalancer.autoscale")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = build_autoscale_parser()
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = build_autoscale_settings(args, os.environ)
+    except SettingsError as err:
+        parser.error(str(err))
+    try:
+        return asyncio.run(run(settings))
+    except ConfigError as err:
+        # connect()'s message speaks of `run`'s --manifests; keep only the library's reason.
+        text = str(err)
+        reason = text[text.find("(") + 1 : -1] if text.endswith(")") else text
+        sys.stderr.write(
+            "service-loadbalancer autoscale: needs a Kubernetes configuration (--kubeconfig, "
+            f"or a pod's service account): {reason}\n"
+        )
+        return EXIT_USAGE
+
+
+def _status_app(scaler: Autoscaler, metrics: AutoscaleMetrics) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        if scaler.working:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="no complete round yet\n")
+
+    async def prometheus(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    return app
+
+
+async def run(settings: AutoscaleSettings) -> int:
+    api = await connect(
+        kubeconfig=settings.kube.kubeconfig,
+        context=settings.kube.context,
+        in_cluster=settings.kube.in_cluster,
+        watches=1,
+    )
+    metrics = AutoscaleMetrics()
+    host = os.environ.get("POD_NAME") or socket.gethostname()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Services are watched (a list each round would read every Service of the cluster
+    # every --interval); the few workloads and HPAs are listed when needed.
+    source = KubeSource(api=api, kinds=["Service"], name="source:services")
+
+    def services() -> list[RawObject] | None:
+        store = source.store
+        return store.snapshot().of_kind("Service") if store.ready else None
+
+    async with api, aiohttp.ClientSession() as session:
+        scaler = Autoscaler(
+            settings=settings,
+            cluster=Cluster(api, host=host),
+            session=session,
+            metrics=metrics,
+            services=services,
+        )
+        runner = web.AppRunner(_status_app(scaler, metrics), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, host=settings.bind_address or None, port=settings.healthz_port,
+            reuse_address=True,
+        )  # fmt: skip
+        await site.start()
+        log.info(
+            "autoscaling every %g s (scale-down window %g s)%s; /metrics on :%d",
+            settings.interval,
+            settings.scale_down_window,
+            ", dry run" if settings.dry_run else "",
+            settings.healthz_port,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(source.run(), name=source.name),
+                    group.create_task(scaler.run(), name="autoscale"),
+                ]
+                await stop.wait()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            await runner.cleanup()
+    log.info("stopped")
+    return 0
