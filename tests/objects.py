@@ -192,3 +192,16 @@ def cert_secret(name: str, cert: trustme.LeafCert, *, namespace: str = "default"
     """`tls_secret` holding a trustme certificate: its whole chain and its key."""
     chain = b"".join(pem.bytes() for pem in cert.cert_chain_pems)
     return tls_secret(name, chain, cert.private_key_pem.bytes(), namespace=namespace)
+
+
+# --- Multi-Cluster Services -------------------------------------------------------------
+
+
+def service_export(name: str, *, namespace: str = "default") -> RawObject:
+    """A multicluster.x-k8s.io/v1alpha1 ServiceExport: the Service of the same name is
+    shared with the other clusters."""
+    return {
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "kind": "ServiceExport",
+        "metadata": {"name": name, "namespace": namespace},
+    }

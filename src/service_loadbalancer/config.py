@@ -16,6 +16,7 @@ import argparse
 import json
 import ssl
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -31,10 +32,12 @@ from service_loadbalancer.settings import (
     ENV_STATS_USER,
     STATS_PASSWORD_RE,
     STATS_USER_RE,
+    RemoteCluster,
     Settings,
     SettingsError,
     parse_dns_servers,
     parse_namespaces,
+    parse_remote_clusters,
     parse_service_ref,
     parse_tcp_services,
     parse_trusted_proxies,
@@ -245,4 +248,18 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         allow_external_names=args.allow_external_names,
         allow_cluster_external_names=args.allow_cluster_external_names,
         dns_servers=parse_dns_servers(args.dns_servers),
+        remote_clusters=_remote_clusters(getattr(args, "remote_cluster", None) or []),
+        remote_stale_after=getattr(args, "remote_stale_after", 300.0),
     )
+
+
+def _remote_clusters(values: list[str]) -> tuple[RemoteCluster, ...]:
+    """--remote-cluster, each kubeconfig checked now: a typo is better refused at start
+    than retried forever in the background."""
+    clusters = parse_remote_clusters(values)
+    for cluster in clusters:
+        if not cluster.kubeconfig.is_file():
+            raise SettingsError(
+                f"--remote-cluster {cluster.name}: no kubeconfig file {str(cluster.kubeconfig)!r}"
+            )
+    return tuple(replace(c, kubeconfig=c.kubeconfig.absolute()) for c in clusters)

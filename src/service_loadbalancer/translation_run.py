@@ -59,6 +59,8 @@ class ServicePort:
     external_name: str | None = None
     #: What HTTP the pods speak (appProtocol, else lb.backend-protocol).
     protocol: Protocol = Protocol.H1
+    #: A global Service with backup servers (global_services.py): `option allbackups`.
+    all_backups: bool = False
 
     @property
     def sort_key(self) -> tuple[str, str, int]:

@@ -10,11 +10,14 @@ import pytest
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.annotations import (
     ACL_MATCH,
+    AFFINITY,
     ALGORITHM,
     BACKEND_PROTOCOL,
     COOKIE_STICKY,
+    GLOBAL,
     HOST,
     HSTS,
+    MIN_LOCAL,
     PREFIX,
     REGISTRY,
     SSL_PASSTHROUGH,
@@ -28,7 +31,7 @@ from service_loadbalancer.annotations import (
     markdown_table,
     unknown_keys,
 )
-from service_loadbalancer.model import Algorithm, Protocol
+from service_loadbalancer.model import Affinity, Algorithm, Protocol
 
 #: The keys of the original service-loadbalancer that users bring along unchanged.
 ORIGINAL_KEYS = {
@@ -108,6 +111,14 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (BACKEND_PROTOCOL, "h1", Protocol.H1),
     (BACKEND_PROTOCOL, "h2c", Protocol.H2C),
     (BACKEND_PROTOCOL, " H2C\n", Protocol.H2C),
+    (GLOBAL, "true", True),
+    (GLOBAL, "False", False),
+    (AFFINITY, "local", Affinity.LOCAL),
+    (AFFINITY, " None\n", Affinity.NONE),
+    (AFFINITY, "remote", Affinity.REMOTE),
+    (MIN_LOCAL, "1", 1),
+    (MIN_LOCAL, " 3\n", 3),
+    (MIN_LOCAL, "10000", 10000),
 ]
 
 
@@ -240,6 +251,15 @@ INVALID = [
     invalid(BACKEND_PROTOCOL, "grpc", "is not one of h1, h2c"),
     invalid(BACKEND_PROTOCOL, "h2c proto h2", "is not one of"),
     invalid(BACKEND_PROTOCOL, "", "is not one of"),
+    invalid(GLOBAL, "yes", "is not a boolean"),
+    invalid(AFFINITY, "nearest", "is not one of local, none, remote"),
+    invalid(AFFINITY, "", "is not one of"),
+    invalid(MIN_LOCAL, "0", "is not a whole number from 1 to 10000"),
+    invalid(MIN_LOCAL, "10001", "is not a whole number"),
+    invalid(MIN_LOCAL, "-1", "is not a whole number"),
+    invalid(MIN_LOCAL, "1.5", "is not a whole number"),
+    invalid(MIN_LOCAL, "\u0663", "is not a whole number"),
+    invalid(MIN_LOCAL, "9" * 5000, "is not a whole number"),
 ]
 
 
@@ -271,6 +291,9 @@ BASE = {
     TIMEOUT_SERVER: "30s",
     TIMEOUT_CONNECT: "500ms",
     BACKEND_PROTOCOL: "h2c",
+    GLOBAL: "true",
+    AFFINITY: "local",
+    MIN_LOCAL: "2",
 }
 
 
@@ -427,4 +450,7 @@ def test_markdown_table_lists_every_key() -> None:
         TIMEOUT_SERVER.key: "-",
         TIMEOUT_CONNECT.key: "-",
         BACKEND_PROTOCOL.key: "-",
+        GLOBAL.key: "false",
+        AFFINITY.key: "local",
+        MIN_LOCAL.key: "1",
     }

@@ -83,6 +83,9 @@ VALID = {
     ann.TIMEOUT_SERVER.key: "30s",
     ann.TIMEOUT_CONNECT.key: "500ms",
     ann.BACKEND_PROTOCOL.key: "h2c",
+    ann.GLOBAL.key: "true",
+    ann.AFFINITY.key: "none",
+    ann.MIN_LOCAL.key: "2",
 }
 assert set(VALID) == {a.key for a in ann.REGISTRY}, "every annotation is fuzzed"
 

@@ -54,6 +54,8 @@ RESOURCES: Final[Mapping[str, Resource]] = {
     "Endpoints": Resource("Endpoints", "v1", "endpoints"),
     "EndpointSlice": Resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
     "Secret": Resource("Secret", "v1", "secrets"),
+    # Multi-Cluster Services (KEP-1645): read from remote clusters only.
+    "ServiceExport": Resource("ServiceExport", "multicluster.x-k8s.io/v1alpha1", "serviceexports"),
 }
 
 
