@@ -229,6 +229,32 @@ class RemoteClusterSource:
         self._metrics.remote_expired.labels(cluster=self.name).set(1 if self._expired else 0)
 
 
+#: `render` and `check` wait this long for a remote cluster, then go on without it.
+ONCE_TIMEOUT = 10.0
+
+
+async def load_remote_once(cluster: RemoteCluster, *, namespaces: Sequence[str]) -> Store | None:
+    """One list of a remote cluster (for `render` and `check`), or None, with a warning,
+    when it cannot be read: a remote cluster never fails the local config."""
+    log = logging.getLogger(f"service_loadbalancer.cluster.{cluster.name}")
+    store = Store(())
+    try:
+        async with asyncio.timeout(ONCE_TIMEOUT):
+            api = await connect(
+                kubeconfig=cluster.kubeconfig, context=cluster.context, in_cluster=False
+            )
+            try:
+                kinds = await remote_kinds(api, log)
+                source = KubeSource(api=api, kinds=kinds, store=store, namespaces=namespaces)
+                await source.load_once()
+            finally:
+                await api.close()
+    except (ConfigError, TimeoutError, aiohttp.ClientError) as err:
+        log.warning("remote cluster %s left out: %s", cluster.name, err or type(err).__name__)
+        return None
+    return store
+
+
 def remote_sources(
     clusters: Sequence[RemoteCluster],
     *,

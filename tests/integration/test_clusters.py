@@ -8,6 +8,8 @@ running through it sees no failed request; and no change here may reload HAProxy
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,3 +315,29 @@ async def test_stale_remote_endpoints_are_removed_and_come_back_with_a_list(
 async def _contains(body: Any, text: str) -> bool:
     status, found = await body
     return bool(status == 200 and text in found)
+
+
+async def render_command(tmp_path: Path, local: FakeAPIServer, east: FakeAPIServer) -> str:
+    """`render` with both clusters, run without blocking the loop the fake APIs serve on."""
+    c = two_clusters(tmp_path, local, east)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service_loadbalancer.cli", "render", *c.args(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode() + err.decode()
+
+
+async def test_render_shows_the_remote_endpoints_and_goes_on_without_an_unreachable_cluster(
+    tmp_path: Path, local: FakeAPIServer, east: FakeAPIServer, backends: Backends
+) -> None:
+    await global_web(local, east, backends, GLOBAL)
+    shown = await render_command(tmp_path, local, east)
+    assert re.search(r"server rb_east_127_0_13_11_\d+ 127\.0\.13\.11:\d+ backup", shown), shown
+    assert "option allbackups" in shown
+    await east.stop()
+    shown = await render_command(tmp_path, local, east)
+    assert "remote cluster east left out" in shown
+    assert "rb_east_" not in shown
+    assert "server s_127_0_13_1_" in shown
