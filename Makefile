@@ -62,6 +62,7 @@ bench: setup wrk
 	$(PY) benchmarks/kube_sync.py --outage 60
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/haproxy_memory.py
+	$(PY) benchmarks/multicluster.py
 
 bench-quick: setup wrk
 	$(PY) benchmarks/render.py --repeat 1
@@ -70,6 +71,7 @@ bench-quick: setup wrk
 	$(PY) benchmarks/kube_sync.py --runs 1 --outage 5
 	$(PY) benchmarks/startup.py --quick
 	$(PY) benchmarks/haproxy_memory.py --quick
+	$(PY) benchmarks/multicluster.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo
