@@ -110,9 +110,11 @@ class RemoteClusterSource:
 
     @property
     def up(self) -> bool:
-        """Listed, and answering."""
+        """Listed (but what it may not list), and answering."""
         source = self._source
-        return source is not None and source.listed and source.failing_since() is None
+        if source is None or source.failing_since() is not None:
+            return False
+        return source.listed or bool(source.problems())
 
     @property
     def expired(self) -> bool:
@@ -189,7 +191,7 @@ class RemoteClusterSource:
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self._check_every)
-                if self._expired and source.listed and source.failing_since() is None:
+                if self._expired and self.up:
                     self._expired = False
                     self._log.info("remote cluster %s: reachable again, endpoints back", self.name)
                 self._report()

@@ -341,3 +341,27 @@ async def test_render_shows_the_remote_endpoints_and_goes_on_without_an_unreacha
     assert "remote cluster east left out" in shown
     assert "rb_east_" not in shown
     assert "server s_127_0_13_1_" in shown
+
+
+async def test_a_forbidden_kind_is_reported_not_taken_for_an_outage(
+    tmp_path: Path, local: FakeAPIServer, east: FakeAPIServer, backends: Backends
+) -> None:
+    """RBAC without serviceexports in east: lb.global still shares, /healthz says what is
+    missing, and the endpoints are never removed as stale (the server answers)."""
+    east.forbidden.add(("serviceexports", "*"))
+    await global_web(local, east, backends, GLOBAL)
+    for name in ("web-0", "web-1"):
+        await local.delete("EndpointSlice", "default", name)
+    with running(two_clusters(tmp_path, local, east, "--remote-stale-after", "1")) as c:
+        await c.wait_healthy()
+        await until_served(c, "/web", {"east-1", "east-2"})
+
+        async def reported() -> bool:
+            status, body = await healthz_body(c)
+            return status == 200 and "remote cluster east: incomplete: 403" in body
+
+        await wait_for(reported, what=f"the 403 on /healthz; log:\n{c.log()}")
+        # Well past --remote-stale-after: still served, never removed.
+        await asyncio.sleep(2.5)  # the time that must pass is the point here
+        assert await served_by(c, "/web") == {"east-1", "east-2"}
+        assert "removing its endpoints" not in c.log()

@@ -207,9 +207,10 @@ class KubeSource:
         return [unit.forbidden for unit in self._units if unit.forbidden]
 
     def failing_since(self) -> float | None:
-        """Since when (time.monotonic()) some list or watch has been failing without the
-        server answering it since; None while every one is answered. A remote cluster
-        keeps its endpoints for a while on this (remote_clusters.py)."""
+        """Since when (time.monotonic()) some list or watch has been failing (no answer,
+        a 5xx, a 429) without the server answering it since; None while every one is
+        answered (a 401/403 is an answer: problems() reports it). A remote cluster keeps
+        its endpoints for a while on this (remote_clusters.py)."""
         times = [unit.failing_since for unit in self._units if unit.failing_since is not None]
         return min(times) if times else None
 
@@ -257,7 +258,9 @@ class KubeSource:
             await asyncio.sleep(max(delay, min(failure.retry_after, self._backoff.forbidden_cap)))
 
     def _failed(self, unit: _Unit, failure: Failure, verb: str) -> None:
-        if unit.failing_since is None:
+        if failure.action is Action.FORBIDDEN:
+            unit.failing_since = None  # the server answered: reachable, if not allowed
+        elif unit.failing_since is None:
             unit.failing_since = time.monotonic()
         if self._on_restart is not None:
             self._on_restart(failure.action.value)
