@@ -23,7 +23,9 @@ controller or a reload:
 - `remote`: remote endpoints are active, local ones backups (draining a cluster).
 
 A server's backup flag cannot be changed at run time in HAProxy 2.6 (`set server` has no
-such option), but `add server` takes the `backup` keyword. So the flag is part of the
+such option), but `add server` takes the `backup` keyword (supported since 2.4, per the
+Runtime API reference, https://www.haproxy.com/documentation/haproxy-runtime-api/
+reference/add-server/; checked against 2.6.12 here). So the flag is part of the
 server's name (`s_`/`sb_` local, `r_<cluster>_`/`rb_<cluster>_` remote): a flag change is
 a new server (added, ready at once) and the old one drained, which the endpoint fast path
 already does through the Runtime API, never a reload.

@@ -323,3 +323,17 @@ def test_min_local_flag_change_is_a_server_swap_on_the_fast_path() -> None:
     old, new = swap.pairs["http_default_web_80"]
     assert names(old) == ["rb_east_10_9_0_1_8080", "s_10_0_0_1_8080", "s_10_0_0_2_8080"]
     assert names(new) == ["r_east_10_9_0_1_8080", "s_10_0_0_1_8080"]
+
+
+def test_a_remote_cluster_is_attached_once_and_never_holds_back_readiness() -> None:
+    store = Store(("Service",))
+    remote = Store(())
+    store.add_remote("east", remote)
+    with pytest.raises(ValueError, match="attached twice"):
+        store.add_remote("east", Store(()))
+    assert not store.ready  # the local list is still awaited
+    remote.replace_many({"Service": [service("web", annotations=GLOBAL)]})
+    assert not store.ready  # a remote list changes nothing of that
+    store.replace("Service", [])
+    assert store.ready
+    assert store.snapshot().remote["east"].of_kind("Service")[0]["metadata"]["name"] == "web"
