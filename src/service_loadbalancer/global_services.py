@@ -70,6 +70,17 @@ def global_options(annotations: Mapping[str, str]) -> GlobalOptions:
     )
 
 
+def unused_options(annotations: Mapping[str, str], options: GlobalOptions) -> str | None:
+    """Why lb.affinity or lb.min-local is ignored on this Service, if it is."""
+    if not options.is_global and (
+        ann.AFFINITY.key in annotations or ann.MIN_LOCAL.key in annotations
+    ):
+        return f"{ann.AFFINITY.key} and {ann.MIN_LOCAL.key} need {ann.GLOBAL.key}; ignored"
+    if options.affinity is not Affinity.LOCAL and ann.MIN_LOCAL.key in annotations:
+        return f"{ann.MIN_LOCAL.key} needs {ann.AFFINITY.key}: local; ignored"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterIndex:
     """One remote cluster's objects, by Service namespace and name."""

@@ -38,6 +38,7 @@ from service_loadbalancer.global_services import (
     global_options,
     index_cluster,
     remote_servers,
+    unused_options,
     with_affinity,
 )
 from service_loadbalancer.https import (
@@ -158,6 +159,8 @@ def _service_ports(
     except ann.AnnotationError as err:
         out.problem(key, f"not served: {err}")
         return []
+    if (unused := unused_options(annotations, multi)) is not None:
+        out.problem(key, unused)
     raw_ports = spec.get("ports")
     if not isinstance(raw_ports, list) or not raw_ports:
         out.problem(key, "has no ports")

@@ -203,6 +203,23 @@ async def test_none_affinity_reaches_every_pod_of_both_clusters(
     await until_served(controller, "/web", {"local-1", "local-2", "east-1", "east-2"})
 
 
+async def test_remote_affinity_prefers_the_remote_pods_and_falls_back_to_local(
+    local: FakeAPIServer, east: FakeAPIServer, controller: Controller, backends: Backends
+) -> None:
+    """Draining a cluster: the remote pods serve; the local ones only once no remote one
+    is left (they are the backups now)."""
+    _, east_slices = await global_web(
+        local, east, backends, {**GLOBAL, P + "lb.affinity": "remote"}
+    )
+    await controller.wait_healthy()
+    await until_served(controller, "/web", {"east-1", "east-2"})
+    before = await reloads(controller)
+    for obj in east_slices:
+        await east.delete("EndpointSlice", "default", obj["metadata"]["name"])
+    await until_served(controller, "/web", {"local-1", "local-2"})
+    assert await reloads(controller) == before, controller.log()
+
+
 async def test_min_local_spills_over_through_the_runtime_api(
     local: FakeAPIServer, east: FakeAPIServer, controller: Controller, backends: Backends
 ) -> None:

@@ -337,3 +337,31 @@ def test_a_remote_cluster_is_attached_once_and_never_holds_back_readiness() -> N
     store.replace("Service", [])
     assert store.ready
     assert store.snapshot().remote["east"].of_kind("Service")[0]["metadata"]["name"] == "web"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "reason"),
+    [
+        ({P + "lb.affinity": "none"}, "lb.affinity and serviceloadbalancer/lb.min-local need"),
+        ({P + "lb.min-local": "2"}, "need serviceloadbalancer/lb.global; ignored"),
+        (
+            {**GLOBAL, P + "lb.affinity": "none", P + "lb.min-local": "2"},
+            "serviceloadbalancer/lb.min-local needs serviceloadbalancer/lb.affinity: local",
+        ),
+    ],
+)
+def test_affinity_options_that_cannot_apply_are_a_problem(
+    annotations: dict[str, str], reason: str
+) -> None:
+    result = run(web(annotations, "10.0.0.1"), east=web(GLOBAL, "10.9.0.1"))
+    (problem,) = result.problems
+    assert reason in problem.reason
+    assert "10.0.0.1" in [s.address for s in the_backend(result).servers]  # still served
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [GLOBAL, {**GLOBAL, P + "lb.min-local": "2"}, {**GLOBAL, P + "lb.affinity": "remote"}],
+)
+def test_valid_affinity_options_are_no_problem(annotations: dict[str, str]) -> None:
+    assert run(web(annotations, "10.0.0.1"), east=web(GLOBAL, "10.9.0.1")).problems == ()
