@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 #: What a remote cluster contributes (EndpointSlice becomes Endpoints where not served).
 REMOTE_KINDS = ("Service", "EndpointSlice")
 EXPORT = RESOURCES["ServiceExport"]
+#: The longest watch request to a remote cluster (see RemoteClusterSource).
+MAX_WATCH_TIMEOUT = 60
 #: Wait before connecting again when the kubeconfig itself is unusable.
 CONFIG_RETRY = 30.0
 
@@ -100,6 +102,10 @@ class RemoteClusterSource:
         #: True once its endpoints were removed for staleness, until a list brings them back.
         self._expired = False
         self._check_every = max(min(1.0, stale_after / 10), 0.05)
+        #: Watches end (and resume) at least this often: a watch cut by a partition
+        #: without a reset then fails within about 2.5 times this, well inside the
+        #: default stale time, instead of hanging for up to 10 minutes.
+        self._watch_timeout = int(min(MAX_WATCH_TIMEOUT, max(10, stale_after / 5)))
 
     # ------------------------------------------------------------------ state
 
@@ -179,6 +185,7 @@ class RemoteClusterSource:
                     logger=self._log,
                     on_restart=self._count_restart,
                     name=f"source:cluster:{self.name}",
+                    watch_timeout=self._watch_timeout,
                 )
                 await self._follow(self._source)
         finally:

@@ -198,9 +198,23 @@ async def test_local_affinity_fails_over_per_request_and_back_without_a_lost_req
 async def test_none_affinity_reaches_every_pod_of_both_clusters(
     local: FakeAPIServer, east: FakeAPIServer, controller: Controller, backends: Backends
 ) -> None:
-    await global_web(local, east, backends, {**GLOBAL, P + "lb.affinity": "none"})
+    _, east_slices = await global_web(local, east, backends, {**GLOBAL, P + "lb.affinity": "none"})
     await controller.wait_healthy()
     await until_served(controller, "/web", {"local-1", "local-2", "east-1", "east-2"})
+    # East's history is compacted (410 on its watches) with a change in the gap: its own
+    # source relists, and only east's endpoints change.
+    await east.stop()
+    await east.delete("EndpointSlice", "default", east_slices[1]["metadata"]["name"])
+    await east.expire(tell_watchers=False)
+    await east.start()
+    await until_served(controller, "/web", {"local-1", "local-2", "east-1"})
+
+    async def relisted() -> bool:
+        text = await controller.metrics()
+        return 'slb_remote_cluster_watch_restarts_total{action="relist",cluster="east"}' in text
+
+    await wait_for(relisted, what="east relisted after 410")
+    assert 'slb_source_watch_restarts_total{source="kube:relist"}' not in await controller.metrics()
 
 
 async def test_remote_affinity_prefers_the_remote_pods_and_falls_back_to_local(
