@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HAPROXY_MIN := 2.6
 
-.PHONY: setup haproxy wrk venv test lint typecheck unit demo bench bench-quick clean
+.PHONY: setup haproxy wrk venv test lint typecheck unit demo bench bench-quick image clean
 
 setup: haproxy venv
 
@@ -72,6 +72,12 @@ bench-quick: setup wrk
 	$(PY) benchmarks/startup.py --quick
 	$(PY) benchmarks/haproxy_memory.py --quick
 	$(PY) benchmarks/multicluster.py --quick
+
+# The container image, service-loadbalancer:dev (deploy/Dockerfile), with podman (installed
+# with apt when missing) or docker. The base, the wheels and the build cache are kept in
+# build/image and the engine's storage: a second build takes seconds.
+image: venv
+	@PYTHON=$(PY) deploy/image/build.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo

@@ -132,14 +132,21 @@ def test_daemonset_args_are_valid_flags_and_the_config_map_is_a_valid_cfg(
 
 
 def test_dockerfile_essentials() -> None:
+    """What the smoke test (tests/integration/test_image.py) cannot tell apart: that real
+    users get the official slim base by default, and that the Python side comes from the
+    build context's wheels (no index, no network)."""
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
-    assert any(line.startswith("FROM python:") and "slim" in line for line in lines)
+    assert "ARG BASE=python:3.11-slim-bookworm" in lines
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert froms and all(line.split()[1] == "${BASE}" for line in froms)
     body = "\n".join(lines)
     assert "apt-get install" in body and " haproxy " in body and " tini " in body
     assert "setcap cap_net_bind_service=+ep" in body
+    assert "pip install --no-index" in body and "pip uninstall" in body
     (user,) = [line for line in lines if line.startswith("USER ")]
     assert not user.split()[1].startswith(("0", "root"))
+    assert user.split()[1] == "10001:10001"
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "service-loadbalancer"]' in lines
 
 

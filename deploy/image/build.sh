@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Builds the image (deploy/Dockerfile) as `make image` does, on a machine that may have no
+# container engine yet and may reach no container registry.
+#
+#   1. The engine: podman, or docker where a Docker daemon answers; else podman, runc and
+#      debootstrap are installed with apt. podman runs with deploy/image/containers.conf
+#      (runc, no ulimits of its own), so /etc/containers is left alone.
+#   2. The base: BASE (python:3.11-slim-bookworm) if it can be pulled; else the same
+#      Debian bookworm made with debootstrap from the machine's Debian mirror, with
+#      haproxy, tini and libcap2-bin already in, so that the build needs no network at all.
+#      The root file system is kept as build/image/base.tar.
+#   3. The wheels of the package and of its dependencies, made on the host with PYTHON's
+#      pip (whose index the build cannot reach), kept in build/image/context/wheels: the
+#      dependencies are made again only when pyproject.toml changes.
+#   4. podman build; the image's name and size are printed.
+#
+# Environment: IMAGE (service-loadbalancer:dev), BASE, PYTHON (python3: a Python with pip,
+# of the base's minor version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first
+# bookworm source of apt's lists). Exit status 77: no container runtime can run a container
+# on this machine (the smoke test is then skipped, with the reason printed here).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+IMAGE=${IMAGE:-service-loadbalancer:dev}
+BASE=${BASE:-python:3.11-slim-bookworm}
+LOCAL_BASE=localhost/service-loadbalancer-base:bookworm
+VENV_CACHE=localhost/service-loadbalancer-venv:cache
+BUILD=${BUILD_DIR:-$ROOT/build/image}
+PYTHON=${PYTHON:-python3}
+NO_RUNTIME=77
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/deploy/image/containers.conf}
+export PATH=$PATH:/usr/sbin:/sbin
+export DEBIAN_FRONTEND=noninteractive
+
+say() { echo "image: $*" >&2; }
+no_runtime() {
+    say "no container runtime can run a container on this machine: $*"
+    exit "$NO_RUNTIME"
+}
+
+mkdir -p "$BUILD"
+# One build at a time on a machine: two test runs share the engine's storage and the cache.
+exec 9>"$BUILD/lock"
+flock 9
+
+apt_updated=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    say "installing $* with apt"
+    if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null && apt_updated=1; fi
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+        2> >(grep -v "delaying package configuration" >&2)
+}
+
+# ------------------------------------------------------------------------------ engine
+if command -v podman >/dev/null 2>&1; then
+    ENGINE=podman
+elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    ENGINE=docker
+elif apt_install podman runc; then
+    ENGINE=podman
+else
+    no_runtime "neither podman nor a Docker daemon, and podman could not be installed with apt"
+fi
+if [ "$ENGINE" = podman ] && ! command -v runc >/dev/null 2>&1; then
+    apt_install runc || no_runtime "runc could not be installed with apt"
+fi
+engine() { "$ENGINE" "$@"; }
+if ! engine info >"$BUILD/info.log" 2>&1; then
+    no_runtime "$ENGINE info failed: $(tail -3 "$BUILD/info.log" | tr '\n' ' ')"
+fi
+
+# -------------------------------------------------------------------------------- base
+# The URI apt's lists give for a suite (bookworm, bookworm-security), else $2.
+apt_source() {
+    local suite=$1 uri=""
+    # deb822 (.sources): the URIs of the first stanza whose Suites include the suite.
+    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$suite" '
+        /^$/ { u = "" }
+        /^URIs:/ { u = $2 }
+        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite && u != "") { print u; exit } }')
+    if [ -z "$uri" ]; then  # one-line style: deb [options] URI suite components
+        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$suite" '
+            $1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+                          if ($(i + 1) == suite) { print $i; exit } }')
+    fi
+    echo "${uri:-$2}"
+}
+
+# Debian's minimal variant, brought up to date from bookworm-updates and bookworm-security
+# (debootstrap reads one suite only), then trimmed as Debian's slim images are (no
+# documentation, man pages or translations; dpkg is told to leave them out of later
+# installs too), and of the parts of Python and glibc that nothing here runs: the stdlib's
+# tests, lib2to3 and pydoc's data, and iconv's character-set modules (Python has its own
+# codecs). The host's name service files are used while apt runs, and not kept.
+make_rootfs() {
+    local rootfs=$BUILD/rootfs mirror security check_valid check_date
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || apt_install debian-archive-keyring
+    mirror=${DEBIAN_MIRROR:-$(apt_source bookworm http://deb.debian.org/debian)}
+    security=$(apt_source bookworm-security http://deb.debian.org/debian-security)
+    say "making the base with debootstrap from $mirror (about a minute)"
+    rm -rf "$rootfs"
+    if ! debootstrap --variant=minbase \
+        --include=python3,python3-venv,ca-certificates,haproxy,tini,libcap2-bin \
+        bookworm "$rootfs" "$mirror" >"$BUILD/debootstrap.log" 2>&1; then
+        tail -20 "$BUILD/debootstrap.log" >&2
+        say "debootstrap failed (log: $BUILD/debootstrap.log)"
+        exit 1
+    fi
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-security main\n' \
+        "$mirror" "$mirror" "$security" >"$rootfs/etc/apt/sources.list"
+    cp /etc/hosts /etc/resolv.conf "$rootfs/etc/"
+    printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"  # start no service
+    chmod +x "$rootfs/usr/sbin/policy-rc.d"
+    # A mirror that serves a snapshot has expired Release files: do as the host's apt does.
+    eval "$(apt-config shell check_valid Acquire::Check-Valid-Until check_date Acquire::Check-Date)"
+    if ! chroot "$rootfs" apt-get -q \
+        -o Acquire::Check-Valid-Until="${check_valid:-true}" \
+        -o Acquire::Check-Date="${check_date:-true}" update >>"$BUILD/debootstrap.log" 2>&1 \
+        || ! chroot "$rootfs" apt-get -q -y upgrade >>"$BUILD/debootstrap.log" 2>&1; then
+        tail -20 "$BUILD/debootstrap.log" >&2
+        say "updating the base from bookworm-updates and bookworm-security failed"
+        exit 1
+    fi
+    rm -f "$rootfs/usr/sbin/policy-rc.d"
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
+    : >"$rootfs/etc/resolv.conf"
+    (
+        cd "$rootfs"
+        rm -rf var/cache/apt/archives/*.deb var/cache/apt/*.bin var/lib/apt/lists/* var/log/*
+        find usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+        find usr/share/doc -mindepth 1 -depth -type d -empty -delete
+        rm -rf usr/share/man usr/share/info usr/share/groff usr/share/lintian usr/share/linda
+        find usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+        rm -rf usr/lib/python3.*/test usr/lib/python3.*/lib2to3 usr/lib/python3.*/pydoc_data
+        rm -rf usr/lib/x86_64-linux-gnu/gconv usr/lib/aarch64-linux-gnu/gconv
+        cat >etc/dpkg/dpkg.cfg.d/slim <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+EOF
+    )
+    tar -C "$rootfs" --numeric-owner -cf "$BUILD/base.tar.part" .
+    mv "$BUILD/base.tar.part" "$BUILD/base.tar"
+    rm -rf "$rootfs"
+}
+
+network=host  # the Dockerfile's apt step, on a base that lacks haproxy or tini
+if engine image exists "$BASE" >/dev/null 2>&1 \
+    || engine image inspect "$BASE" >/dev/null 2>&1; then
+    base_ref=$BASE
+elif timeout 300 "$ENGINE" pull -q "$BASE" >"$BUILD/pull.log" 2>&1; then
+    base_ref=$BASE
+else
+    say "cannot pull $BASE ($(tail -1 "$BUILD/pull.log")): using Debian bookworm from debootstrap"
+    if ! engine image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+        [ -s "$BUILD/base.tar" ] || make_rootfs
+        engine import "$BUILD/base.tar" "$LOCAL_BASE" >"$BUILD/import.log" 2>&1 \
+            || { cat "$BUILD/import.log" >&2; exit 1; }
+    fi
+    base_ref=$LOCAL_BASE
+    network=none  # haproxy and tini are in: the build needs no network
+fi
+
+# Can this machine run a container at all? (gVisor, nested sandboxes, missing cgroups...)
+if ! base_python=$(engine run --rm --network none --entrypoint python3 "$base_ref" \
+    -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>"$BUILD/probe.log"); then
+    no_runtime "$ENGINE run failed: $(tail -3 "$BUILD/probe.log" | tr '\n' ' ')"
+fi
+
+# ------------------------------------------------------------------------------ wheels
+host_python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ "$host_python" != "$base_python" ]; then
+    say "the wheels are made by $PYTHON (Python $host_python) for the image's Python" \
+        "$base_python: give PYTHON=python$base_python"
+    exit 1
+fi
+source=$BUILD/source wheels=$BUILD/context/wheels
+rm -rf "$source" "$wheels/app" && mkdir -p "$source" "$wheels/deps" "$wheels/app"
+cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/src" "$source/"
+find "$source" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
+pip_wheel() {
+    # The host's pip configuration may name extra indexes that do not exist on every
+    # machine: pip's warnings about them are noise here. SOURCE_DATE_EPOCH makes the
+    # package's wheel the same bytes for the same sources, so the build cache holds.
+    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel -q "$@" "$source" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) python$base_python"
+if [ "$(cat "$BUILD/wheels.key" 2>/dev/null)" != "$key" ]; then
+    say "making the wheels of the dependencies with $PYTHON's pip"
+    rm -rf "$wheels/deps" "$BUILD/wheels.key" && mkdir -p "$wheels/deps"
+    pip_wheel --wheel-dir "$wheels/deps"
+    mv "$wheels"/deps/service_loadbalancer-*.whl "$wheels/app/"
+    echo "$key" >"$BUILD/wheels.key"
+else
+    pip_wheel --no-deps --wheel-dir "$wheels/app"
+fi
+
+# ------------------------------------------------------------------------------- build
+build() {
+    if ! engine build --network "$network" -f "$ROOT/deploy/Dockerfile" \
+        --build-arg "BASE=$base_ref" "$@" "$BUILD/context" >"$BUILD/build.log" 2>&1; then
+        tail -30 "$BUILD/build.log" >&2
+        say "$ENGINE build failed (log: $BUILD/build.log)"
+        exit 1
+    fi
+}
+say "building $IMAGE with $ENGINE from $base_ref"
+# The venv stage is tagged so that pruning the images the rebuild replaced keeps its cache.
+build --target venv -t "$VENV_CACHE"
+build -t "$IMAGE"
+engine image prune -f >/dev/null 2>&1 || true
+
+size=$(engine image inspect --format '{{.Size}}' "$IMAGE")
+echo "$IMAGE: $((size / 1000000)) MB ($ENGINE, base $base_ref)"
