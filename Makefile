@@ -72,6 +72,7 @@ bench: setup wrk h2load
 	$(PY) benchmarks/ingress_lookup.py
 	$(PY) benchmarks/protocols.py
 	$(PY) benchmarks/autoscale.py
+	$(PY) benchmarks/multicluster.py
 
 bench-quick: setup wrk h2load
 	$(PY) benchmarks/render.py --repeat 1
@@ -84,6 +85,7 @@ bench-quick: setup wrk h2load
 	$(PY) benchmarks/ingress_lookup.py --quick
 	$(PY) benchmarks/protocols.py --quick
 	$(PY) benchmarks/autoscale.py --quick
+	$(PY) benchmarks/multicluster.py --quick
 
 # The container image, service-loadbalancer:dev (deploy/Dockerfile), with podman (installed
 # with apt when missing) or docker. The base, the wheels and the build cache are kept in

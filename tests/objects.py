@@ -305,3 +305,16 @@ def deployment(
             },
         },
     }
+
+
+# --- Multi-Cluster Services -------------------------------------------------------------
+
+
+def service_export(name: str, *, namespace: str = "default") -> RawObject:
+    """A multicluster.x-k8s.io/v1alpha1 ServiceExport: the Service of the same name is
+    shared with the other clusters."""
+    return {
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "kind": "ServiceExport",
+        "metadata": {"name": name, "namespace": namespace},
+    }

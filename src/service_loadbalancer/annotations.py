@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN, is_host_name
-from service_loadbalancer.model import Algorithm, Protocol
+from service_loadbalancer.model import Affinity, Algorithm, Protocol
 
 PREFIX = "serviceloadbalancer/"
 
@@ -315,6 +315,55 @@ AUTOSCALE_MAX: Annotation[int] = Annotation(
     doc="With autoscale.target-*, the most replicas the autoscaler sets.",
 )
 
+
+def parse_affinity(raw: str) -> Affinity:
+    try:
+        return Affinity(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(a.value for a in Affinity)
+        raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+
+
+#: lb.min-local at most: more ready pods than any one Service has.
+MAX_MIN_LOCAL = 10_000
+
+
+def parse_min_local(raw: str) -> int:
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 5) or not (
+        1 <= int(value) <= MAX_MIN_LOCAL
+    ):
+        raise AnnotationError(f"{_quote(raw)} is not a whole number from 1 to {MAX_MIN_LOCAL}")
+    return int(value)
+
+
+GLOBAL: Annotation[bool] = Annotation(
+    key=PREFIX + "lb.global",
+    parse=parse_bool,
+    default=False,
+    allowed="true, false",
+    doc="Also serve the endpoints of the Service of the same namespace and name in every "
+    "--remote-cluster where it is global too (or exported with a ServiceExport). The one "
+    "annotation read on remote Services.",
+)
+AFFINITY: Annotation[Affinity] = Annotation(
+    key=PREFIX + "lb.affinity",
+    parse=parse_affinity,
+    default=Affinity.LOCAL,
+    allowed="local, none, remote",
+    doc="For a global Service: local sends to local endpoints and keeps the remote ones "
+    "as backups (used per request when no local one is); none balances over all; "
+    "remote prefers the remote ones (local ones become the backups).",
+)
+MIN_LOCAL: Annotation[int] = Annotation(
+    key=PREFIX + "lb.min-local",
+    parse=parse_min_local,
+    default=1,
+    allowed=f"1 to {MAX_MIN_LOCAL}",
+    doc="With lb.affinity local: below this many ready local endpoints (but at least "
+    "one), the remote endpoints take traffic beside them instead of waiting as backups.",
+)
+
 #: Every annotation, in the order the README documents them.
 REGISTRY: tuple[Annotation[Any], ...] = (
     ALGORITHM,
@@ -333,6 +382,9 @@ REGISTRY: tuple[Annotation[Any], ...] = (
     AUTOSCALE_TARGET_CONCURRENCY,
     AUTOSCALE_MIN,
     AUTOSCALE_MAX,
+    GLOBAL,
+    AFFINITY,
+    MIN_LOCAL,
 )
 
 

@@ -78,6 +78,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _stale_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= value <= 86400:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 1 and 86400 seconds")
+    return value
+
+
 def _address(text: str) -> str:
     if text in ("", "*"):
         return ""
@@ -327,6 +337,20 @@ def _kube_flags(p: argparse.ArgumentParser) -> None:
         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)",
     )
     flag("--context", default=None, help="kubeconfig context (default: its current context)")
+    flag(
+        "--remote-cluster",
+        action="append",
+        default=[],
+        metavar="NAME=KUBECONFIG[@CONTEXT]",
+        help="another cluster whose lb.global Services' endpoints are served too "
+        "(repeatable; read with that kubeconfig's own, least-privilege credentials)",
+    )
+    flag(
+        "--remote-stale-after",
+        type=_stale_seconds,
+        default=300.0,
+        help="seconds an unreachable remote cluster's endpoints are kept (300)",
+    )
     flag(
         "--use-kubernetes-cluster-service",
         type=_bool,

@@ -16,6 +16,7 @@ import argparse
 import json
 import ssl
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,7 @@ from service_loadbalancer.settings import (
     NODE_WORD,
     STATS_PASSWORD_RE,
     STATS_USER_RE,
+    RemoteCluster,
     Settings,
     SettingsError,
     parse_deny_cidrs,
@@ -46,6 +48,7 @@ from service_loadbalancer.settings import (
     parse_ingress_class,
     parse_long_timeout,
     parse_namespaces,
+    parse_remote_clusters,
     parse_service_ref,
     parse_tcp_services,
     parse_trusted_proxies,
@@ -279,4 +282,18 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
             args.deny_external_cidrs,
             read_node_addresses() if NODE_WORD in args.deny_external_cidrs.split(",") else (),
         ),
+        remote_clusters=_remote_clusters(getattr(args, "remote_cluster", None) or []),
+        remote_stale_after=getattr(args, "remote_stale_after", 300.0),
     )
+
+
+def _remote_clusters(values: list[str]) -> tuple[RemoteCluster, ...]:
+    """--remote-cluster, each kubeconfig checked now: a typo is better refused at start
+    than retried forever in the background."""
+    clusters = parse_remote_clusters(values)
+    for cluster in clusters:
+        if not cluster.kubeconfig.is_file():
+            raise SettingsError(
+                f"--remote-cluster {cluster.name}: no kubeconfig file {str(cluster.kubeconfig)!r}"
+            )
+    return tuple(replace(c, kubeconfig=c.kubeconfig.absolute()) for c in clusters)

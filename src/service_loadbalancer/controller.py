@@ -37,6 +37,7 @@ from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.publish.tasks import publishing_tasks
 from service_loadbalancer.reconciler import Reconciler
+from service_loadbalancer.remote_clusters import health_detail, remote_sources
 from service_loadbalancer.service_load import ServiceLoad
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources import Source, open_source
@@ -55,6 +56,13 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.config_path.parent.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
+    # Remote clusters only add endpoints; their state is detail on /healthz, never a failure.
+    remotes = remote_sources(
+        settings.remote_clusters,
+        namespaces=settings.namespaces,
+        stale_after=settings.remote_stale_after,
+        metrics=metrics,
+    )
     active: Source | None = None
     reconciler: Reconciler | None = None
     # Passive health: HAProxy's messages about servers going DOWN (see haproxy/health.py).
@@ -91,7 +99,7 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
             return False, "waiting for the first complete sync"
         if not await haproxy.serving():
             return False, "HAProxy is not serving"
-        return True, "ok"
+        return True, "ok" + health_detail(remotes)
 
     stop = asyncio.Event()
     hurry = asyncio.Event()
@@ -122,6 +130,8 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
     if active is None:
         return 0
     store = active.store
+    for remote in remotes:
+        store.add_remote(remote.name, remote.store)
     reconciler = Reconciler(store=store, settings=settings, haproxy=haproxy, metrics=metrics)
     line_readers.append(reconciler.on_haproxy_line)
     log.info(
@@ -139,6 +149,7 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
                 group.create_task(reconciler.run(), name="reconciler"),
                 group.create_task(_supervise(haproxy, reconciler), name="haproxy-supervisor"),
                 group.create_task(watcher.run(), name="haproxy-health"),
+                *(group.create_task(r.run(), name=f"remote:{r.name}") for r in remotes),
             ]
             if live is not None:
                 run_live = live.run(reconciler.update_settings, metrics)

@@ -23,31 +23,60 @@ def servers(svc: RawObject, port: ServicePort, out: TranslationRun) -> tuple[Ser
     key = port.key
     spec = svc.get("spec") or {}
     cluster_ip = spec.get("clusterIP")
-    addresses: list[tuple[str, object]]
     if out.settings.forward_services and cluster_ip not in (None, "", "None"):
-        addresses = [(str(cluster_ip), port.number)]
-        subject = key
-    else:
-        service_slices = out.slices.get((key.namespace, key.name))
-        if service_slices:
-            addresses = list(_slice_addresses(service_slices, port.name, port.target))
-            subject = ObjectKey("EndpointSlice", key.namespace, key.name)
-        elif (core := out.endpoints.get((key.namespace, key.name))) is not None:
-            addresses = list(_endpoints_addresses(core, port.name, port.target))
-            subject = ObjectKey("Endpoints", key.namespace, key.name)
-        else:
-            return ()
+        return make_servers([(str(cluster_ip), port.number)], key, out)
+    found = ready_addresses(
+        out.slices.get((key.namespace, key.name)),
+        out.endpoints.get((key.namespace, key.name)),
+        key,
+        port.name,
+        port.target,
+    )
+    return () if found is None else make_servers(*found, out)
+
+
+def ready_addresses(
+    service_slices: Iterable[RawObject] | None,
+    core: RawObject | None,
+    key: ObjectKey,
+    port_name: str,
+    target: int | str | None,
+) -> tuple[list[tuple[str, object]], ObjectKey] | None:
+    """The ready (address, port) pairs of a Service port, from its EndpointSlices when
+    it has any, else from its core/v1 Endpoints, and the object they come from (for
+    problems); None when it has neither."""
+    if service_slices:
+        addresses = list(_slice_addresses(service_slices, port_name, target))
+        return addresses, ObjectKey("EndpointSlice", key.namespace, key.name)
+    if core is not None:
+        addresses = list(_endpoints_addresses(core, port_name, target))
+        return addresses, ObjectKey("Endpoints", key.namespace, key.name)
+    return None
+
+
+def make_servers(
+    addresses: Iterable[tuple[str, object]],
+    subject: ObjectKey,
+    out: TranslationRun,
+    *,
+    prefix: str = "s",
+    cluster: str = "",
+    why: str = "",
+) -> tuple[Server, ...]:
+    """Servers for (address, port) pairs, named `<prefix>_<address>_<port>`; anything but
+    an IP address and a port number is skipped with a problem about `subject` (`why`
+    before the reason: which cluster it came from)."""
     servers: dict[str, Server] = {}
     for address, number in addresses:
         ip, error = _parse_ip(address)
         if error:
-            out.problem(subject, f"address {address!r} {error}; skipped")
+            out.problem(subject, f"{why}address {address!r} {error}; skipped")
             continue
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
-            out.problem(subject, f"port {number!r} of {address} is not a port number; skipped")
+            out.problem(subject, f"{why}port {number!r} of {address} is not a port number; skipped")
             continue
-        name = f"s_{ip.replace('.', '_').replace(':', '_')}_{number}"
-        servers[name] = Server(name=name, address=ip, port=number)
+        name = f"{prefix}_{ip.replace('.', '_').replace(':', '_')}_{number}"
+        servers[name] = Server(name=name, address=ip, port=number, cluster=cluster)
     return tuple(sorted(servers.values()))
 
 

@@ -135,3 +135,31 @@ class Metrics:
             ["namespace", "service"],
             registry=self.registry,
         )
+        # Remote clusters (--remote-cluster): their state never fails /healthz, so it
+        # is shown here, labelled by cluster.
+        self.remote_up = Gauge(
+            "slb_remote_cluster_up",
+            "1 while a remote cluster has been listed and its API answers, else 0.",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.remote_unreachable = Gauge(
+            "slb_remote_cluster_unreachable_seconds",
+            "How long a remote cluster's API has been failing (0 while it answers).",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.remote_expired = Gauge(
+            "slb_remote_cluster_endpoints_removed",
+            "1 while a remote cluster's endpoints are removed for having been unreachable "
+            "longer than --remote-stale-after, else 0.",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.remote_watch_restarts = Counter(
+            "slb_remote_cluster_watch_restarts",
+            "Times a remote cluster's source had to list or watch again, by action "
+            "(relist, retry, forbidden).",
+            ["cluster", "action"],
+            registry=self.registry,
+        )

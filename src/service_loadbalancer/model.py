@@ -31,6 +31,15 @@ class Stickiness(StrEnum):
     COOKIE = "cookie"
 
 
+class Affinity(StrEnum):
+    """Which cluster's endpoints a global Service prefers (lb.affinity): the others
+    are HAProxy backup servers, used per request once no preferred one is usable."""
+
+    LOCAL = "local"
+    NONE = "none"
+    REMOTE = "remote"
+
+
 class Protocol(StrEnum):
     """What a backend speaks to its pods: HTTP/1.1 or HTTP/2, in clear text or over TLS."""
 
@@ -53,6 +62,10 @@ class Server:
     name: str
     address: str
     port: int
+    #: A backup server: used only while no other (active) server is usable.
+    backup: bool = False
+    #: The remote cluster the endpoint comes from; "" for the local one.
+    cluster: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,9 @@ class Backend:
     #: Over TLS: the name to ask the pods for (SNI) and to verify their certificate
     #: against; None: the client's Host header. Unset for clear-text backends.
     tls_server_name: str | None = None
+    #: Every usable backup server takes traffic at once (`option allbackups`), not only
+    #: the first: a global Service fails over to all the other cluster's endpoints.
+    all_backups: bool = False
 
 
 @dataclass(frozen=True, slots=True, order=True)

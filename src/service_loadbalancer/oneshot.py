@@ -1,6 +1,7 @@
 """The one-shot commands: `render` (and --dry) prints the config, `check` validates it.
 
-Both read every source once (the manifests directory, or one list of the cluster), then
+Both read every source once (the manifests directory, or one list of the cluster, and
+one list of each remote cluster that answers within a few seconds), then
 run the same translation and rendering as the controller, so what they show is what
 `run` would serve.
 """
@@ -19,6 +20,7 @@ from service_loadbalancer.haproxy.check import check_config
 from service_loadbalancer.haproxy.files import write_files
 from service_loadbalancer.haproxy.render import CERTS_DIR, TemplateError, render
 from service_loadbalancer.kube.client import KubeOptions
+from service_loadbalancer.remote_clusters import load_remote_once
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources import open_source
 from service_loadbalancer.store import Store
@@ -35,6 +37,10 @@ async def load_store(settings: Settings, kube: KubeOptions) -> Store:
         await source.load_once()
     finally:
         await source.aclose()
+    for cluster in settings.remote_clusters:  # their endpoints, for global Services
+        remote = await load_remote_once(cluster, namespaces=settings.namespaces)
+        if remote is not None:
+            source.store.add_remote(cluster.name, remote)
     return source.store
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -74,6 +74,19 @@ class TcpService:
 
     service: ServiceRef
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCluster:
+    """A `--remote-cluster NAME=KUBECONFIG[@CONTEXT]`: another cluster whose global
+    Services' endpoints are served too (global_services.py)."""
+
+    name: str
+    kubeconfig: Path
+    context: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +179,10 @@ class Settings:
     #: Networks (normalised CIDRs) an ExternalName may not resolve into: its server is
     #: put in maintenance, and the Service reported, while it does.
     deny_external_cidrs: tuple[str, ...] = DEFAULT_DENY_CIDRS
+    #: Other clusters whose endpoints global Services also use (--remote-cluster).
+    remote_clusters: tuple[RemoteCluster, ...] = ()
+    #: How long an unreachable remote cluster's endpoints are kept (--remote-stale-after).
+    remote_stale_after: float = 300.0
 
     @property
     def config_path(self) -> Path:
@@ -339,6 +356,23 @@ def parse_dns_servers(text: str) -> tuple[str, ...]:
         if spec not in servers:
             servers.append(spec)
     return tuple(servers)
+
+
+def parse_remote_clusters(values: Sequence[str]) -> tuple[RemoteCluster, ...]:
+    """`--remote-cluster NAME=KUBECONFIG[@CONTEXT]`, repeated. NAME is a DNS label (it
+    goes into server names), unique. (config.py checks that the kubeconfig exists.)"""
+    clusters: list[RemoteCluster] = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        path, _, context = rest.rpartition("@") if "@" in rest else (rest, "", "")
+        if not sep or not path:
+            raise SettingsError(f"--remote-cluster: {value!r} is not NAME=KUBECONFIG[@CONTEXT]")
+        if not DNS1123_LABEL.matches(name):
+            raise SettingsError(f"--remote-cluster: {name!r} is not a cluster name (a DNS label)")
+        if any(c.name == name for c in clusters):
+            raise SettingsError(f"--remote-cluster: {name!r} is given twice")
+        clusters.append(RemoteCluster(name, Path(path), context or None))
+    return tuple(clusters)
 
 
 # ---------------------------------------------------------------------------- live edits

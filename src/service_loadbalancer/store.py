@@ -13,6 +13,12 @@ Services' endpoints changed, or that something else did), and EndpointSlices are
 indexed by their Service, so the endpoint fast path learns what changed since the
 version it applied, and reads just those Services, without looking at (or copying)
 the whole store. Only a full sync takes a `snapshot()`.
+
+Several clusters: each remote cluster's source fills a store of its own, attached to
+the local one with `add_remote`. A change there is journalled here as an endpoint
+change of the same namespace/name (a remote cluster only ever contributes endpoints),
+so it takes the same fast path; `endpoints_of` and `snapshot` carry the remote stores'
+views beside the local objects (`Snapshot.remote`), for translation to merge.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ ServiceName = tuple[str, str]
 #: Journal entries kept; a reader further behind than this does a full sync.
 JOURNAL_SIZE = 4096
 _ENDPOINT_KINDS = frozenset({"EndpointSlice", "Endpoints"})
+#: The objects read by a Service's namespace and name (a ServiceExport marks a remote
+#: cluster's Service as shared).
+_SERVICE_KINDS = ("Service", "Endpoints", "ServiceExport")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,8 @@ class Snapshot:
     objects: Mapping[ObjectKey, RawObject]
     #: Problems the sources found in their input (a bad file, say), by source name.
     source_problems: tuple[Problem, ...] = field(default_factory=tuple)
+    #: The remote clusters' views (of the same Services, or whole), by cluster name.
+    remote: Mapping[str, Snapshot] = field(default_factory=lambda: MappingProxyType({}))
 
     def of_kind(self, kind: str) -> list[RawObject]:
         """The objects of one kind, in key order (so translation is deterministic)."""
@@ -93,6 +104,8 @@ class Store:
         #: EndpointSlice keys by Service, and each slice's Service.
         self._slices: dict[ServiceName, set[ObjectKey]] = {}
         self._slice_service: dict[ObjectKey, ServiceName] = {}
+        #: Remote clusters' stores, by cluster name (see `add_remote`).
+        self._remotes: dict[str, Store] = {}
 
     @property
     def ready(self) -> bool:
@@ -120,6 +133,28 @@ class Store:
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
+
+    def add_remote(self, cluster: str, remote: Store) -> None:
+        """Attach a remote cluster's store: each of its changes becomes, here, an
+        endpoint change of the Services it touched (its readiness is not ours: a
+        remote cluster never holds back the local one)."""
+        if cluster in self._remotes:
+            raise ValueError(f"remote cluster {cluster!r} attached twice")
+        self._remotes[cluster] = remote
+        seen = remote.version
+
+        def forward() -> None:
+            nonlocal seen
+            changes = remote.changes_since(seen)
+            seen = remote.version
+            if changes is None:  # cannot happen (called on every change): be safe
+                self._changed(other=True)
+                return
+            touched = changes.endpoints | changes.services
+            if touched:
+                self._changed(_Touched(endpoints=set(touched)))
+
+        remote.add_listener(forward)
 
     def upsert(self, obj: RawObject) -> bool:
         key = key_of(obj)
@@ -156,7 +191,7 @@ class Store:
                 touched.endpoints.add(service)
         elif key.kind == "Endpoints":
             touched.endpoints.add(service)
-        elif key.kind == "Service":
+        elif key.kind in ("Service", "ServiceExport"):
             touched.services.add(service)
         else:
             touched.other = True
@@ -168,14 +203,16 @@ class Store:
     def endpoints_of(self, services: Iterable[ServiceName]) -> Snapshot:
         """Only these Services and their endpoints (EndpointSlices, Endpoints), read
         through the index: the input of the fast path's partial translation."""
+        wanted = services if isinstance(services, frozenset | set) else list(services)
         objects: dict[ObjectKey, RawObject] = {}
-        for namespace, name in services:
-            keys = [ObjectKey(k, namespace, name) for k in ("Service", "Endpoints")]
+        for namespace, name in wanted:
+            keys = [ObjectKey(k, namespace, name) for k in _SERVICE_KINDS]
             for key in (*keys, *self._slices.get((namespace, name), ())):
                 obj = self._objects.get(key)
                 if obj is not None:
                     objects[key] = obj
-        return Snapshot(version=self.version, objects=objects)
+        remote = {name: store.endpoints_of(wanted) for name, store in self._remotes.items()}
+        return Snapshot(version=self.version, objects=objects, remote=MappingProxyType(remote))
 
     def changes_since(self, version: int) -> Changes | None:
         """What changed after `version`, or None when the journal no longer reaches back
@@ -251,10 +288,12 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         problems = tuple(p for name in sorted(self._problems) for p in self._problems[name])
+        remote = {name: store.snapshot() for name, store in self._remotes.items()}
         return Snapshot(
             version=self.version,
             objects=MappingProxyType(dict(self._objects)),
             source_problems=problems,
+            remote=MappingProxyType(remote),
         )
 
     def _changed(self, touched: _Touched | None = None, *, other: bool = False) -> None:

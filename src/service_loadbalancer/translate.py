@@ -37,6 +37,14 @@ from typing import Any
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.endpoints import index_slices, servers
 from service_loadbalancer.external import external_name, external_server
+from service_loadbalancer.global_services import (
+    ClusterIndex,
+    global_options,
+    index_cluster,
+    remote_servers,
+    unused_options,
+    with_affinity,
+)
 from service_loadbalancer.https import (
     passed_services,
     tls_conflict,
@@ -94,12 +102,14 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         if settings.tls_secrets
         else {},
     )
+    # Remote clusters (--remote-cluster) only ever add endpoints to global Services.
+    clusters = {name: index_cluster(v.objects.values()) for name, v in snapshot.remote.items()}
     ports: list[ServicePort] = []
     unpublished: list[ObjectKey] = []
     for svc in snapshot.of_kind("Service"):
         key = key_of(svc)
         if _selected(key, settings):
-            ports.extend(_service_ports(svc, key, out))
+            ports.extend(_service_ports(svc, key, out, clusters))
             if key not in out.load_balancers and to_clear(svc, svc.get("spec"), settings):
                 unpublished.append(key)
 
@@ -160,7 +170,9 @@ def _selected(key: ObjectKey, settings: Settings) -> bool:
     return target is None or target.matches(key.namespace, key.name)
 
 
-def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[ServicePort]:
+def _service_ports(
+    svc: RawObject, key: ObjectKey, out: TranslationRun, clusters: Mapping[str, ClusterIndex]
+) -> list[ServicePort]:
     settings = out.settings
     # The API server enforces these, but a manifest file or a hostile object may not:
     # names end up in paths, map keys and backend names.
@@ -181,13 +193,21 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
     api_server = (key.namespace, key.name) == API_SERVER
     if api_server and not tcp_entries:
         return []
-    annotations = (svc.get("metadata") or {}).get("annotations") or {}
-    if not isinstance(annotations, dict):
+    raw_annotations = (svc.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(raw_annotations, dict):
         out.problem(key, "metadata.annotations is not a mapping")
         return []
-    options = _options(spec, {str(k): str(v) for k, v in annotations.items()}, key, settings, out)
+    annotations = {str(k): str(v) for k, v in raw_annotations.items()}
+    options = _options(spec, annotations, key, settings, out)
     if options is None:
         return []
+    try:
+        multi = global_options(annotations)
+    except ann.AnnotationError as err:
+        out.problem(key, f"not served: {err}")
+        return []
+    if (unused := unused_options(annotations, multi)) is not None:
+        out.problem(key, unused)
     lb = lb_spec(svc, spec, settings)
     if isinstance(lb, str):
         out.problem(key, lb)
@@ -232,6 +252,10 @@ def _service_ports(svc: RawObject, key: ObjectKey, out: TranslationRun) -> list[
             port.servers = (external_server(external, number, target),)
         else:
             port.servers = servers(svc, port, out)
+            if multi.is_global:
+                remote = remote_servers(clusters, key, port.name, number, out)
+                port.servers = with_affinity(port.servers, remote, multi)
+                port.all_backups = multi.backups
         port.backend = f"{mode.value}_{key.namespace}_{key.name}_{number}"
         for entry in tcp:
             out.tcp_claims[entry].append(port)
@@ -355,6 +379,7 @@ def _backend(port: ServicePort, *, https: bool) -> Backend:
         protocol=port.protocol if http else Protocol.H1,
         allowed_sources=port.sources,
         tls_server_name=_tls_server_name(port) if http and port.protocol.tls else None,
+        all_backups=port.all_backups,
     )
 
 

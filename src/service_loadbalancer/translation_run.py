@@ -71,6 +71,8 @@ class ServicePort:
     protocol: Protocol = Protocol.H1
     #: The Service is a load balancer of ours (type LoadBalancer, our class).
     lb: LbSpec | None = None
+    #: A global Service with backup servers (global_services.py): `option allbackups`.
+    all_backups: bool = False
 
     @property
     def sort_key(self) -> tuple[str, str, int]:

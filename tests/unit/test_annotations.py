@@ -10,6 +10,7 @@ import pytest
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.annotations import (
     ACL_MATCH,
+    AFFINITY,
     ALGORITHM,
     AUTOSCALE_MAX,
     AUTOSCALE_MIN,
@@ -17,8 +18,10 @@ from service_loadbalancer.annotations import (
     AUTOSCALE_TARGET_RPS,
     BACKEND_PROTOCOL,
     COOKIE_STICKY,
+    GLOBAL,
     HOST,
     HSTS,
+    MIN_LOCAL,
     PREFIX,
     REGISTRY,
     SSL_PASSTHROUGH,
@@ -32,7 +35,7 @@ from service_loadbalancer.annotations import (
     markdown_table,
     unknown_keys,
 )
-from service_loadbalancer.model import Algorithm, Protocol
+from service_loadbalancer.model import Affinity, Algorithm, Protocol
 
 #: The keys of the original service-loadbalancer that users bring along unchanged.
 ORIGINAL_KEYS = {
@@ -114,6 +117,14 @@ VALID: list[tuple[Annotation[Any], str, object]] = [
     (BACKEND_PROTOCOL, " H2C\n", Protocol.H2C),
     (BACKEND_PROTOCOL, "h2", Protocol.H2),
     (BACKEND_PROTOCOL, "HTTPS", Protocol.HTTPS),
+    (GLOBAL, "true", True),
+    (GLOBAL, "False", False),
+    (AFFINITY, "local", Affinity.LOCAL),
+    (AFFINITY, " None\n", Affinity.NONE),
+    (AFFINITY, "remote", Affinity.REMOTE),
+    (MIN_LOCAL, "1", 1),
+    (MIN_LOCAL, " 3\n", 3),
+    (MIN_LOCAL, "10000", 10000),
 ]
 
 
@@ -247,6 +258,15 @@ INVALID = [
     invalid(BACKEND_PROTOCOL, "ssl", "is not one of"),
     invalid(BACKEND_PROTOCOL, "h2c proto h2", "is not one of"),
     invalid(BACKEND_PROTOCOL, "", "is not one of"),
+    invalid(GLOBAL, "yes", "is not a boolean"),
+    invalid(AFFINITY, "nearest", "is not one of local, none, remote"),
+    invalid(AFFINITY, "", "is not one of"),
+    invalid(MIN_LOCAL, "0", "is not a whole number from 1 to 10000"),
+    invalid(MIN_LOCAL, "10001", "is not a whole number"),
+    invalid(MIN_LOCAL, "-1", "is not a whole number"),
+    invalid(MIN_LOCAL, "1.5", "is not a whole number"),
+    invalid(MIN_LOCAL, "\u0663", "is not a whole number"),
+    invalid(MIN_LOCAL, "9" * 5000, "is not a whole number"),
 ]
 
 
@@ -282,6 +302,9 @@ BASE = {
     AUTOSCALE_TARGET_CONCURRENCY: "2.5",
     AUTOSCALE_MIN: "2",
     AUTOSCALE_MAX: "20",
+    GLOBAL: "true",
+    AFFINITY: "local",
+    MIN_LOCAL: "2",
 }
 
 
@@ -442,4 +465,7 @@ def test_markdown_table_lists_every_key() -> None:
         AUTOSCALE_TARGET_CONCURRENCY.key: "-",
         AUTOSCALE_MIN.key: "1",
         AUTOSCALE_MAX.key: "10",
+        GLOBAL.key: "false",
+        AFFINITY.key: "local",
+        MIN_LOCAL.key: "1",
     }

@@ -16,6 +16,7 @@ from service_loadbalancer.config import load_config_file
 from service_loadbalancer.ingress_class import CONTROLLER
 from service_loadbalancer.kube.client import DEFAULT_KINDS
 from service_loadbalancer.kube.watch import RESOURCES
+from service_loadbalancer.remote_clusters import REMOTE_KINDS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").rglob("*.yaml"))
@@ -212,3 +213,32 @@ def test_termination_grace_covers_the_graceful_stop() -> None:
     assert pod["terminationGracePeriodSeconds"] >= stop
     probe = container["readinessProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] <= parsed.shutdown_grace
+
+
+REMOTE = DEPLOY / "remote-cluster" / "rbac.yaml"
+
+
+def test_remote_cluster_rbac_validates_and_grants_exactly_what_is_read_there() -> None:
+    """A remote cluster is read for Services, their endpoints and ServiceExports: list
+    and watch, nothing else (remote_clusters.py)."""
+    objects = documents(REMOTE)
+    for doc in objects:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    granted = {
+        (group, resource, verb)
+        for obj in objects
+        if obj["kind"] == "ClusterRole"
+        for rule in obj["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    read = {*REMOTE_KINDS, "Endpoints", "ServiceExport"}
+    assert granted == {
+        (RESOURCES[kind].group_version.rpartition("/")[0], RESOURCES[kind].plural, verb)
+        for kind in read
+        for verb in ("list", "watch")
+    }
+    binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    assert binding["subjects"][0]["name"] == account["metadata"]["name"]

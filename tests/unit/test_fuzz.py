@@ -89,6 +89,9 @@ VALID = {
     ann.AUTOSCALE_TARGET_CONCURRENCY.key: "2.5",
     ann.AUTOSCALE_MIN.key: "2",
     ann.AUTOSCALE_MAX.key: "20",
+    ann.GLOBAL.key: "true",
+    ann.AFFINITY.key: "none",
+    ann.MIN_LOCAL.key: "2",
 }
 assert set(VALID) == {a.key for a in ann.REGISTRY}, "every annotation is fuzzed"
 
@@ -336,6 +339,7 @@ SERVICE_LINES = [
     r"    stick-table type (?:ip|ipv6) size 100k expire \d+s",
     r"    stick on src",
     r"    cookie SERVERID insert indirect nocache",
+    r"    option allbackups",
     r"    http-request redirect location https://%\[req\.hdr\(host\),field\(1,:\),lower\]"
     r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}",
     r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}',
@@ -349,7 +353,7 @@ SERVICE_LINES = [
     r"\(\?:/\|\$\)\.\* \\1 if \{ var\(txn\.set_prefix\) -m bool \}",
     rf"    http-request replace-path \^/\(\?:{ESCAPED}(?:\|{ESCAPED})*\)\(\?:/\|\$\)\(\.\*\) "
     r"/\\1 if \{ var\(txn\.route\),field\(2,\|\) -m str 1 \}",
-    rf"    server {IDENT} {IP_PORT}(?: cookie {IDENT})?(?: proto h2)?{TLS} "
+    rf"    server {IDENT} {IP_PORT}(?: backup)?(?: cookie {IDENT})?(?: proto h2)?{TLS} "
     rf"{re.escape(SERVER_OPTIONS)}",
     # An external name: a validated DNS name, resolved at run time.
     rf"    server ext_\d{{1,5}} {NAME}:\d{{1,5}}(?: cookie ext_\d{{1,5}})?(?: proto h2)?{TLS} "

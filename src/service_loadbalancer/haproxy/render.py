@@ -348,7 +348,11 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
         "stick_table_type": "ipv6" if v6 else "ip",
         "strip_regex": strip_regex(backend.strip_prefixes) if backend.strip_prefixes else "",
         "prefix_regex": prefix_regex(backend.strip_prefixes) if backend.strip_prefixes else "",
-        "servers": [{"name": s.name, "endpoint": server_endpoint(s)} for s in backend.servers],
+        "servers": [
+            {"name": s.name, "endpoint": server_endpoint(s), "backup": s.backup}
+            for s in backend.servers
+        ],
+        "all_backups": backend.all_backups,
         "cookie": backend.stickiness is Stickiness.COOKIE,
         "ssl_redirect": backend.ssl_redirect,
         "hsts_max_age": backend.hsts_max_age,

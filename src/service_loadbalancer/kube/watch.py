@@ -59,6 +59,8 @@ RESOURCES: Final[Mapping[str, Resource]] = {
     "Node": Resource("Node", "v1", "nodes"),
     "Ingress": Resource("Ingress", "networking.k8s.io/v1", "ingresses"),
     "IngressClass": Resource("IngressClass", "networking.k8s.io/v1", "ingressclasses"),
+    # Multi-Cluster Services (KEP-1645): read from remote clusters only.
+    "ServiceExport": Resource("ServiceExport", "multicluster.x-k8s.io/v1alpha1", "serviceexports"),
 }
 
 

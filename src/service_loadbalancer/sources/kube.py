@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -141,6 +142,8 @@ class _Unit:
     attempt: int = 0
     listed: bool = False
     forbidden: str = ""
+    #: When its requests began to fail (monotonic), None while the server answers.
+    failing_since: float | None = None
     rng: random.Random = field(default_factory=random.Random)
 
     def __str__(self) -> str:
@@ -241,6 +244,19 @@ class KubeSource:
     def problems(self) -> list[str]:
         return [unit.forbidden for unit in self._units if unit.forbidden]
 
+    def failing_since(self) -> float | None:
+        """Since when (time.monotonic()) some list or watch has been failing (no answer,
+        a 5xx, a 429) without the server answering it since; None while every one is
+        answered (a 401/403 is an answer: problems() reports it). A remote cluster keeps
+        its endpoints for a while on this (remote_clusters.py)."""
+        times = [unit.failing_since for unit in self._units if unit.failing_since is not None]
+        return min(times) if times else None
+
+    @property
+    def listed(self) -> bool:
+        """Whether every kind has been listed at least once."""
+        return all(unit.listed for unit in self._units)
+
     async def run(self, *, stop: asyncio.Event | None = None) -> None:
         """Inform every unit until `stop` is set (or forever, until cancelled)."""
         async with asyncio.TaskGroup() as group:
@@ -280,6 +296,10 @@ class KubeSource:
             await asyncio.sleep(max(delay, min(failure.retry_after, self._backoff.forbidden_cap)))
 
     def _failed(self, unit: _Unit, failure: Failure, verb: str) -> None:
+        if failure.action is Action.FORBIDDEN:
+            unit.failing_since = None  # the server answered: reachable, if not allowed
+        elif unit.failing_since is None:
+            unit.failing_since = time.monotonic()
         if self._on_restart is not None:
             self._on_restart(failure.action.value)
         if failure.action is Action.RELIST:
@@ -343,6 +363,7 @@ class KubeSource:
         unit.forbidden = ""
         unit.listed = True
         unit.attempt = 0
+        unit.failing_since = None
         unit.version = version
 
     async def _watch(self, unit: _Unit) -> int:
@@ -382,6 +403,7 @@ class KubeSource:
                     ),
                     "watch",
                 )
+            unit.failing_since = None  # the server answers again
             buffer = b""
             events = 0
             # Not readline(): aiohttp limits a line to 64 kB, and an object can be larger.
