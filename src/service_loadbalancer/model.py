@@ -196,6 +196,11 @@ class LoadBalancer:
     load_balancers: tuple[ObjectKey, ...] = ()
     #: Services that carry such status but are no longer ours: it is cleared.
     unpublished: tuple[ObjectKey, ...] = ()
+    #: The Ingresses that are ours: their status lists our addresses too.
+    ingresses: tuple[ObjectKey, ...] = ()
+    #: Ingresses not ours that carry some status: the publisher clears it when it is the
+    #: status we would write (we wrote it, before they stopped being ours).
+    unclaimed_ingresses: tuple[ObjectKey, ...] = ()
     #: Ingress path rules: looked up before the Service routes (http_routes).
     ingress_routes: tuple[IngressRoute, ...] = ()
     #: The backend of the (oldest) Ingress spec.defaultBackend: after the Service routes,

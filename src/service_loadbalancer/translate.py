@@ -69,6 +69,7 @@ from service_loadbalancer.model import (
     Stickiness,
     Translation,
 )
+from service_loadbalancer.publish.desired import unclaimed
 from service_loadbalancer.routes import http_routes, resolve_tcp_names, tcp_frontends
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.store import Snapshot
@@ -150,6 +151,8 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         unpublished=tuple(sorted(k for k in unpublished if _has_status(snapshot, k))),
         ingress_routes=tuple(sorted(ingress.routes)),
         ingress_default=ingress.default_backend,
+        ingresses=tuple(sorted(ingress.served)),
+        unclaimed_ingresses=unclaimed(snapshot.of_kind("Ingress"), ingress.served),
     )
     return Translation(
         model=model,

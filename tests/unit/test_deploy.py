@@ -79,6 +79,7 @@ def test_cluster_role_grants_exactly_what_the_controller_uses() -> None:
     expected |= {("", RESOURCES["Node"].plural, verb) for verb in ("list", "watch")}
     # status.loadBalancer of the Ingresses served
     expected |= {("networking.k8s.io", "ingresses/status", "update")}
+    expected |= {("networking.k8s.io", "ingresses", "get")}
     assert rules("ClusterRole") == expected
     assert not any(resource == "secrets" for _, resource, _ in rules("ClusterRole"))
 

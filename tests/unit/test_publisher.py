@@ -86,3 +86,30 @@ async def test_a_failed_write_is_reported_for_a_retry() -> None:
     assert not await p.publish_once()
     assert not await p.publish_once()  # not remembered as written: tried again
     assert len(writer.calls) == 2
+
+
+WEB = ObjectKey("Ingress", "shop", "web")
+GONE = ObjectKey("Ingress", "shop", "gone")
+OTHERS = ObjectKey("Ingress", "shop", "others")
+INGRESS_ENTRY = {"ip": "192.0.2.1"}  # an Ingress's entries carry no ipMode
+
+
+async def test_ingresses_get_status_and_lose_only_ours() -> None:
+    """The Ingresses we serve get our addresses; of those no longer ours, only the ones
+    whose status is what we would write are cleared (another controller's stay)."""
+    objects = {
+        WEB: svc("1"),
+        GONE: svc("2", [INGRESS_ENTRY]),
+        OTHERS: svc("3", [{"ip": "198.51.100.7"}]),
+    }
+    model = LoadBalancer(ingresses=(WEB,), unclaimed_ingresses=(GONE, OTHERS))
+    writer = Recorder()
+    p = Publisher(
+        writer=writer,
+        model=lambda: model,
+        lookup=objects.get,
+        addresses=lambda: published(("192.0.2.1",)),
+        is_leader=lambda: True,
+    )
+    assert await p.publish_once()
+    assert sorted(writer.calls) == [(GONE, None), (WEB, (INGRESS_ENTRY,))]

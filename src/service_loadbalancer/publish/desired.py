@@ -2,15 +2,16 @@
 
 The writer (writer.py) is generic over kind: it takes a mapping from object identity
 (kind, namespace, name) to the entries of `status.loadBalancer.ingress` (None: clear),
-so Ingress status can later be fed through the same writer by adding Ingress keys.
+so the Services of type LoadBalancer and the Ingresses we serve go through one writer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
-from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
 from service_loadbalancer.loadbalancers import IP_MODE_PROXY
 from service_loadbalancer.publish.addresses import Address
 
@@ -55,6 +56,13 @@ def current_entries(obj: RawObject | None) -> Entries:
     if not isinstance(ingress, list):
         return ()
     return tuple(e for e in ingress if isinstance(e, dict))
+
+
+def unclaimed(objects: Iterable[RawObject], ours: AbstractSet[ObjectKey]) -> tuple[ObjectKey, ...]:
+    """The objects not in `ours` that carry load-balancer status (maybe ours, from
+    before they stopped being ours: the publisher compares it with what it would write)."""
+    found = (key_of(obj) for obj in objects if current_entries(obj))
+    return tuple(sorted(key for key in found if key not in ours))
 
 
 def needs_write(obj: RawObject | None, wanted: Entries | None) -> bool:

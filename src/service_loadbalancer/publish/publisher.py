@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.publish.addresses import Address, published, workload_addresses
-from service_loadbalancer.publish.desired import desired_status, needs_write
+from service_loadbalancer.publish.desired import (
+    current_entries,
+    desired_status,
+    entries_for,
+    needs_write,
+)
 from service_loadbalancer.publish.writer import StatusWriter
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources.kube import KubeSource
@@ -129,8 +134,21 @@ class Publisher:
         model = self._model()
         if model is None or not self._is_leader():
             return True
+        addresses = self._addresses()
+        # An Ingress that is no longer ours loses the status only if it is ours to take
+        # back: the entries we would write now (another controller's are left alone).
+        ours = entries_for("Ingress", addresses) if addresses else None
         wanted = desired_status(
-            publish=model.load_balancers, clear=model.unpublished, addresses=self._addresses()
+            publish=(*model.load_balancers, *model.ingresses),
+            clear=(
+                *model.unpublished,
+                *(
+                    key
+                    for key in model.unclaimed_ingresses
+                    if ours and current_entries(self._lookup(key)) == ours
+                ),
+            ),
+            addresses=addresses,
         )
         ok = True
         for key in sorted(wanted):

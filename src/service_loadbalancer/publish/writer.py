@@ -5,8 +5,8 @@
   differs, writing again on top of the fresh copy: a few tries, then the next pass.
 - **Only the leader**: `may_write()` is asked right before every request, so a replica
   that lost the Lease (or cannot tell, the API being slow) writes nothing more.
-- **Generic over kind**: `STATUS_PATHS` says where each kind's status lives; Ingress is
-  there for the Ingress status to come.
+- **Generic over kind**: `STATUS_PATHS` says where each kind's status lives (Services of
+  type LoadBalancer, and Ingresses).
 """
 
 from __future__ import annotations
