@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from service_loadbalancer import __version__, controller
-from service_loadbalancer.config import build_settings
+from service_loadbalancer.config import build_settings, check_writable
 from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOptions
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.model import Algorithm
@@ -402,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "check":
             return asyncio.run(check_once(settings, kube))
         live = LiveConfig.from_args(args, os.environ, settings) if args.cfg else None
+        try:
+            check_writable(settings)
+        except SettingsError as err:
+            parser.error(str(err))
         return asyncio.run(controller.run(settings, kube, live))
     except ConfigError as err:
         sys.stderr.write(f"service-loadbalancer: {err}\n")

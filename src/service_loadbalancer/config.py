@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import ssl
+import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -137,6 +138,24 @@ def stats_credentials(
     if (user is None) != (password is None):
         raise SettingsError("stats: a user needs a password and a password needs a user")
     return user, password
+
+
+def check_writable(settings: Settings) -> None:
+    """`run` writes HAProxy's config, maps, sockets and certificates into the run
+    directory (and the config's own directory): one that cannot be written is said at
+    start, in one line, not as a traceback at the first write."""
+    places = [(settings.run_dir, "--run-dir")]
+    if settings.config_path.parent != settings.run_dir:
+        places.append((settings.config_path.parent, "the --cfg file's config"))
+    for path, what in places:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as err:
+            raise SettingsError(
+                f"{what} {path}: cannot write there: {err.strerror or err}"
+            ) from None
 
 
 def _paths_ok(path: Path, what: str) -> Path:

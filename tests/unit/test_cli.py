@@ -102,3 +102,16 @@ def test_bad_tunnel_or_hard_stop_time_is_one_line_and_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--manifests", str(tmp_path), "--run-dir", str(blocker / "run")])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--run-dir" in err and "cannot write there" in err
+    assert "Traceback" not in err
