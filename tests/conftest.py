@@ -13,6 +13,9 @@ import pytest
 
 FUZZ_COUNTS = pytest.StashKey[Counter[str]]()
 
+#: The fixtures the integration tests share (backends, api).
+pytest_plugins = ["integration_fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[FUZZ_COUNTS] = Counter()

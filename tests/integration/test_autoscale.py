@@ -5,7 +5,7 @@ Deployments' scale subresource on the fake API server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,6 @@ from objects import deployment, service, slices
 
 P = "serviceloadbalancer/autoscale."
 SCALE_DEADLINE = 60.0
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[FakeAPIServer]:
-    server = FakeAPIServer(tmp_path, bookmark_interval=0.5)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -6,23 +6,14 @@ verified and the Service is reported. Pods that come and go stay Runtime API ope
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import trustme
 from harness import Backends, Controller, backend_names, running, wait_for, write_manifest
 from objects import port, service, slices
 
 P = "serviceloadbalancer/"
 HOST = "web.example"
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 def tls_service(

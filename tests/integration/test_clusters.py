@@ -24,13 +24,6 @@ P = "serviceloadbalancer/"
 GLOBAL = {P + "lb.global": "true"}
 
 
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
 async def _api(directory: Path) -> FakeAPIServer:
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     server = FakeAPIServer(directory, bookmark_interval=0.5)

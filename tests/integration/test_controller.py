@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -24,13 +23,6 @@ from harness import (
     write_manifest,
 )
 from objects import port, service, slices
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 async def names_of(controller: Controller, path: str, n: int, **kw: object) -> list[str]:

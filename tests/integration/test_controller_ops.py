@@ -3,19 +3,10 @@ when HAProxy cannot serve. Real controller, real HAProxy, real backends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from harness import Backends, Controller, running, wait_for, write_manifest
 from objects import service, slices
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 async def test_a_burst_of_1000_changes_gives_a_handful_of_reloads(

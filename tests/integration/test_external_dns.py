@@ -19,13 +19,6 @@ NAME = "db.example.test"
 
 
 @pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
 async def dns() -> AsyncIterator[DnsServer]:
     server = DnsServer()
     yield server

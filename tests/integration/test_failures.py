@@ -16,11 +16,9 @@ import io
 import socket
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from harness import Backends, Controller, backend_names, free_port, running, wait_for
 from harness import write_manifest as write
 from objects import service, slices
@@ -28,13 +26,6 @@ from objects import service, slices
 from service_loadbalancer.demo import start_http_backend
 
 BACKEND = "http_default_app_80"
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 def app_manifest(c: Controller, endpoints: list[tuple[str, int]]) -> None:

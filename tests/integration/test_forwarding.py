@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import trustme
 from harness import Backends, Controller, request, running, write_manifest
 from objects import service, slices
@@ -26,13 +24,6 @@ FORGED = {
     "X-Forwarded-Host": "evil.example",
     "X-Forwarded-Prefix": "/evil",
 }
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 async def test_forwarding_headers_replace_untrusted_and_keep_trusted(

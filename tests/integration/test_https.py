@@ -7,7 +7,6 @@ import asyncio
 import json
 import ssl
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from harness import Backends, Controller, request, running, wait_for, write_mani
 from objects import cert_secret, service, slices
 
 P = "serviceloadbalancer/"
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 def trusting(*cas: trustme.CA, client: trustme.LeafCert | None = None) -> ssl.SSLContext:

@@ -7,11 +7,9 @@ endpoint churn of an Ingress backend without a reload."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 import trustme
 from fake_apiserver import FakeAPIServer
 from harness import Backends, Controller, backend_names, request, running, wait_for, write_manifest
@@ -29,21 +27,6 @@ from objects import (
 )
 
 from service_loadbalancer.haproxy.process import HAProxyProcess
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[FakeAPIServer]:
-    server = FakeAPIServer(tmp_path, bookmark_interval=0.5)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def trusting(ca: trustme.CA) -> ssl.SSLContext:

@@ -5,32 +5,15 @@ not even its status written by another controller."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fake_apiserver import FakeAPIServer
 from harness import Backends, wait_for
 from lbsvc import kube_controller, serving
 from objects import ingress, ingress_class, ingress_path, ingress_rule, port, service, slices
 
 OTHERS = [{"ip": "127.0.0.9"}]  # what another controller wrote: data only, never dialled
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[FakeAPIServer]:
-    server = FakeAPIServer(tmp_path, bookmark_interval=0.5)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def status_of(api: FakeAPIServer, name: str) -> list[dict[str, Any]]:

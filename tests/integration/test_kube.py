@@ -8,7 +8,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +21,6 @@ from objects import service, slices
 #: API outage length in the outage test; `benchmarks/kube_sync.py --outage 60` runs the
 #: issue's full 60 s. Kept short here so the suite stays fast.
 OUTAGE_SECONDS = float(os.environ.get("SLB_TEST_OUTAGE_SECONDS", "3"))
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[FakeAPIServer]:
-    server = FakeAPIServer(tmp_path, bookmark_interval=0.5)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def kube_controller(tmp_path: Path, api: FakeAPIServer, *extra: str) -> Controller:

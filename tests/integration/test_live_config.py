@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from harness import Backends, Controller, running, wait_for, write_manifest
 from objects import service, slices
 
 SETTINGS_REASON = 'slb_haproxy_reloads_total{reason="settings or template changed"}'
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 def write_cfg(path: Path, text: str) -> None:

@@ -5,11 +5,9 @@ source addresses (127.0.0.x)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fake_apiserver import FakeAPIServer
 from harness import Backends, Controller, free_port, wait_for
 from lbsvc import (
@@ -28,21 +26,6 @@ from lbsvc import (
     until_echo,
 )
 from objects import slices
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[FakeAPIServer]:
-    server = FakeAPIServer(tmp_path, bookmark_interval=0.5)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def until_ingress(api: FakeAPIServer, name: str, expected: list[dict[str, Any]]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from objects import service, slices
 P = "serviceloadbalancer/"
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 async def curl(*args: str) -> tuple[str, str]:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 from harness import Backends, Controller, backend_names, running, wait_for, write_manifest
 from objects import service, slices
@@ -20,13 +18,6 @@ from service_loadbalancer.haproxy.process import HAProxyProcess
 from service_loadbalancer.haproxy.runtime import RuntimeApi, ServerState
 
 BACKEND = "http_default_app_80"
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 def master(c: Controller) -> HAProxyProcess:

@@ -4,21 +4,12 @@ ExternalName may not be). Served like any other Service, and slice edits are fol
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from harness import Backends, Controller, backend_names, request, running, wait_for, write_manifest
 from objects import port, service, slices
 
 from service_loadbalancer.kube.objects import RawObject
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 def selectorless() -> RawObject:

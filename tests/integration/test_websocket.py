@@ -5,7 +5,6 @@ worker, and cut only by `timeout tunnel` (set in the --cfg file)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from harness import DEADLINE, Backends, Controller, running, wait_for, write_man
 from objects import service, slices
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[Backends]:
-    b = Backends()
-    yield b
-    await b.close()
 
 
 async def echo(ws: ClientConnection, text: str) -> str:
