@@ -26,9 +26,11 @@ def test_parse_real_stats_page() -> None:
     rows = parse_stats_csv(CSV)
     assert rows == [
         ProxyStats("http", True, requests=3, sessions=3, current=0, queued=0),
-        ProxyStats("http_default_web_80", False, requests=3, sessions=3, current=0, queued=0),
+        ProxyStats(
+            "http_default_web_80", False, requests=3, sessions=3, current=0, queued=0, age=0
+        ),
         # TCP: no req_tot, so connections count as the requests.
-        ProxyStats("tcp_shop_db_5432", False, requests=0, sessions=0, current=0, queued=0),
+        ProxyStats("tcp_shop_db_5432", False, requests=0, sessions=0, current=0, queued=0, age=0),
     ]
 
 
@@ -95,7 +97,7 @@ def test_a_counter_that_goes_down_is_a_restart_not_negative_traffic() -> None:
     figures, _ = combine({"a": sample(0, 5000)}, {"a": sample(10, 50)})
     assert figures.services[WEB].rate == 5.0  # what the new process counted since it began
     assert not figures.complete
-    assert "counters went down" in figures.notes[0]
+    assert "restarted or reloaded" in figures.notes[0]
 
 
 def test_an_unreadable_replica_is_skipped_not_zero_and_keeps_its_last_read() -> None:
@@ -120,3 +122,17 @@ def test_a_new_backend_counts_from_zero() -> None:
     old = Sample(0, (ProxyStats("http", True, 0, 0, 0, 0),))
     figures, _ = combine({"a": old}, {"a": sample(10, 30)})
     assert figures.services[WEB].rate == 3.0 and figures.complete
+
+
+def test_a_process_younger_than_the_last_read_is_a_reload_even_if_it_counted_more() -> None:
+    """Reloaded between two reads 10 s apart, the new process already counted 1,200
+    requests, more than the old one's 1,000: not an increase of 200 but 1,200 since it
+    started (its backends are 4 s old), and the round is incomplete (no scale-down)."""
+
+    def aged(at: float, n: int, age: int) -> Sample:
+        return Sample(at, (ProxyStats("http_default_web_80", False, n, n, 0, 0, age=age),))
+
+    services, _, whole = replica_loads(aged(0, 1000, 600), aged(10, 1200, 4))
+    assert services[WEB].rate == 120.0 and not whole
+    services, _, whole = replica_loads(aged(0, 1000, 600), aged(10, 1200, 610))
+    assert services[WEB].rate == 20.0 and whole

@@ -5,7 +5,10 @@ and of the whole tier. Pure: samples in, figures out.
   over replicas (each replica sees only its share of the traffic).
 - **A counter that goes down is a restart** (HAProxy's counters start from zero in a new
   process, and a reload starts one), never negative traffic: what the new process counted
-  since it started is what is known, and the round is marked incomplete.
+  since it started is what is known, and the round is marked incomplete. So is a read
+  from a process younger than the time since the last read (no backend's `lastchg`, set
+  at the process's start, is older): a reload whose new process already counted more than
+  the old one had would otherwise pass for a small increase.
 - **A replica that cannot be read is skipped** for the round and the round is marked
   incomplete; its last good read stays, so the next good one gives its rate over the
   longer time. It is never counted as zero load: incomplete figures are a lower bound,
@@ -81,8 +84,13 @@ def replica_loads(previous: Sample, current: Sample) -> tuple[dict[ObjectKey, Lo
     elapsed = current.at - previous.at
     if elapsed <= 0:
         return {}, Load(), False
-    before = {(p.name, p.frontend): p.requests for p in previous.proxies}
+    before: dict[tuple[str, bool], int] = {
+        (p.name, p.frontend): p.requests for p in previous.proxies
+    }
     whole = True
+    oldest = max((p.age for p in current.proxies if p.age is not None), default=None)
+    if oldest is not None and oldest + 1 < elapsed:
+        before, whole = {}, False  # a newer process: all it counted is since it started
     services: dict[ObjectKey, Load] = {}
     tier = Load()
     for proxy in current.proxies:
@@ -128,7 +136,7 @@ def combine(
             continue
         loads, frontends, whole = replica_loads(before, result)
         if not whole:
-            notes.append(f"{replica}: counters went down (HAProxy restarted or reloaded)")
+            notes.append(f"{replica}: HAProxy restarted or reloaded (its counters began again)")
         read += 1
         tier = tier + frontends
         for key, load in loads.items():

@@ -61,7 +61,16 @@ async def read_one(
         ) as response:
             if response.status != 200:
                 return f"HTTP {response.status}"
-            body = await response.content.read(MAX_BYTES)
+            # The whole page: `content.read(n)` returns what has arrived so far, and a
+            # page cut short would pass for Services without traffic.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    return f"the stats page is larger than {MAX_BYTES} bytes"
+                chunks.append(chunk)
+        body = b"".join(chunks)
         return Sample(time.monotonic(), tuple(parse_stats_csv(body.decode(errors="replace"))))
     except (aiohttp.ClientError, TimeoutError, OSError) as err:
         return f"cannot read the stats page: {type(err).__name__} {err}".strip()

@@ -49,6 +49,10 @@ class ProxyStats:
     #: In flight now (scur) and waiting for a server (qcur).
     current: int
     queued: int
+    #: Seconds since the backend's status last changed (`lastchg`), which a new
+    #: process sets at its start: no backend older than the time between two reads
+    #: means the process is younger (a reload or restart). None for frontends.
+    age: int | None = None
 
 
 class StatsFormatError(ValueError):
@@ -57,6 +61,10 @@ class StatsFormatError(ValueError):
 
 def _int(text: str | None) -> int:
     return int(text) if text else 0
+
+
+def _age(row: list[str], at: int | None) -> int | None:
+    return int(row[at]) if at is not None and at < len(row) and row[at].isdigit() else None
 
 
 def parse_stats_csv(text: str) -> list[ProxyStats]:
@@ -78,6 +86,7 @@ def parse_stats_csv(text: str) -> list[ProxyStats]:
     except ValueError as err:
         raise StatsFormatError(f"stats CSV without a column: {err}") from None
     req_at = header.index("req_tot") if "req_tot" in header else None
+    age_at = header.index("lastchg") if "lastchg" in header else None
     width = max(name_at, kind_at, scur_at, qcur_at, stot_at, req_at or 0) + 1
     rows: list[ProxyStats] = []
     for row in reader:
@@ -97,6 +106,7 @@ def parse_stats_csv(text: str) -> list[ProxyStats]:
                     sessions=sessions,
                     current=_int(row[scur_at]),
                     queued=_int(row[qcur_at]),
+                    age=_age(row, age_at) if kind == "BACKEND" else None,
                 )
             )
         except ValueError as err:
