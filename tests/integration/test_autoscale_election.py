@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from autoscale_harness import AutoscaleProcess, Load
 from fake_apiserver import FakeAPIServer
@@ -72,6 +73,12 @@ async def stopped(scaler: AutoscaleProcess) -> int | None:
     return await asyncio.to_thread(scaler.stop)
 
 
+async def healthz(scaler: AutoscaleProcess) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{scaler.healthz_port}/healthz"
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return r.status, await r.text()
+
+
 async def _true(value: bool) -> bool:
     return value
 
@@ -107,7 +114,10 @@ async def test_one_replica_writes_and_the_other_takes_over_on_sigterm(
         second.start()
 
         async def standing_by() -> bool:
-            return "slb_leader 0.0" in await second.metrics()
+            return "slb_leader 0.0" in await second.metrics() and await healthz(second) == (
+                200,
+                "standby: another replica leads\n",
+            )
 
         await wait_for(standing_by, within=DEADLINE, what=f"scaler-b up; log:\n{second.log()}")
         load.start()
