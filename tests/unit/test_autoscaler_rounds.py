@@ -166,3 +166,29 @@ async def test_gaining_leadership_starts_afresh(monkeypatch: pytest.MonkeyPatch)
     now[0] += 10  # past the 30 s window
     await s.round()
     assert cluster.writes == [(web, 3), (web, 1)]
+
+
+async def test_a_loss_between_two_rounds_still_starts_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leadership lost and gained again between two looks (another replica may have led
+    and scaled meanwhile): the election says so, and the next round starts afresh."""
+    svc = service("web", annotations={P + "target-rps": "5", P + "max": "3"})
+    cluster = FakeCluster([svc, deployment("web")])
+    s = scaler(cluster, monkeypatch, [100, 0, 0])
+    now = [0.0]
+    s.clock = lambda: now[0]
+    web = Workload("Deployment", "default", "web")
+    assert s.lead()
+    await s.round()
+    now[0] += 10
+    await s.round()
+    assert cluster.writes == [(web, 3)]
+    s.leadership_changed(False)  # never seen by a round...
+    now[0] += 100
+    s.leadership_changed(True)
+    assert s.lead()
+    await s.round()  # ...yet a first read again
+    now[0] += 10
+    await s.round()  # no load: held at 3 by a window that starts now
+    assert cluster.writes == [(web, 3)]

@@ -85,10 +85,15 @@ class Autoscaler:
     may_write: Callable[[], bool] = field(default=lambda: True)
     #: Whether the last look at `may_write` said we lead.
     leading: bool = False
+    #: Whether the next round as leader starts afresh: at first, and after any loss of
+    #: leadership, even one between two rounds (another replica may have led meanwhile).
+    _afresh: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def wake(self) -> None:
-        """Leadership changed: look now rather than at the end of the interval."""
+    def leadership_changed(self, leader: bool) -> None:
+        """The election's news: look now rather than at the end of the interval."""
+        if not leader:
+            self._afresh = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -110,9 +115,9 @@ class Autoscaler:
     def lead(self) -> bool:
         """Whether we lead now; gaining leadership starts afresh (module docstring)."""
         leading = self.may_write()
-        if leading and not self.leading:
+        if leading and self._afresh:
             self._samples, self._history, self._reported = {}, {}, set()
-            self._recommended = None
+            self._recommended, self._afresh = None, False
             log.info(
                 "leading: autoscaling from fresh figures; no scale-down for %g s "
                 "(--scale-down-stabilization)",
@@ -121,7 +126,7 @@ class Autoscaler:
         elif self.leading and not leading:
             log.info("not the leader: no stats read, nothing written")
         if not leading:
-            self.working = False
+            self.working, self._afresh = False, True
         self.leading = leading
         return leading
 

@@ -117,7 +117,7 @@ async def run(settings: AutoscaleSettings) -> int:
                 namespace=settings.lease_namespace,
                 name=settings.election_id,
                 identity=settings.identity,
-                on_change=lambda _: scaler.wake(),
+                on_change=scaler.leadership_changed,
             )
             is_leader = scaler.may_write = elector.is_leader
             metrics.leader.set_function(lambda: float(is_leader()))
