@@ -29,6 +29,14 @@ def test_defaults() -> None:
         15.0, 300.0, "app=service-loadbalancer", 1936,
     )  # fmt: skip
     assert s.tier is None and not s.dry_run and s.stats_urls == ()
+    assert (s.election_id, s.lease_namespace) == ("service-loadbalancer-autoscale", "default")
+    assert s.identity  # the host name without POD_NAME
+
+
+def test_the_lease_follows_the_controllers_rules() -> None:
+    """--election-id names the Lease, in POD_NAMESPACE, held as POD_NAME."""
+    s = settings("--election-id", "scaler.example", env={"POD_NAME": "as-1", "POD_NAMESPACE": "lb"})
+    assert (s.election_id, s.lease_namespace, s.identity) == ("scaler.example", "lb", "as-1")
 
 
 def test_tier_and_credentials(tmp_path: Path) -> None:
@@ -84,6 +92,9 @@ def test_flags_that_do_not_go_together(argv: list[str], message: str) -> None:
         ["--no-such-flag"],
         ["--bind-address", "nope"],
         ["--lb-workload", "a/deployment/b"],
+        ["--election-id", "Not_A_Lease"],
+        ["--election-id", ""],
+        ["--election-id", "x" * 254],
     ],
 )
 def test_a_wrong_flag_is_one_line_and_exit_2(

@@ -112,3 +112,83 @@ async def test_daemonset_tier_is_a_recommendation_once(monkeypatch: pytest.Monke
     assert not cluster.writes  # a DaemonSet is never written
     assert [(e[0], e[1]) for e in cluster.events] == [("slb", "ScaleRecommended")]
     assert "label 3 nodes role=loadbalancer" in cluster.events[0][2]
+
+
+async def test_a_replica_that_does_not_lead_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leadership is asked before each round and again right before each write: lost
+    between the two (the API slow to renew the Lease), nothing is written."""
+    svc = service("web", annotations={P + "target-rps": "5", P + "max": "3"})
+    cluster = FakeCluster([svc, deployment("web")])
+    s = scaler(cluster, monkeypatch, [100, 100, 100])
+    lead = {"now": False}
+    s.may_write = lambda: lead["now"]
+    assert not s.lead() and not s.leading
+    lead["now"] = True
+    assert s.lead()
+    await s.round()  # the first read: no rate yet
+    lead["now"] = False  # lost while the round reads
+    await s.round()
+    assert not cluster.writes and not cluster.events
+    lead["now"] = True
+    await s.round()
+    assert cluster.writes == [(Workload("Deployment", "default", "web"), 3)]
+
+
+async def test_gaining_leadership_starts_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica that led before and leads again counts as a fresh start: rates only from
+    reads of its own since, and the current replicas as its first recommendation, so
+    the scale-down window holds it back as it holds back a restarted autoscaler."""
+    svc = service("web", annotations={P + "target-rps": "5", P + "max": "3"})
+    cluster = FakeCluster([svc, deployment("web")])
+    s = scaler(cluster, monkeypatch, [100, 0, 0, 0, 0])
+    now = [0.0]
+    s.clock = lambda: now[0]
+    lead = {"now": True}
+    s.may_write = lambda: lead["now"]
+    web = Workload("Deployment", "default", "web")
+    assert s.lead()
+    await s.round()
+    now[0] += 10
+    await s.round()
+    assert cluster.writes == [(web, 3)]
+    lead["now"] = False  # another replica leads for a while (longer than the window)...
+    assert not s.lead()
+    now[0] += 100
+    lead["now"] = True  # ...and stops: no load any more
+    assert s.lead()
+    await s.round()  # a first read again: the old one is 100 s old
+    now[0] += 10
+    await s.round()  # no load, but the window starts now: held at 3
+    assert cluster.writes == [(web, 3)]
+    now[0] += 25
+    await s.round()
+    assert cluster.writes == [(web, 3)]
+    now[0] += 10  # past the 30 s window
+    await s.round()
+    assert cluster.writes == [(web, 3), (web, 1)]
+
+
+async def test_a_loss_between_two_rounds_still_starts_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leadership lost and gained again between two looks (another replica may have led
+    and scaled meanwhile): the election says so, and the next round starts afresh."""
+    svc = service("web", annotations={P + "target-rps": "5", P + "max": "3"})
+    cluster = FakeCluster([svc, deployment("web")])
+    s = scaler(cluster, monkeypatch, [100, 0, 0])
+    now = [0.0]
+    s.clock = lambda: now[0]
+    web = Workload("Deployment", "default", "web")
+    assert s.lead()
+    await s.round()
+    now[0] += 10
+    await s.round()
+    assert cluster.writes == [(web, 3)]
+    s.leadership_changed(False)  # never seen by a round...
+    now[0] += 100
+    s.leadership_changed(True)
+    assert s.lead()
+    await s.round()  # ...yet a first read again
+    now[0] += 10
+    await s.round()  # no load: held at 3 by a window that starts now
+    assert cluster.writes == [(web, 3)]

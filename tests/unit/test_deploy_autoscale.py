@@ -1,6 +1,7 @@
 """deploy/autoscale/ and the optional Deployment form of the load balancer: they validate
 against the Kubernetes OpenAPI schemas, the autoscaler's RBAC is exactly what it uses,
-its args are valid flags, and it runs as one replica that never overlaps another."""
+its args are valid flags, and its replicas elect the one that writes through a Lease in
+their own namespace, named and held as the flags and the downward API say."""
 
 from __future__ import annotations
 
@@ -59,10 +60,29 @@ def test_cluster_role_is_exactly_what_the_autoscaler_uses() -> None:
                    for _, r, v in granted)  # fmt: skip
 
 
-def test_one_replica_that_never_overlaps_and_valid_args() -> None:
+def test_lease_role_is_exactly_what_the_election_uses_in_its_own_namespace() -> None:
+    role, binding = one("Role"), one("RoleBinding")
+    namespace = one("Deployment")["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]},
+    ]  # fmt: skip
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}  # fmt: skip
+    (subject,) = binding["subjects"]
+    assert subject["namespace"] == namespace
+    assert subject["name"] == one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    # Leases only through the Role: nothing cluster-wide.
+    assert not any("coordination.k8s.io" in r["apiGroups"] for r in one("ClusterRole")["rules"])
+
+
+def test_replicas_elect_one_writer_and_valid_args() -> None:
     deployment = one("Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] >= 1
+    # Overlap is safe (the Lease elects one writer): the new pod stands by first.
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["spec"]["template"]["spec"]
     binding = one("ClusterRoleBinding")
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
@@ -78,6 +98,14 @@ def test_one_replica_that_never_overlaps_and_valid_args() -> None:
     assert labels[key] == value
     env = {e["name"] for e in container["env"]}
     assert {"SLB_STATS_USER", "SLB_STATS_PASSWORD"} <= env
+    downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+                for e in container["env"] if "fieldRef" in e.get("valueFrom", {})}  # fmt: skip
+    assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    lease_env = {"POD_NAME": "pod-0", "POD_NAMESPACE": deployment["metadata"]["namespace"]}
+    settings = build_autoscale_settings(args, lease_env)
+    assert settings.lease_namespace == one("Role")["metadata"]["namespace"]
+    assert settings.election_id == "service-loadbalancer-autoscale"
+    assert not settings.dry_run  # a dry run takes no Lease
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 

@@ -7,11 +7,19 @@ balancer's workload) that carries the figures that led to it. Problems (a bad
 annotation, no single target, a workload an HPA owns) are logged and recorded as an
 Event once, when they appear, and skip that Service only. Nothing here decides anything:
 the rule is rule.py's, the targets discovery.py's, the figures figures.py's.
+
+Only the leader works (`may_write`, the Lease election's answer): a replica that does
+not lead reads no stats and writes nothing, and the question is asked again right before
+every scale and Event write, as the status writer does. Gaining leadership starts afresh,
+as a fresh start does: no samples (rates need two reads of our own), no history (so the
+current replicas count as the first recommendation and the scale-down window holds a
+new leader back), problems reported anew.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -72,17 +80,55 @@ class Autoscaler:
     _history: dict[Workload, History] = field(default_factory=dict)
     _reported: set[tuple[str, str]] = field(default_factory=set)
     _recommended: int | None = None
+    #: Whether we may act as leader now (the Lease election's `is_leader`); asked before
+    #: each round and right before each write. Always yes without an election.
+    may_write: Callable[[], bool] = field(default=lambda: True)
+    #: Whether the last look at `may_write` said we lead.
+    leading: bool = False
+    #: Whether the next round as leader starts afresh: at first, and after any loss of
+    #: leadership, even one between two rounds (another replica may have led meanwhile).
+    _afresh: bool = True
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def leadership_changed(self, leader: bool) -> None:
+        """The election's news: look now rather than at the end of the interval."""
+        if not leader:
+            self._afresh = True
+        self._wake.set()
 
     async def run(self) -> None:
-        """Rounds every --interval seconds, until cancelled; a failed round is logged."""
+        """Rounds every --interval seconds while we lead, until cancelled; a failed
+        round is logged."""
         while True:
             started = self.clock()
-            try:
-                await self.round()
-            except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as err:
-                self.working = False
-                log.warning("autoscaling round failed, retrying next round: %s", err)
-            await asyncio.sleep(max(0.0, self.settings.interval - (self.clock() - started)))
+            self._wake.clear()
+            if self.lead():
+                try:
+                    await self.round()
+                except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as err:
+                    self.working = False
+                    log.warning("autoscaling round failed, retrying next round: %s", err)
+            pause = max(0.0, self.settings.interval - (self.clock() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+
+    def lead(self) -> bool:
+        """Whether we lead now; gaining leadership starts afresh (module docstring)."""
+        leading = self.may_write()
+        if leading and self._afresh:
+            self._samples, self._history, self._reported = {}, {}, set()
+            self._recommended, self._afresh = None, False
+            log.info(
+                "leading: autoscaling from fresh figures; no scale-down for %g s "
+                "(--scale-down-stabilization)",
+                self.settings.scale_down_window,
+            )
+        elif self.leading and not leading:
+            log.info("not the leader: no stats read, nothing written")
+        if not leading:
+            self.working, self._afresh = False, True
+        self.leading = leading
+        return leading
 
     async def round(self) -> None:
         replicas = await self._replicas()
@@ -216,6 +262,9 @@ class Autoscaler:
         direction = "up" if decision.desired > current else "down"
         if self.settings.dry_run:
             print(f"would scale {message}", file=self.out, flush=True)
+        elif not self.may_write():
+            log.info("not the leader any more: not scaled %s", message)
+            return decision
         else:
             try:
                 await self.cluster.scale(workload, decision.desired)
@@ -311,6 +360,9 @@ class Autoscaler:
     async def _event(
         self, subject: RawObject, reason: str, message: str, *, warning: bool = False
     ) -> None:
+        if not self.may_write():
+            log.info("not the leader any more: no %s Event", reason)
+            return
         try:
             await self.cluster.event(subject, reason=reason, message=message, warning=warning)
         except (ApiError, aiohttp.ClientError, TimeoutError) as err:

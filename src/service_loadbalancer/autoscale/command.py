@@ -1,8 +1,11 @@
 """`service-loadbalancer autoscale`: parse the flags, connect, serve /healthz and
-/metrics, and run the rounds until SIGTERM.
+/metrics, campaign for the Lease, and run the rounds (while leading) until SIGTERM.
 
-One replica: two autoscalers would both write. Running more needs the Lease election
-(the controller's, issue 10) in front of `Autoscaler.run`.
+Several replicas may run: the controller's Lease election (leases.py) elects the one
+that reads stats and writes; the others wait, ready to take over. On SIGTERM the rounds
+stop first, then the Lease is released, so that another replica takes over at its next
+try. `--dry-run` writes nothing, the Lease included: it takes no part in the election
+and prints what it would do.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +31,7 @@ from service_loadbalancer.autoscale.options import (
 )
 from service_loadbalancer.kube.client import ConfigError, connect
 from service_loadbalancer.kube.objects import RawObject
+from service_loadbalancer.leases import LeaseElector
 from service_loadbalancer.settings import SettingsError
 from service_loadbalancer.sources.kube import KubeSource
 
@@ -65,6 +68,8 @@ def _status_app(scaler: Autoscaler, metrics: AutoscaleMetrics) -> web.Applicatio
     async def healthz(_: web.Request) -> web.Response:
         if scaler.working:
             return web.Response(text="ok\n")
+        if not scaler.leading:
+            return web.Response(text="standby: another replica leads\n")
         return web.Response(status=503, text="no complete round yet\n")
 
     async def prometheus(_: web.Request) -> web.Response:
@@ -85,7 +90,6 @@ async def run(settings: AutoscaleSettings) -> int:
         watches=1,
     )
     metrics = AutoscaleMetrics()
-    host = os.environ.get("POD_NAME") or socket.gethostname()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,11 +105,22 @@ async def run(settings: AutoscaleSettings) -> int:
     async with api, aiohttp.ClientSession() as session:
         scaler = Autoscaler(
             settings=settings,
-            cluster=Cluster(api, host=host),
+            cluster=Cluster(api, host=settings.identity),
             session=session,
             metrics=metrics,
             services=services,
         )
+        elector: LeaseElector | None = None
+        if not settings.dry_run:
+            elector = LeaseElector(
+                api=api,
+                namespace=settings.lease_namespace,
+                name=settings.election_id,
+                identity=settings.identity,
+                on_change=scaler.leadership_changed,
+            )
+            is_leader = scaler.may_write = elector.is_leader
+            metrics.leader.set_function(lambda: float(is_leader()))
         runner = web.AppRunner(_status_app(scaler, metrics), access_log=None)
         await runner.setup()
         site = web.TCPSite(
@@ -117,18 +132,27 @@ async def run(settings: AutoscaleSettings) -> int:
             "autoscaling every %g s (scale-down window %g s)%s; /metrics on :%d",
             settings.interval,
             settings.scale_down_window,
-            ", dry run" if settings.dry_run else "",
+            ", dry run (no Lease taken)" if elector is None else
+            f" while leading: Lease {settings.lease_namespace}/{settings.election_id} "
+            f"as {settings.identity}",
             settings.healthz_port,
-        )
+        )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(source.run(), name=source.name),
                     group.create_task(scaler.run(), name="autoscale"),
                 ]
+                electing = None
+                if elector is not None:
+                    electing = group.create_task(elector.run(), name="leader-election")
                 await stop.wait()
+                # No more rounds (nor writes) before the Lease is handed over.
                 for task in tasks:
                     task.cancel()
+                await asyncio.wait(tasks)
+                if electing is not None:
+                    electing.cancel()  # releases the Lease
         finally:
             await runner.cleanup()
     log.info("stopped")

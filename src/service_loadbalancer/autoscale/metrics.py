@@ -15,6 +15,13 @@ class AutoscaleMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        # The controller's name: one alert rule ("no replica leads") serves both.
+        self.leader = Gauge(
+            "slb_leader",
+            "1 while this replica holds the Lease that elects the autoscaler that reads "
+            "stats and writes, else 0 (always 0 with --dry-run, which takes no Lease).",
+            registry=self.registry,
+        )
         self.scale_writes = Counter(
             "slb_autoscale_scale_writes",
             "Replica counts written through the scale subresource (or printed with "

@@ -3,8 +3,10 @@
 The cluster-access flags are the `run` command's own (--kubeconfig, --context,
 --use-kubernetes-cluster-service), and the stats credentials come from the same
 environment variables as the controller's (SLB_STATS_USER, SLB_STATS_PASSWORD or
-SLB_STATS_PASSWORD_FILE), so one Secret serves both. A wrong flag is one line on
-stderr and exit code 2, as for every command.
+SLB_STATS_PASSWORD_FILE), so one Secret serves both. The Lease that elects the one
+replica that writes is the controller's kind of election (leases.py): its own name
+(--election-id), in POD_NAMESPACE, held as POD_NAME, by the controller's rules. A wrong
+flag is one line on stderr and exit code 2, as for every command.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from service_loadbalancer.autoscale.rule import Bounds
 from service_loadbalancer.cli import _address, _bool, _kube_flags, _Parser, _port
 from service_loadbalancer.config import LoadBalancerConfig, stats_credentials
 from service_loadbalancer.kube.client import KubeOptions
+from service_loadbalancer.publish.addresses import parse_election_id
+from service_loadbalancer.publish.tasks import identity
 from service_loadbalancer.settings import SettingsError
 
 
@@ -47,6 +51,12 @@ class AutoscaleSettings:
     bind_address: str = ""
     stats_user: str | None = None
     stats_password: str | None = field(default=None, repr=False)
+    #: The Lease that elects the one replica that reads stats and writes (--election-id),
+    #: in `lease_namespace` (POD_NAMESPACE, else default), held as `identity` (POD_NAME,
+    #: else the host name): the controller's rules.
+    election_id: str = "service-loadbalancer-autoscale"
+    lease_namespace: str = "default"
+    identity: str = "autoscale"
 
 
 def _interval(text: str) -> float:
@@ -146,6 +156,12 @@ def build_autoscale_parser() -> argparse.ArgumentParser:
     )
     flag("--lb-min", type=_replicas, default=1, help="fewest LB replicas (1)")
     flag("--lb-max", type=_replicas, default=10, help="most LB replicas (10)")
+    flag(
+        "--election-id",
+        default="service-loadbalancer-autoscale",
+        help="name of the Lease that elects the one replica that scales "
+        "(service-loadbalancer-autoscale)",
+    )
     flag("--healthz-port", type=_port, default=8081, help="port of /healthz and /metrics (8081)")
     flag(
         "--bind-address",
@@ -196,4 +212,7 @@ def build_autoscale_settings(args: argparse.Namespace, env: Mapping[str, str]) -
         bind_address=args.bind_address,
         stats_user=user,
         stats_password=password,
+        election_id=parse_election_id(args.election_id),
+        lease_namespace=env.get("POD_NAMESPACE") or "default",
+        identity=identity(env),
     )

@@ -9,7 +9,8 @@ horizontal-pod-autoscale/, "Algorithm details" and "Configurable scaling behavio
 - scale-down only to the highest recommendation of the last stabilization window (300 s
   by default): a dip in traffic shorter than the window never removes pods. Like the
   HPA, a fresh start counts the current replicas as a recommendation made at start, so
-  a restarted autoscaler does not scale down at once either;
+  a restarted autoscaler (or a replica that just became the leader, which starts with
+  no history) does not scale down at once either;
 - the result is kept within min and max;
 - figures that are known to be incomplete (a load-balancer replica could not be read, or
   restarted between two reads) are a lower bound of the real load: they may scale up,
