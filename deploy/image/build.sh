@@ -16,7 +16,8 @@
 #
 # Environment: IMAGE (service-loadbalancer:dev), BASE, PYTHON (python3: a Python with pip,
 # of the base's minor version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first
-# bookworm source of apt's lists). Exit status 77: no container runtime can run a container
+# bookworm source of apt's lists; `build.sh --print-mirror SUITE` prints what is found).
+# Exit status 77: no container runtime can run a container
 # on this machine (the smoke test is then skipped, with the reason printed here).
 set -euo pipefail
 
@@ -37,6 +38,102 @@ no_runtime() {
     say "no container runtime can run a container on this machine: $*"
     exit "$NO_RUNTIME"
 }
+
+# ------------------------------------------------------------------------ apt's mirror
+# The Debian mirror for a suite (bookworm, bookworm-security), from apt's lists, as a URL
+# that debootstrap and the base's own apt can use: the first http(s) URI of an enabled
+# `deb` source for the suite, in apt's order (sources.list, then sources.list.d/*.list and
+# *.sources by name; one-line and deb822 styles). A `mirror+file:` URI (Debian's cloud
+# images: mirror+file:///etc/apt/mirrors/debian.list) stands for the first http(s) URL of
+# the file it names; any other URI (mirror+http, cdrom, file...) is passed over. A Debian
+# host of another release (trixie) lists no bookworm source but its mirror serves
+# bookworm: its own suite (trixie, trixie-security) is looked up next. Else $2.
+# APT_DIR (/etc/apt) and OS_RELEASE (/etc/os-release) are for the tests.
+APT_DIR=${APT_DIR:-/etc/apt}
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
+apt_uris() {  # every URI of an enabled deb source for suite $1, in apt's order
+    local files=() file
+    [ -f "$APT_DIR/sources.list" ] && files+=("$APT_DIR/sources.list")
+    for file in "$APT_DIR"/sources.list.d/*; do
+        case $file in *.list | *.sources) [ -f "$file" ] && files+=("$file") ;; esac
+    done
+    [ "${#files[@]}" -gt 0 ] || return 0
+    awk -v suite="$1" '
+        function has(list, word,   n, a, i) {
+            n = split(list, a, /[ \t]+/)
+            for (i = 1; i <= n; i++) if (a[i] == word) return 1
+            return 0
+        }
+        function flush(   n, a, i) {  # the deb822 stanza read so far
+            if (has(f["types"], "deb") && tolower(f["enabled"]) != "no" && has(f["suites"], suite)) {
+                n = split(f["uris"], a, /[ \t]+/)
+                for (i = 1; i <= n; i++) if (a[i] != "") print a[i]
+            }
+            delete f
+            field = ""
+        }
+        FNR == 1 { flush() }
+        FILENAME ~ /\.sources$/ {
+            if ($0 ~ /^[ \t]*#/) next
+            if ($0 ~ /^[ \t]*$/) { flush(); next }
+            if ($0 ~ /^[ \t]/) { if (field != "") f[field] = f[field] " " $0; next }
+            field = tolower(substr($0, 1, index($0, ":") - 1))
+            f[field] = substr($0, index($0, ":") + 1)
+            gsub(/^[ \t]+|[ \t]+$/, "", f[field])
+            next
+        }
+        {   # one-line style: deb [ options ] URI suite components
+            sub(/#.*/, "")
+            if ($1 != "deb") next
+            i = 2
+            if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+            if ($(i + 1) == suite) print $i
+        }
+        END { flush() }' "${files[@]}"
+}
+mirror_url() {  # the first usable http(s) URL of the URIs on stdin
+    local uri path url
+    while read -r uri; do
+        case $uri in
+            http://* | https://*) echo "$uri"; return 0 ;;
+            mirror+file:*)
+                path=${uri#mirror+file:}
+                path=${path#//}
+                url=$(awk '!/^[ \t]*#/ && $1 ~ /^https?:\/\// { print $1; exit }' "$path" \
+                    2>/dev/null) || true
+                [ -n "$url" ] && { echo "$url"; return 0; }
+                ;;
+        esac
+    done
+    return 1
+}
+apt_source() {
+    local suite=$1 release="" id="" codename=""
+    mirror_url <<<"$(apt_uris "$suite")" && return 0
+    if [ -r "$OS_RELEASE" ]; then
+        id=$(. "$OS_RELEASE" && echo "${ID:-}")
+        codename=$(. "$OS_RELEASE" && echo "${VERSION_CODENAME:-}")
+    fi
+    if [ "$id" = debian ] && [ -n "$codename" ]; then
+        release=${suite%%-*}
+        if [ "$release" != "$codename" ]; then
+            mirror_url <<<"$(apt_uris "$codename${suite#"$release"}")" && return 0
+        fi
+    fi
+    echo "$2"
+}
+debian_fallback() {  # deb.debian.org's URL for a suite
+    case $1 in
+        *-security) echo http://deb.debian.org/debian-security ;;
+        *) echo http://deb.debian.org/debian ;;
+    esac
+}
+if [ "${1:-}" = --print-mirror ]; then  # for the tests: build.sh --print-mirror SUITE
+    [ $# = 2 ] || { echo "usage: $0 --print-mirror SUITE" >&2; exit 2; }
+    apt_source "$2" "$(debian_fallback "$2")"
+    exit 0
+fi
+
 
 mkdir -p "$BUILD"
 # One build at a time on a machine: two test runs share the engine's storage and the cache.
@@ -71,22 +168,6 @@ if ! engine info >"$BUILD/info.log" 2>&1; then
 fi
 
 # -------------------------------------------------------------------------------- base
-# The URI apt's lists give for a suite (bookworm, bookworm-security), else $2.
-apt_source() {
-    local suite=$1 uri=""
-    # deb822 (.sources): the URIs of the first stanza whose Suites include the suite.
-    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$suite" '
-        /^$/ { u = "" }
-        /^URIs:/ { u = $2 }
-        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite && u != "") { print u; exit } }')
-    if [ -z "$uri" ]; then  # one-line style: deb [options] URI suite components
-        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$suite" '
-            $1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
-                          if ($(i + 1) == suite) { print $i; exit } }')
-    fi
-    echo "${uri:-$2}"
-}
-
 # Debian's minimal variant, brought up to date from bookworm-updates and bookworm-security
 # (debootstrap reads one suite only), then trimmed as Debian's slim images are (no
 # documentation, man pages or translations; dpkg is told to leave them out of later
@@ -97,8 +178,8 @@ make_rootfs() {
     local rootfs=$BUILD/rootfs mirror security check_valid check_date
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || apt_install debian-archive-keyring
-    mirror=${DEBIAN_MIRROR:-$(apt_source bookworm http://deb.debian.org/debian)}
-    security=$(apt_source bookworm-security http://deb.debian.org/debian-security)
+    mirror=${DEBIAN_MIRROR:-$(apt_source bookworm "$(debian_fallback bookworm)")}
+    security=$(apt_source bookworm-security "$(debian_fallback bookworm-security)")
     say "making the base with debootstrap from $mirror (about a minute)"
     rm -rf "$rootfs"
     if ! debootstrap --variant=minbase \

@@ -387,3 +387,164 @@ def test_the_package_and_the_kubernetes_client_import_as_the_image_user(image: I
     version = image.run("run", "--rm", "--network", "none", image.ref, "--version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("service-loadbalancer "), version.stdout
+
+
+# ------------------------------------------------------- the Debian mirror of apt's lists
+
+
+def print_mirror(tmp_path: Path, suite: str, os_release: str = "ID=debian\n") -> str:
+    """`build.sh --print-mirror SUITE` on the apt lists written under tmp_path/apt."""
+    (tmp_path / "os-release").write_text(os_release)
+    env = {
+        **os.environ,
+        "APT_DIR": str(tmp_path / "apt"),
+        "OS_RELEASE": str(tmp_path / "os-release"),
+    }
+    printed = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--print-mirror", suite],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (printed.returncode, printed.stderr) == (0, ""), printed
+    return printed.stdout
+
+
+def apt_lists(tmp_path: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = tmp_path / "apt" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_mirror_of_one_line_sources_lists(tmp_path: Path) -> None:
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list": (
+                "# deb http://commented.example/debian bookworm main\n"
+                "deb-src http://src.example/debian bookworm main\n"
+                "deb cdrom:[Debian GNU/Linux 12]/ bookworm main\n"
+                "deb [ arch=amd64 signed-by=/usr/share/keyrings/k.gpg ] "
+                "http://mirror.example/debian bookworm main  # the mirror\n"
+                "deb [arch=amd64] http://mirror.example/debian bookworm-updates main\n"
+            ),
+            "sources.list.d/security.list": (
+                "deb https://security.example/debian-security bookworm-security main\n"
+            ),
+            "sources.list.d/other.list.disabled": (
+                "deb http://disabled.example/debian bookworm-security main\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "http://mirror.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-updates") == "http://mirror.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == (
+        "https://security.example/debian-security\n"
+    )
+
+
+def test_mirror_of_deb822_sources_in_any_field_order(tmp_path: Path) -> None:
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/a-disabled.sources": (
+                "Types: deb\nURIs: http://disabled.example/debian\nSuites: bookworm\n"
+                "Components: main\nEnabled: no\n"
+            ),
+            "sources.list.d/b-src.sources": (
+                "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n"
+            ),
+            "sources.list.d/debian.sources": (
+                "Types: deb\n"
+                "# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
+                "Suites: bookworm\n bookworm-updates\n"
+                "uris: http://deb.example/debian\n"
+                "Components: main\n"
+                "\n"
+                "Types: deb deb-src\n"
+                "URIs: http://deb.example/debian-security\n"
+                "Suites: bookworm-security\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "http://deb.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-updates") == "http://deb.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == "http://deb.example/debian-security\n"
+
+
+def test_mirror_of_debian_cloud_images_mirror_file_lists(tmp_path: Path) -> None:
+    """Debian 12's and 13's cloud images: `URIs: mirror+file:///etc/apt/mirrors/...`."""
+    mirrors = tmp_path / "mirrors"
+    mirrors.mkdir()
+    (mirrors / "debian.list").write_text(
+        "# the mirrors\nmirror+https://not.a.url.example/list\n"
+        "https://cdn.example/debian\tpriority:1\nhttp://second.example/debian\n"
+    )
+    (mirrors / "debian-security.list").write_text("https://cdn.example/debian-security\n")
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                f"Types: deb deb-src\nURIs: mirror+file://{mirrors}/debian.list\n"
+                "Suites: bookworm bookworm-updates bookworm-backports\nComponents: main\n\n"
+                f"Types: deb deb-src\nURIs: mirror+file://{mirrors}/debian-security.list\n"
+                "Suites: bookworm-security\nComponents: main\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "https://cdn.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == "https://cdn.example/debian-security\n"
+
+
+def test_mirror_falls_back_to_deb_debian_org_past_unusable_uris(tmp_path: Path) -> None:
+    (tmp_path / "empty.list").write_text("# no mirror here\nfile:///srv/debian\n")
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                f"Types: deb\nURIs: mirror+file://{tmp_path}/empty.list "
+                f"mirror+file://{tmp_path}/missing.list mirror+http://m.example/list\n"
+                "Suites: bookworm\n\n"
+                "Types: deb\nURIs: file:///srv/debian-security\nSuites: bookworm-security\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "http://deb.debian.org/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == (
+        "http://deb.debian.org/debian-security\n"
+    )
+    (tmp_path / "apt" / "sources.list.d" / "debian.sources").unlink()
+    assert print_mirror(tmp_path, "bookworm") == "http://deb.debian.org/debian\n"
+
+
+def test_mirror_of_a_debian_host_of_another_release(tmp_path: Path) -> None:
+    """A trixie host's mirror serves bookworm too; an Ubuntu host's archive does not."""
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                "Types: deb\nURIs: http://trixie.example/debian\n"
+                "Suites: trixie trixie-updates\n\n"
+                "Types: deb\nURIs: http://trixie.example/debian-security\n"
+                "Suites: trixie-security\n"
+            ),
+        },
+    )
+    trixie = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_CODENAME=trixie\n'
+    assert print_mirror(tmp_path, "bookworm", trixie) == "http://trixie.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security", trixie) == (
+        "http://trixie.example/debian-security\n"
+    )
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                "Types: deb\nURIs: http://archive.ubuntu.com/ubuntu\nSuites: noble noble-updates\n"
+            ),
+        },
+    )
+    noble = "ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n"
+    assert print_mirror(tmp_path, "bookworm", noble) == "http://deb.debian.org/debian\n"
