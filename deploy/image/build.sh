@@ -9,13 +9,15 @@
 #      Debian bookworm made with debootstrap from the machine's Debian mirror, with
 #      haproxy, tini and libcap2-bin already in, so that the build needs no network at all.
 #      The root file system is kept as build/image/base.tar.
-#   3. The wheels of the package and of its dependencies, made on the host with PYTHON's
-#      pip (whose index the build cannot reach), kept in build/image/context/wheels: the
-#      dependencies are made again only when pyproject.toml changes.
+#   3. The wheels of the package and of its dependencies, got on the host with PYTHON's
+#      pip (whose index the build cannot reach): the package's (pure Python) made, the
+#      dependencies' downloaded for the base's Python, machine and glibc, whatever the
+#      host's Python. Kept in build/image/context/wheels: the dependencies are got again
+#      only when pyproject.toml or the base changes.
 #   4. podman build; the image's name and size are printed.
 #
 # Environment: IMAGE (service-loadbalancer:dev), BASE, PYTHON (python3: a Python with pip,
-# of the base's minor version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first
+# any version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first
 # bookworm source of apt's lists; `build.sh --print-mirror SUITE` prints what is found).
 # Exit status 77: no container runtime can run a container
 # on this machine (the smoke test is then skipped, with the reason printed here).
@@ -249,38 +251,67 @@ else
 fi
 
 # Can this machine run a container at all? (gVisor, nested sandboxes, missing cgroups...)
-if ! base_python=$(engine run --rm --network none --entrypoint python3 "$base_ref" \
-    -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>"$BUILD/probe.log"); then
+# The base's Python version, machine and glibc version: what its wheels must be made for.
+if ! probe=$(engine run --rm --network none --entrypoint python3 "$base_ref" -c \
+    'import os, platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine(),
+     os.confstr("CS_GNU_LIBC_VERSION").split()[-1])' 2>"$BUILD/probe.log"); then
     no_runtime "$ENGINE run failed: $(tail -3 "$BUILD/probe.log" | tr '\n' ' ')"
 fi
+read -r base_python base_arch base_glibc <<<"$probe"
 
 # ------------------------------------------------------------------------------ wheels
+# The package's own wheel is pure Python: the host's pip makes it, whatever its Python.
+# The dependencies' wheels are downloaded for the base's Python, machine and glibc (the
+# manylinux tags it accepts), not the host's: the host may run another Python (Debian 13,
+# Ubuntu 24.04). Only where some dependency has no such wheel (an sdist only) are they
+# built by the host's pip, which is right only when the host is the base's Python and
+# machine.
 host_python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-if [ "$host_python" != "$base_python" ]; then
-    say "the wheels are made by $PYTHON (Python $host_python) for the image's Python" \
-        "$base_python: give PYTHON=python$base_python"
-    exit 1
-fi
 source=$BUILD/source wheels=$BUILD/context/wheels
 rm -rf "$source" "$wheels/app" && mkdir -p "$source" "$wheels/deps" "$wheels/app"
 cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/src" "$source/"
 find "$source" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
-pip_wheel() {
+pip_() {
     # The host's pip configuration may name extra indexes that do not exist on every
     # machine: pip's warnings about them are noise here. SOURCE_DATE_EPOCH makes the
     # package's wheel the same bytes for the same sources, so the build cache holds.
-    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel -q "$@" "$source" \
-        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip "$@" >"$BUILD/pip.log" 2>&1 && return 0
+    grep -v "is ignored: it is neither a file nor a directory" "$BUILD/pip.log" >"$BUILD/pip.err"
+    return 1
 }
-key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) python$base_python"
+pip_ wheel --no-deps --wheel-dir "$wheels/app" "$source" \
+    || { tail -20 "$BUILD/pip.err" >&2; say "$PYTHON -m pip wheel failed"; exit 1; }
+app_wheel=$(echo "$wheels"/app/service_loadbalancer-*.whl)
+key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) python$base_python $base_arch glibc$base_glibc"
 if [ "$(cat "$BUILD/wheels.key" 2>/dev/null)" != "$key" ]; then
-    say "making the wheels of the dependencies with $PYTHON's pip"
+    say "getting the wheels of the dependencies for Python $base_python ($base_arch," \
+        "glibc $base_glibc) with $PYTHON's pip"
     rm -rf "$wheels/deps" "$BUILD/wheels.key" && mkdir -p "$wheels/deps"
-    pip_wheel --wheel-dir "$wheels/deps"
-    mv "$wheels"/deps/service_loadbalancer-*.whl "$wheels/app/"
+    platforms=()
+    for ((minor = ${base_glibc#*.}; minor >= 5; minor--)); do
+        platforms+=(--platform "manylinux_2_${minor}_$base_arch")
+    done
+    for legacy in manylinux2014 manylinux2010 manylinux1; do  # 2_17, 2_12, 2_5
+        platforms+=(--platform "${legacy}_$base_arch")
+    done
+    if ! pip_ download --only-binary=:all: --python-version "$base_python" \
+        --implementation cp --abi "cp${base_python/./}" "${platforms[@]}" \
+        --dest "$wheels/deps" "$app_wheel"; then
+        missing=$(grep -m1 '^ERROR' "$BUILD/pip.err" || tail -1 "$BUILD/pip.err")
+        if [ "$host_python" != "$base_python" ] || [ "$(uname -m)" != "$base_arch" ]; then
+            say "no wheel of every dependency for Python $base_python on $base_arch" \
+                "($missing), and $PYTHON is Python $host_python on $(uname -m): give" \
+                "PYTHON=python$base_python on $base_arch"
+            exit 1
+        fi
+        say "no wheel of every dependency for Python $base_python ($missing): making them" \
+            "with $PYTHON's pip"
+        rm -rf "$wheels/deps" && mkdir -p "$wheels/deps"
+        pip_ wheel --wheel-dir "$wheels/deps" "$app_wheel" \
+            || { tail -20 "$BUILD/pip.err" >&2; say "$PYTHON -m pip wheel failed"; exit 1; }
+    fi
+    rm -f "$wheels"/deps/service_loadbalancer-*.whl
     echo "$key" >"$BUILD/wheels.key"
-else
-    pip_wheel --no-deps --wheel-dir "$wheels/app"
 fi
 
 # ------------------------------------------------------------------------------- build
