@@ -138,9 +138,19 @@ fi
 
 
 mkdir -p "$BUILD"
-# One build at a time on a machine: two test runs share the engine's storage and the cache.
-exec 9>"$BUILD/lock"
-flock 9
+# One build at a time on the machine, whatever its checkout: builds share the engine's
+# storage, the local base and the venv stage's cache tag. /var/lock (or /tmp) is open to
+# every user, and flock needs only a read descriptor, so a lock file another user made
+# serves too (opened without O_CREAT, which a sticky directory refuses on another's file).
+LOCK_DIR=/var/lock
+[ -d "$LOCK_DIR" ] && [ -w "$LOCK_DIR" ] || LOCK_DIR=/tmp
+LOCK=$LOCK_DIR/service-loadbalancer-image.lock
+[ -e "$LOCK" ] || (umask 0 && : >>"$LOCK")
+exec 9<"$LOCK"
+if ! flock -n 9; then
+    say "waiting for another image build on this machine ($LOCK)"
+    flock 9
+fi
 
 apt_updated=0
 apt_install() {
@@ -324,10 +334,21 @@ build() {
     fi
 }
 say "building $IMAGE with $ENGINE from $base_ref"
-# The venv stage is tagged so that pruning the images the rebuild replaced keeps its cache.
+# The images the tags of this build named before it: those it replaces. Only they are
+# removed afterwards (with their parent layers that nothing else uses), never the other
+# untagged images of the machine (another user's, a concurrent build's).
+replaced=()
+for ref in "$VENV_CACHE" "$IMAGE"; do
+    id=$(engine image inspect --format '{{.Id}}' "$ref" 2>/dev/null) && replaced+=("$id")
+done
+# The venv stage is tagged so that its layers stay the cache of the next build.
 build --target venv -t "$VENV_CACHE"
 build -t "$IMAGE"
-engine image prune -f >/dev/null 2>&1 || true
+for id in "${replaced[@]}"; do
+    # Still tagged (the same image again, or tagged elsewhere) or used by a container: kept.
+    [ "$(engine image inspect --format '{{len .RepoTags}}' "$id" 2>/dev/null)" = 0 ] \
+        && engine rmi "$id" >/dev/null 2>&1 || true
+done
 
 size=$(engine image inspect --format '{{.Size}}' "$IMAGE")
 echo "$IMAGE: $((size / 1000000)) MB ($ENGINE, base $base_ref)"
