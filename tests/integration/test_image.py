@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,6 +74,50 @@ class Image:
         )
 
 
+def pid_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_leftovers(env: dict[str, str]) -> None:
+    """Remove what killed runs of this test left: their containers (`slb-test-PID-...`)
+    and then their images (`localhost/service-loadbalancer:test-PID`), once PID runs no
+    more. A running test's are left alone."""
+    engine = shutil.which("podman") or shutil.which("docker")
+    if engine is None:
+        return
+
+    def listed(*args: str) -> list[str]:
+        out = subprocess.run(
+            [engine, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def dead(pattern: str, name: str) -> bool:
+        found = re.fullmatch(pattern, name)
+        return found is not None and not pid_is_running(int(found.group(1)))
+
+    for kind, names, pattern in (
+        ("container", listed("ps", "--all", "--format", "{{.Names}}"), r"slb-test-(\d+)-\w+"),
+        (
+            "image",
+            listed("images", "--format", "{{.Repository}}:{{.Tag}}"),
+            r"localhost/service-loadbalancer:test-(\d+)",
+        ),
+    ):
+        leftovers = [name for name in names if dead(pattern, name)]
+        if leftovers:
+            rm = ["rm", "--force"] if kind == "container" else ["rmi", "--force"]
+            subprocess.run(
+                [engine, *rm, *leftovers], env=env, capture_output=True, timeout=120, check=False
+            )
+
+
 @pytest.fixture(scope="module")
 def image(pytestconfig: pytest.Config) -> Iterator[Image]:
     ref = f"localhost/service-loadbalancer:test-{os.getpid()}"
@@ -82,6 +127,7 @@ def image(pytestconfig: pytest.Config) -> Iterator[Image]:
         "PYTHON": sys.executable,
         "CONTAINERS_CONF": str(CONTAINERS_CONF),
     }
+    remove_leftovers(env)
     started = time.monotonic()
     built = subprocess.run(
         ["bash", str(BUILD_SCRIPT)],
@@ -548,3 +594,27 @@ def test_mirror_of_a_debian_host_of_another_release(tmp_path: Path) -> None:
     )
     noble = "ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n"
     assert print_mirror(tmp_path, "bookworm", noble) == "http://deb.debian.org/debian\n"
+
+
+def test_a_killed_runs_container_and_image_are_removed_by_the_next_run(image: Image) -> None:
+    """What remove_leftovers (run before each build) does: a dead PID's container and
+    image go, a running PID's (this run's) stay."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    leftover = f"localhost/service-loadbalancer:test-{gone.pid}"
+    container = f"slb-test-{gone.pid}-{random.randrange(1 << 32):08x}"
+    ours = f"slb-test-{os.getpid()}-{random.randrange(1 << 32):08x}"
+    try:
+        assert image.run("tag", image.ref, leftover).returncode == 0
+        for name, ref in ((container, leftover), (ours, image.ref)):
+            created = image.run("create", "--name", name, ref, "--version")
+            assert created.returncode == 0, created.stderr
+        remove_leftovers(image.env)
+        names = image.run("ps", "--all", "--format", "{{.Names}}").stdout.split()
+        assert container not in names
+        assert ours in names
+        assert image.run("image", "inspect", leftover).returncode != 0
+        assert image.run("image", "inspect", image.ref).returncode == 0
+    finally:
+        image.run("rm", "--force", container, ours)
+        image.run("rmi", leftover)
