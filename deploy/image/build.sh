@@ -5,10 +5,11 @@
 #   1. The engine: podman, or docker where a Docker daemon answers; else podman, runc and
 #      debootstrap are installed with apt. podman runs with deploy/image/containers.conf
 #      (runc, no ulimits of its own), so /etc/containers is left alone.
-#   2. The base: BASE (python:3.11-slim-bookworm) if it can be pulled; else the same
-#      Debian bookworm made with debootstrap from the machine's Debian mirror, with
-#      haproxy, tini and libcap2-bin already in, so that the build needs no network at all.
-#      The root file system is kept as build/image/base.tar.
+#   2. The base: BASE (python:3.11-slim-bookworm) if it can be pulled (tried once a day
+#      at most while the debootstrap base is there); else the same Debian bookworm made
+#      with debootstrap from the machine's Debian mirror, with haproxy, tini and
+#      libcap2-bin already in, so that the build needs no network at all. The root file
+#      system is kept as build/image/base.tar.
 #   3. The wheels of the package and of its dependencies, got on the host with PYTHON's
 #      pip (whose index the build cannot reach): the package's (pure Python) made, the
 #      dependencies' downloaded for the base's Python, machine and glibc, whatever the
@@ -17,10 +18,10 @@
 #   4. podman build; the image's name and size are printed.
 #
 # Environment: IMAGE (service-loadbalancer:dev), BASE, PYTHON (python3: a Python with pip,
-# any version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first
-# bookworm source of apt's lists; `build.sh --print-mirror SUITE` prints what is found).
-# Exit status 77: no container runtime can run a container
-# on this machine (the smoke test is then skipped, with the reason printed here).
+# any version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first bookworm source
+# of apt's lists; `build.sh --print-mirror SUITE` prints what is found). Exit status 77:
+# no container runtime can run a container on this machine (the smoke test is then
+# skipped, with the reason printed here).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -67,7 +68,8 @@ apt_uris() {  # every URI of an enabled deb source for suite $1, in apt's order
             return 0
         }
         function flush(   n, a, i) {  # the deb822 stanza read so far
-            if (has(f["types"], "deb") && tolower(f["enabled"]) != "no" && has(f["suites"], suite)) {
+            if (has(f["types"], "deb") && tolower(f["enabled"]) != "no" \
+                && has(f["suites"], suite)) {
                 n = split(f["uris"], a, /[ \t]+/)
                 for (i = 1; i <= n; i++) if (a[i] != "") print a[i]
             }
@@ -243,14 +245,37 @@ EOF
     rm -rf "$rootfs"
 }
 
+# Pulling BASE: where the debootstrap base is already made, a registry that does not
+# answer must not hold every build up. A failed pull is then tried again only after a day
+# (build/image/pull.failed names BASE; remove it to try sooner), and with 30 s, not 300 s.
 network=host  # the Dockerfile's apt step, on a base that lacks haproxy or tini
+base_ref=""
 if engine image exists "$BASE" >/dev/null 2>&1 \
     || engine image inspect "$BASE" >/dev/null 2>&1; then
     base_ref=$BASE
-elif timeout 300 "$ENGINE" pull -q "$BASE" >"$BUILD/pull.log" 2>&1; then
-    base_ref=$BASE
 else
-    say "cannot pull $BASE ($(tail -1 "$BUILD/pull.log")): using Debian bookworm from debootstrap"
+    pull_timeout=300 why=""
+    if engine image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+        pull_timeout=30
+        if [ -n "$(find "$BUILD/pull.failed" -mmin -1440 2>/dev/null)" ] \
+            && [ "$(cat "$BUILD/pull.failed")" = "$BASE" ]; then
+            why="the last try failed at $(date -r "$BUILD/pull.failed" '+%F %R');"
+            why="$why the next is a day later"
+        fi
+    fi
+    if [ -z "$why" ]; then
+        if timeout "$pull_timeout" "$ENGINE" pull -q "$BASE" >"$BUILD/pull.log" 2>&1; then
+            base_ref=$BASE
+            rm -f "$BUILD/pull.failed"
+        else
+            [ $? = 124 ] && why="no answer in $pull_timeout s" \
+                || why=$(tail -1 "$BUILD/pull.log")
+            echo "$BASE" >"$BUILD/pull.failed"
+        fi
+    fi
+fi
+if [ -z "$base_ref" ]; then
+    say "cannot pull $BASE ($why): using Debian bookworm from debootstrap"
     if ! engine image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
         [ -s "$BUILD/base.tar" ] || make_rootfs
         engine import "$BUILD/base.tar" "$LOCAL_BASE" >"$BUILD/import.log" 2>&1 \
@@ -286,13 +311,15 @@ pip_() {
     # machine: pip's warnings about them are noise here. SOURCE_DATE_EPOCH makes the
     # package's wheel the same bytes for the same sources, so the build cache holds.
     SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip "$@" >"$BUILD/pip.log" 2>&1 && return 0
-    grep -v "is ignored: it is neither a file nor a directory" "$BUILD/pip.log" >"$BUILD/pip.err"
+    grep -v "is ignored: it is neither a file nor a directory" "$BUILD/pip.log" \
+        >"$BUILD/pip.err"
     return 1
 }
 pip_ wheel --no-deps --wheel-dir "$wheels/app" "$source" \
     || { tail -20 "$BUILD/pip.err" >&2; say "$PYTHON -m pip wheel failed"; exit 1; }
 app_wheel=$(echo "$wheels"/app/service_loadbalancer-*.whl)
-key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) python$base_python $base_arch glibc$base_glibc"
+key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+key="$key python$base_python $base_arch glibc$base_glibc"
 if [ "$(cat "$BUILD/wheels.key" 2>/dev/null)" != "$key" ]; then
     say "getting the wheels of the dependencies for Python $base_python ($base_arch," \
         "glibc $base_glibc) with $PYTHON's pip"
