@@ -5,19 +5,23 @@
 #   1. The engine: podman, or docker where a Docker daemon answers; else podman, runc and
 #      debootstrap are installed with apt. podman runs with deploy/image/containers.conf
 #      (runc, no ulimits of its own), so /etc/containers is left alone.
-#   2. The base: BASE (python:3.11-slim-bookworm) if it can be pulled; else the same
-#      Debian bookworm made with debootstrap from the machine's Debian mirror, with
-#      haproxy, tini and libcap2-bin already in, so that the build needs no network at all.
-#      The root file system is kept as build/image/base.tar.
-#   3. The wheels of the package and of its dependencies, made on the host with PYTHON's
-#      pip (whose index the build cannot reach), kept in build/image/context/wheels: the
-#      dependencies are made again only when pyproject.toml changes.
+#   2. The base: BASE (python:3.11-slim-bookworm) if it can be pulled (tried once a day
+#      at most while the debootstrap base is there); else the same Debian bookworm made
+#      with debootstrap from the machine's Debian mirror, with haproxy, tini and
+#      libcap2-bin already in, so that the build needs no network at all. The root file
+#      system is kept as build/image/base.tar.
+#   3. The wheels of the package and of its dependencies, got on the host with PYTHON's
+#      pip (whose index the build cannot reach): the package's (pure Python) made, the
+#      dependencies' downloaded for the base's Python, machine and glibc, whatever the
+#      host's Python. Kept in build/image/context/wheels: the dependencies are got again
+#      only when pyproject.toml or the base changes.
 #   4. podman build; the image's name and size are printed.
 #
 # Environment: IMAGE (service-loadbalancer:dev), BASE, PYTHON (python3: a Python with pip,
-# of the base's minor version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first
-# bookworm source of apt's lists). Exit status 77: no container runtime can run a container
-# on this machine (the smoke test is then skipped, with the reason printed here).
+# any version), BUILD_DIR (build/image), DEBIAN_MIRROR (default: the first bookworm source
+# of apt's lists; `build.sh --print-mirror SUITE` prints what is found). Exit status 77:
+# no container runtime can run a container on this machine (the smoke test is then
+# skipped, with the reason printed here).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -38,10 +42,117 @@ no_runtime() {
     exit "$NO_RUNTIME"
 }
 
+# ------------------------------------------------------------------------ apt's mirror
+# The Debian mirror for a suite (bookworm, bookworm-security), from apt's lists, as a URL
+# that debootstrap and the base's own apt can use: the first http(s) URI of an enabled
+# `deb` source for the suite, in apt's order (sources.list, then sources.list.d/*.list and
+# *.sources by name; one-line and deb822 styles). A `mirror+file:` URI (Debian's cloud
+# images: mirror+file:///etc/apt/mirrors/debian.list) stands for the first http(s) URL of
+# the file it names; any other URI (mirror+http, cdrom, file...) is passed over. A Debian
+# host of another release (trixie) lists no bookworm source but its mirror serves
+# bookworm: its own suite (trixie, trixie-security) is looked up next. Else $2.
+# APT_DIR (/etc/apt) and OS_RELEASE (/etc/os-release) are for the tests.
+APT_DIR=${APT_DIR:-/etc/apt}
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
+apt_uris() {  # every URI of an enabled deb source for suite $1, in apt's order
+    local files=() file
+    [ -f "$APT_DIR/sources.list" ] && files+=("$APT_DIR/sources.list")
+    for file in "$APT_DIR"/sources.list.d/*; do
+        case $file in *.list | *.sources) [ -f "$file" ] && files+=("$file") ;; esac
+    done
+    [ "${#files[@]}" -gt 0 ] || return 0
+    awk -v suite="$1" '
+        function has(list, word,   n, a, i) {
+            n = split(list, a, /[ \t]+/)
+            for (i = 1; i <= n; i++) if (a[i] == word) return 1
+            return 0
+        }
+        function flush(   n, a, i) {  # the deb822 stanza read so far
+            if (has(f["types"], "deb") && tolower(f["enabled"]) != "no" \
+                && has(f["suites"], suite)) {
+                n = split(f["uris"], a, /[ \t]+/)
+                for (i = 1; i <= n; i++) if (a[i] != "") print a[i]
+            }
+            delete f
+            field = ""
+        }
+        FNR == 1 { flush() }
+        FILENAME ~ /\.sources$/ {
+            if ($0 ~ /^[ \t]*#/) next
+            if ($0 ~ /^[ \t]*$/) { flush(); next }
+            if ($0 ~ /^[ \t]/) { if (field != "") f[field] = f[field] " " $0; next }
+            field = tolower(substr($0, 1, index($0, ":") - 1))
+            f[field] = substr($0, index($0, ":") + 1)
+            gsub(/^[ \t]+|[ \t]+$/, "", f[field])
+            next
+        }
+        {   # one-line style: deb [ options ] URI suite components
+            sub(/#.*/, "")
+            if ($1 != "deb") next
+            i = 2
+            if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+            if ($(i + 1) == suite) print $i
+        }
+        END { flush() }' "${files[@]}"
+}
+mirror_url() {  # the first usable http(s) URL of the URIs on stdin
+    local uri path url
+    while read -r uri; do
+        case $uri in
+            http://* | https://*) echo "$uri"; return 0 ;;
+            mirror+file:*)
+                path=${uri#mirror+file:}
+                path=${path#//}
+                url=$(awk '!/^[ \t]*#/ && $1 ~ /^https?:\/\// { print $1; exit }' "$path" \
+                    2>/dev/null) || true
+                [ -n "$url" ] && { echo "$url"; return 0; }
+                ;;
+        esac
+    done
+    return 1
+}
+apt_source() {
+    local suite=$1 release="" id="" codename=""
+    mirror_url <<<"$(apt_uris "$suite")" && return 0
+    if [ -r "$OS_RELEASE" ]; then
+        id=$(. "$OS_RELEASE" && echo "${ID:-}")
+        codename=$(. "$OS_RELEASE" && echo "${VERSION_CODENAME:-}")
+    fi
+    if [ "$id" = debian ] && [ -n "$codename" ]; then
+        release=${suite%%-*}
+        if [ "$release" != "$codename" ]; then
+            mirror_url <<<"$(apt_uris "$codename${suite#"$release"}")" && return 0
+        fi
+    fi
+    echo "$2"
+}
+debian_fallback() {  # deb.debian.org's URL for a suite
+    case $1 in
+        *-security) echo http://deb.debian.org/debian-security ;;
+        *) echo http://deb.debian.org/debian ;;
+    esac
+}
+if [ "${1:-}" = --print-mirror ]; then  # for the tests: build.sh --print-mirror SUITE
+    [ $# = 2 ] || { echo "usage: $0 --print-mirror SUITE" >&2; exit 2; }
+    apt_source "$2" "$(debian_fallback "$2")"
+    exit 0
+fi
+
+
 mkdir -p "$BUILD"
-# One build at a time on a machine: two test runs share the engine's storage and the cache.
-exec 9>"$BUILD/lock"
-flock 9
+# One build at a time on the machine, whatever its checkout: builds share the engine's
+# storage, the local base and the venv stage's cache tag. /var/lock (or /tmp) is open to
+# every user, and flock needs only a read descriptor, so a lock file another user made
+# serves too (opened without O_CREAT, which a sticky directory refuses on another's file).
+LOCK_DIR=/var/lock
+[ -d "$LOCK_DIR" ] && [ -w "$LOCK_DIR" ] || LOCK_DIR=/tmp
+LOCK=$LOCK_DIR/service-loadbalancer-image.lock
+[ -e "$LOCK" ] || (umask 0 && : >>"$LOCK")
+exec 9<"$LOCK"
+if ! flock -n 9; then
+    say "waiting for another image build on this machine ($LOCK)"
+    flock 9
+fi
 
 apt_updated=0
 apt_install() {
@@ -71,22 +182,6 @@ if ! engine info >"$BUILD/info.log" 2>&1; then
 fi
 
 # -------------------------------------------------------------------------------- base
-# The URI apt's lists give for a suite (bookworm, bookworm-security), else $2.
-apt_source() {
-    local suite=$1 uri=""
-    # deb822 (.sources): the URIs of the first stanza whose Suites include the suite.
-    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$suite" '
-        /^$/ { u = "" }
-        /^URIs:/ { u = $2 }
-        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite && u != "") { print u; exit } }')
-    if [ -z "$uri" ]; then  # one-line style: deb [options] URI suite components
-        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v suite="$suite" '
-            $1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
-                          if ($(i + 1) == suite) { print $i; exit } }')
-    fi
-    echo "${uri:-$2}"
-}
-
 # Debian's minimal variant, brought up to date from bookworm-updates and bookworm-security
 # (debootstrap reads one suite only), then trimmed as Debian's slim images are (no
 # documentation, man pages or translations; dpkg is told to leave them out of later
@@ -97,8 +192,8 @@ make_rootfs() {
     local rootfs=$BUILD/rootfs mirror security check_valid check_date
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || apt_install debian-archive-keyring
-    mirror=${DEBIAN_MIRROR:-$(apt_source bookworm http://deb.debian.org/debian)}
-    security=$(apt_source bookworm-security http://deb.debian.org/debian-security)
+    mirror=${DEBIAN_MIRROR:-$(apt_source bookworm "$(debian_fallback bookworm)")}
+    security=$(apt_source bookworm-security "$(debian_fallback bookworm-security)")
     say "making the base with debootstrap from $mirror (about a minute)"
     rm -rf "$rootfs"
     if ! debootstrap --variant=minbase \
@@ -150,14 +245,37 @@ EOF
     rm -rf "$rootfs"
 }
 
+# Pulling BASE: where the debootstrap base is already made, a registry that does not
+# answer must not hold every build up. A failed pull is then tried again only after a day
+# (build/image/pull.failed names BASE; remove it to try sooner), and with 30 s, not 300 s.
 network=host  # the Dockerfile's apt step, on a base that lacks haproxy or tini
+base_ref=""
 if engine image exists "$BASE" >/dev/null 2>&1 \
     || engine image inspect "$BASE" >/dev/null 2>&1; then
     base_ref=$BASE
-elif timeout 300 "$ENGINE" pull -q "$BASE" >"$BUILD/pull.log" 2>&1; then
-    base_ref=$BASE
 else
-    say "cannot pull $BASE ($(tail -1 "$BUILD/pull.log")): using Debian bookworm from debootstrap"
+    pull_timeout=300 why=""
+    if engine image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+        pull_timeout=30
+        if [ -n "$(find "$BUILD/pull.failed" -mmin -1440 2>/dev/null)" ] \
+            && [ "$(cat "$BUILD/pull.failed")" = "$BASE" ]; then
+            why="the last try failed at $(date -r "$BUILD/pull.failed" '+%F %R');"
+            why="$why the next is a day later"
+        fi
+    fi
+    if [ -z "$why" ]; then
+        if timeout "$pull_timeout" "$ENGINE" pull -q "$BASE" >"$BUILD/pull.log" 2>&1; then
+            base_ref=$BASE
+            rm -f "$BUILD/pull.failed"
+        else
+            [ $? = 124 ] && why="no answer in $pull_timeout s" \
+                || why=$(tail -1 "$BUILD/pull.log")
+            echo "$BASE" >"$BUILD/pull.failed"
+        fi
+    fi
+fi
+if [ -z "$base_ref" ]; then
+    say "cannot pull $BASE ($why): using Debian bookworm from debootstrap"
     if ! engine image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
         [ -s "$BUILD/base.tar" ] || make_rootfs
         engine import "$BUILD/base.tar" "$LOCAL_BASE" >"$BUILD/import.log" 2>&1 \
@@ -168,38 +286,69 @@ else
 fi
 
 # Can this machine run a container at all? (gVisor, nested sandboxes, missing cgroups...)
-if ! base_python=$(engine run --rm --network none --entrypoint python3 "$base_ref" \
-    -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>"$BUILD/probe.log"); then
+# The base's Python version, machine and glibc version: what its wheels must be made for.
+if ! probe=$(engine run --rm --network none --entrypoint python3 "$base_ref" -c \
+    'import os, platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine(),
+     os.confstr("CS_GNU_LIBC_VERSION").split()[-1])' 2>"$BUILD/probe.log"); then
     no_runtime "$ENGINE run failed: $(tail -3 "$BUILD/probe.log" | tr '\n' ' ')"
 fi
+read -r base_python base_arch base_glibc <<<"$probe"
 
 # ------------------------------------------------------------------------------ wheels
+# The package's own wheel is pure Python: the host's pip makes it, whatever its Python.
+# The dependencies' wheels are downloaded for the base's Python, machine and glibc (the
+# manylinux tags it accepts), not the host's: the host may run another Python (Debian 13,
+# Ubuntu 24.04). Only where some dependency has no such wheel (an sdist only) are they
+# built by the host's pip, which is right only when the host is the base's Python and
+# machine.
 host_python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-if [ "$host_python" != "$base_python" ]; then
-    say "the wheels are made by $PYTHON (Python $host_python) for the image's Python" \
-        "$base_python: give PYTHON=python$base_python"
-    exit 1
-fi
 source=$BUILD/source wheels=$BUILD/context/wheels
 rm -rf "$source" "$wheels/app" && mkdir -p "$source" "$wheels/deps" "$wheels/app"
 cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/src" "$source/"
 find "$source" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
-pip_wheel() {
+pip_() {
     # The host's pip configuration may name extra indexes that do not exist on every
     # machine: pip's warnings about them are noise here. SOURCE_DATE_EPOCH makes the
     # package's wheel the same bytes for the same sources, so the build cache holds.
-    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel -q "$@" "$source" \
-        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip "$@" >"$BUILD/pip.log" 2>&1 && return 0
+    grep -v "is ignored: it is neither a file nor a directory" "$BUILD/pip.log" \
+        >"$BUILD/pip.err"
+    return 1
 }
-key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) python$base_python"
+pip_ wheel --no-deps --wheel-dir "$wheels/app" "$source" \
+    || { tail -20 "$BUILD/pip.err" >&2; say "$PYTHON -m pip wheel failed"; exit 1; }
+app_wheel=$(echo "$wheels"/app/service_loadbalancer-*.whl)
+key="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+key="$key python$base_python $base_arch glibc$base_glibc"
 if [ "$(cat "$BUILD/wheels.key" 2>/dev/null)" != "$key" ]; then
-    say "making the wheels of the dependencies with $PYTHON's pip"
+    say "getting the wheels of the dependencies for Python $base_python ($base_arch," \
+        "glibc $base_glibc) with $PYTHON's pip"
     rm -rf "$wheels/deps" "$BUILD/wheels.key" && mkdir -p "$wheels/deps"
-    pip_wheel --wheel-dir "$wheels/deps"
-    mv "$wheels"/deps/service_loadbalancer-*.whl "$wheels/app/"
+    platforms=()
+    for ((minor = ${base_glibc#*.}; minor >= 5; minor--)); do
+        platforms+=(--platform "manylinux_2_${minor}_$base_arch")
+    done
+    for legacy in manylinux2014 manylinux2010 manylinux1; do  # 2_17, 2_12, 2_5
+        platforms+=(--platform "${legacy}_$base_arch")
+    done
+    if ! pip_ download --only-binary=:all: --python-version "$base_python" \
+        --implementation cp --abi "cp${base_python/./}" "${platforms[@]}" \
+        --dest "$wheels/deps" "$app_wheel"; then
+        missing=$(grep -m1 '^ERROR' "$BUILD/pip.err" || tail -1 "$BUILD/pip.err")
+        if [ "$host_python" != "$base_python" ] || [ "$(uname -m)" != "$base_arch" ]; then
+            say "no wheel of every dependency for Python $base_python on $base_arch" \
+                "($missing), and $PYTHON is Python $host_python on $(uname -m): give" \
+                "PYTHON=python$base_python on $base_arch"
+            exit 1
+        fi
+        say "no wheel of every dependency for Python $base_python ($missing): making them" \
+            "with $PYTHON's pip"
+        rm -rf "$wheels/deps" && mkdir -p "$wheels/deps"
+        pip_ wheel --wheel-dir "$wheels/deps" "$app_wheel" \
+            || { tail -20 "$BUILD/pip.err" >&2; say "$PYTHON -m pip wheel failed"; exit 1; }
+    fi
+    rm -f "$wheels"/deps/service_loadbalancer-*.whl
     echo "$key" >"$BUILD/wheels.key"
-else
-    pip_wheel --no-deps --wheel-dir "$wheels/app"
 fi
 
 # ------------------------------------------------------------------------------- build
@@ -212,10 +361,21 @@ build() {
     fi
 }
 say "building $IMAGE with $ENGINE from $base_ref"
-# The venv stage is tagged so that pruning the images the rebuild replaced keeps its cache.
+# The images the tags of this build named before it: those it replaces. Only they are
+# removed afterwards (with their parent layers that nothing else uses), never the other
+# untagged images of the machine (another user's, a concurrent build's).
+replaced=()
+for ref in "$VENV_CACHE" "$IMAGE"; do
+    id=$(engine image inspect --format '{{.Id}}' "$ref" 2>/dev/null) && replaced+=("$id")
+done
+# The venv stage is tagged so that its layers stay the cache of the next build.
 build --target venv -t "$VENV_CACHE"
 build -t "$IMAGE"
-engine image prune -f >/dev/null 2>&1 || true
+for id in "${replaced[@]}"; do
+    # Still tagged (the same image again, or tagged elsewhere) or used by a container: kept.
+    [ "$(engine image inspect --format '{{len .RepoTags}}' "$id" 2>/dev/null)" = 0 ] \
+        && engine rmi "$id" >/dev/null 2>&1 || true
+done
 
 size=$(engine image inspect --format '{{.Size}}' "$IMAGE")
 echo "$IMAGE: $((size / 1000000)) MB ($ENGINE, base $base_ref)"

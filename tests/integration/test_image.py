@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,6 +74,50 @@ class Image:
         )
 
 
+def pid_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_leftovers(env: dict[str, str]) -> None:
+    """Remove what killed runs of this test left: their containers (`slb-test-PID-...`)
+    and then their images (`localhost/service-loadbalancer:test-PID`), once PID runs no
+    more. A running test's are left alone."""
+    engine = shutil.which("podman") or shutil.which("docker")
+    if engine is None:
+        return
+
+    def listed(*args: str) -> list[str]:
+        out = subprocess.run(
+            [engine, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def dead(pattern: str, name: str) -> bool:
+        found = re.fullmatch(pattern, name)
+        return found is not None and not pid_is_running(int(found.group(1)))
+
+    for kind, names, pattern in (
+        ("container", listed("ps", "--all", "--format", "{{.Names}}"), r"slb-test-(\d+)-\w+"),
+        (
+            "image",
+            listed("images", "--format", "{{.Repository}}:{{.Tag}}"),
+            r"localhost/service-loadbalancer:test-(\d+)",
+        ),
+    ):
+        leftovers = [name for name in names if dead(pattern, name)]
+        if leftovers:
+            rm = ["rm", "--force"] if kind == "container" else ["rmi", "--force"]
+            subprocess.run(
+                [engine, *rm, *leftovers], env=env, capture_output=True, timeout=120, check=False
+            )
+
+
 @pytest.fixture(scope="module")
 def image(pytestconfig: pytest.Config) -> Iterator[Image]:
     ref = f"localhost/service-loadbalancer:test-{os.getpid()}"
@@ -82,6 +127,7 @@ def image(pytestconfig: pytest.Config) -> Iterator[Image]:
         "PYTHON": sys.executable,
         "CONTAINERS_CONF": str(CONTAINERS_CONF),
     }
+    remove_leftovers(env)
     started = time.monotonic()
     built = subprocess.run(
         ["bash", str(BUILD_SCRIPT)],
@@ -387,3 +433,188 @@ def test_the_package_and_the_kubernetes_client_import_as_the_image_user(image: I
     version = image.run("run", "--rm", "--network", "none", image.ref, "--version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("service-loadbalancer "), version.stdout
+
+
+# ------------------------------------------------------- the Debian mirror of apt's lists
+
+
+def print_mirror(tmp_path: Path, suite: str, os_release: str = "ID=debian\n") -> str:
+    """`build.sh --print-mirror SUITE` on the apt lists written under tmp_path/apt."""
+    (tmp_path / "os-release").write_text(os_release)
+    env = {
+        **os.environ,
+        "APT_DIR": str(tmp_path / "apt"),
+        "OS_RELEASE": str(tmp_path / "os-release"),
+    }
+    printed = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--print-mirror", suite],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (printed.returncode, printed.stderr) == (0, ""), printed
+    return printed.stdout
+
+
+def apt_lists(tmp_path: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = tmp_path / "apt" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_mirror_of_one_line_sources_lists(tmp_path: Path) -> None:
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list": (
+                "# deb http://commented.example/debian bookworm main\n"
+                "deb-src http://src.example/debian bookworm main\n"
+                "deb cdrom:[Debian GNU/Linux 12]/ bookworm main\n"
+                "deb [ arch=amd64 signed-by=/usr/share/keyrings/k.gpg ] "
+                "http://mirror.example/debian bookworm main  # the mirror\n"
+                "deb [arch=amd64] http://mirror.example/debian bookworm-updates main\n"
+            ),
+            "sources.list.d/security.list": (
+                "deb https://security.example/debian-security bookworm-security main\n"
+            ),
+            "sources.list.d/other.list.disabled": (
+                "deb http://disabled.example/debian bookworm-security main\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "http://mirror.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-updates") == "http://mirror.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == (
+        "https://security.example/debian-security\n"
+    )
+
+
+def test_mirror_of_deb822_sources_in_any_field_order(tmp_path: Path) -> None:
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/a-disabled.sources": (
+                "Types: deb\nURIs: http://disabled.example/debian\nSuites: bookworm\n"
+                "Components: main\nEnabled: no\n"
+            ),
+            "sources.list.d/b-src.sources": (
+                "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n"
+            ),
+            "sources.list.d/debian.sources": (
+                "Types: deb\n"
+                "# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
+                "Suites: bookworm\n bookworm-updates\n"
+                "uris: http://deb.example/debian\n"
+                "Components: main\n"
+                "\n"
+                "Types: deb deb-src\n"
+                "URIs: http://deb.example/debian-security\n"
+                "Suites: bookworm-security\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "http://deb.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-updates") == "http://deb.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == "http://deb.example/debian-security\n"
+
+
+def test_mirror_of_debian_cloud_images_mirror_file_lists(tmp_path: Path) -> None:
+    """Debian 12's and 13's cloud images: `URIs: mirror+file:///etc/apt/mirrors/...`."""
+    mirrors = tmp_path / "mirrors"
+    mirrors.mkdir()
+    (mirrors / "debian.list").write_text(
+        "# the mirrors\nmirror+https://not.a.url.example/list\n"
+        "https://cdn.example/debian\tpriority:1\nhttp://second.example/debian\n"
+    )
+    (mirrors / "debian-security.list").write_text("https://cdn.example/debian-security\n")
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                f"Types: deb deb-src\nURIs: mirror+file://{mirrors}/debian.list\n"
+                "Suites: bookworm bookworm-updates bookworm-backports\nComponents: main\n\n"
+                f"Types: deb deb-src\nURIs: mirror+file://{mirrors}/debian-security.list\n"
+                "Suites: bookworm-security\nComponents: main\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "https://cdn.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == "https://cdn.example/debian-security\n"
+
+
+def test_mirror_falls_back_to_deb_debian_org_past_unusable_uris(tmp_path: Path) -> None:
+    (tmp_path / "empty.list").write_text("# no mirror here\nfile:///srv/debian\n")
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                f"Types: deb\nURIs: mirror+file://{tmp_path}/empty.list "
+                f"mirror+file://{tmp_path}/missing.list mirror+http://m.example/list\n"
+                "Suites: bookworm\n\n"
+                "Types: deb\nURIs: file:///srv/debian-security\nSuites: bookworm-security\n"
+            ),
+        },
+    )
+    assert print_mirror(tmp_path, "bookworm") == "http://deb.debian.org/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security") == (
+        "http://deb.debian.org/debian-security\n"
+    )
+    (tmp_path / "apt" / "sources.list.d" / "debian.sources").unlink()
+    assert print_mirror(tmp_path, "bookworm") == "http://deb.debian.org/debian\n"
+
+
+def test_mirror_of_a_debian_host_of_another_release(tmp_path: Path) -> None:
+    """A trixie host's mirror serves bookworm too; an Ubuntu host's archive does not."""
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                "Types: deb\nURIs: http://trixie.example/debian\n"
+                "Suites: trixie trixie-updates\n\n"
+                "Types: deb\nURIs: http://trixie.example/debian-security\n"
+                "Suites: trixie-security\n"
+            ),
+        },
+    )
+    trixie = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_CODENAME=trixie\n'
+    assert print_mirror(tmp_path, "bookworm", trixie) == "http://trixie.example/debian\n"
+    assert print_mirror(tmp_path, "bookworm-security", trixie) == (
+        "http://trixie.example/debian-security\n"
+    )
+    apt_lists(
+        tmp_path,
+        {
+            "sources.list.d/debian.sources": (
+                "Types: deb\nURIs: http://archive.ubuntu.com/ubuntu\nSuites: noble noble-updates\n"
+            ),
+        },
+    )
+    noble = "ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n"
+    assert print_mirror(tmp_path, "bookworm", noble) == "http://deb.debian.org/debian\n"
+
+
+def test_a_killed_runs_container_and_image_are_removed_by_the_next_run(image: Image) -> None:
+    """What remove_leftovers (run before each build) does: a dead PID's container and
+    image go, a running PID's (this run's) stay."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    leftover = f"localhost/service-loadbalancer:test-{gone.pid}"
+    container = f"slb-test-{gone.pid}-{random.randrange(1 << 32):08x}"
+    ours = f"slb-test-{os.getpid()}-{random.randrange(1 << 32):08x}"
+    try:
+        assert image.run("tag", image.ref, leftover).returncode == 0
+        for name, ref in ((container, leftover), (ours, image.ref)):
+            created = image.run("create", "--name", name, ref, "--version")
+            assert created.returncode == 0, created.stderr
+        remove_leftovers(image.env)
+        names = image.run("ps", "--all", "--format", "{{.Names}}").stdout.split()
+        assert container not in names
+        assert ours in names
+        assert image.run("image", "inspect", leftover).returncode != 0
+        assert image.run("image", "inspect", image.ref).returncode == 0
+    finally:
+        image.run("rm", "--force", container, ours)
+        image.run("rmi", leftover)
