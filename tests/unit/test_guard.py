@@ -7,7 +7,6 @@ import pytest
 
 from service_loadbalancer import config
 from service_loadbalancer.cli import build_parser
-
 from service_loadbalancer.external import denied_by
 from service_loadbalancer.haproxy.guard import ip_changed, judge
 from service_loadbalancer.haproxy.runtime import ADMIN_FMAINT, ADMIN_RMAINT, ServerState
