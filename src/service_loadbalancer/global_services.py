@@ -174,10 +174,16 @@ def remote_servers(
             index.slices.get(name), index.endpoints.get(name), key, remote_name, target
         )
         if ready is not None:
-            addresses, subject = ready
+            addresses, subject, malformed = ready
             why = f"cluster {cluster}: "
             servers = make_servers(
-                addresses, subject, out, prefix=f"r_{cluster}", cluster=cluster, why=why
+                addresses,
+                subject,
+                out,
+                prefix=f"r_{cluster}",
+                cluster=cluster,
+                why=why,
+                malformed=malformed,
             )
             found.extend(servers)
     return tuple(found)
