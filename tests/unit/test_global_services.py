@@ -322,6 +322,29 @@ def test_the_fast_path_applies_a_remote_change_as_server_changes_only() -> None:
     assert patch.sections.text() == render(full.model, settings).config
 
 
+def test_a_remote_bad_address_that_stays_does_not_hold_back_the_fast_path() -> None:
+    """A bad address in a remote slice is a problem on the local Service's key; while it
+    stays the same, local and remote endpoint changes still take the fast path."""
+    settings = Settings()
+    store, remotes = clusters(web(GLOBAL, "10.0.0.1"), east=web(GLOBAL, "10.9.0.1", "not-an-ip"))
+    translation = translate(store.snapshot(), settings)
+    assert [p.reason for p in translation.problems] == [
+        "cluster east: address 'not-an-ip' is not an IP address; skipped"
+    ]
+    running = running_from(translation, render(translation.model, settings), version=store.version)
+    store.upsert(endpoint_slice("web", "10.0.0.1", "10.0.0.2"))
+    remotes["east"].upsert(endpoint_slice("web", "10.9.0.1", "10.9.0.3", "not-an-ip"))
+    swap, patch = swap_endpoints(running, store, {("default", "web")}, settings)
+    assert patch is not None and not swap.declined
+    full = translate(store.snapshot(), settings)
+    assert full.problems == translation.problems
+    assert patch.sections.text() == render(full.model, settings).config
+    # A second bad address changes the problems: the full sync's job.
+    remotes["east"].upsert(endpoint_slice("web", "10.9.0.1", "bad", "not-an-ip"))
+    swap, _ = swap_endpoints(running, store, {("default", "web")}, settings)
+    assert swap.declined == {("default", "web")}
+
+
 def test_min_local_flag_change_is_a_server_swap_on_the_fast_path() -> None:
     settings = Settings()
     annotations = {**GLOBAL, P + "lb.min-local": "2"}
