@@ -360,8 +360,8 @@ MIN_LOCAL: Annotation[int] = Annotation(
     parse=parse_min_local,
     default=1,
     allowed=f"1 to {MAX_MIN_LOCAL}",
-    doc="With lb.affinity local: below this many ready local endpoints (but at least "
-    "one), the remote endpoints take traffic beside them instead of waiting as backups.",
+    doc="With lb.affinity local: below this many ready local endpoints (none included), "
+    "the remote endpoints take traffic beside them instead of waiting as backups.",
 )
 
 #: Every annotation, in the order the README documents them.

@@ -21,8 +21,8 @@ from service_loadbalancer.translation_run import ServicePort, TranslationRun
 
 def servers(svc: RawObject, port: ServicePort, out: TranslationRun) -> tuple[Server, ...]:
     key = port.key
-    spec = svc.get("spec") or {}
-    cluster_ip = spec.get("clusterIP")
+    spec = svc.get("spec")
+    cluster_ip = spec.get("clusterIP") if isinstance(spec, dict) else None
     if out.settings.forward_services and cluster_ip not in (None, "", "None"):
         return make_servers([(str(cluster_ip), port.number)], key, out)
     found = ready_addresses(
@@ -32,7 +32,14 @@ def servers(svc: RawObject, port: ServicePort, out: TranslationRun) -> tuple[Ser
         port.name,
         port.target,
     )
-    return () if found is None else make_servers(*found, out)
+    if found is None:
+        return ()
+    addresses, subject, malformed = found
+    return make_servers(addresses, subject, out, malformed=malformed)
+
+
+#: (address, port) pairs, the object they come from, and what was malformed in it.
+Ready = tuple[list[tuple[str, object]], ObjectKey, list[str]]
 
 
 def ready_addresses(
@@ -41,16 +48,18 @@ def ready_addresses(
     key: ObjectKey,
     port_name: str,
     target: int | str | None,
-) -> tuple[list[tuple[str, object]], ObjectKey] | None:
+) -> Ready | None:
     """The ready (address, port) pairs of a Service port, from its EndpointSlices when
-    it has any, else from its core/v1 Endpoints, and the object they come from (for
-    problems); None when it has neither."""
+    it has any, else from its core/v1 Endpoints, the object they come from (for
+    problems) and the malformed parts read as missing (a list or mapping of the wrong
+    type: an exception here would end the controller); None when it has neither."""
+    malformed: list[str] = []
     if service_slices:
-        addresses = list(_slice_addresses(service_slices, port_name, target))
-        return addresses, ObjectKey("EndpointSlice", key.namespace, key.name)
+        addresses = list(_slice_addresses(service_slices, port_name, target, malformed))
+        return addresses, ObjectKey("EndpointSlice", key.namespace, key.name), malformed
     if core is not None:
-        addresses = list(_endpoints_addresses(core, port_name, target))
-        return addresses, ObjectKey("Endpoints", key.namespace, key.name)
+        addresses = list(_endpoints_addresses(core, port_name, target, malformed))
+        return addresses, ObjectKey("Endpoints", key.namespace, key.name), malformed
     return None
 
 
@@ -62,10 +71,13 @@ def make_servers(
     prefix: str = "s",
     cluster: str = "",
     why: str = "",
+    malformed: Iterable[str] = (),
 ) -> tuple[Server, ...]:
     """Servers for (address, port) pairs, named `<prefix>_<address>_<port>`; anything but
     an IP address and a port number is skipped with a problem about `subject` (`why`
-    before the reason: which cluster it came from)."""
+    before the reason: which cluster it came from), as is each `malformed` part."""
+    for reason in sorted(set(malformed)):
+        out.problem(subject, f"{why}{reason}")
     servers: dict[str, Server] = {}
     for address, number in addresses:
         ip, error = _parse_ip(address)
@@ -95,12 +107,12 @@ def _parse_ip(address: str) -> tuple[str, str]:
 
 
 def _find_port(
-    ep_ports: Iterable[object], port_name: str, target: int | str | None
+    ep_ports: list[dict[str, Any]], port_name: str, target: int | str | None
 ) -> Mapping[str, Any] | None:
     """The endpoint port that serves a Service port: the one of the same name (the API
     names endpoint ports after Service ports), else, for a numeric targetPort, the one
     of that number where a name is missing on one side (hand-written Endpoints)."""
-    ports = [p for p in ep_ports if isinstance(p, dict)]
+    ports = ep_ports
     for p in ports:
         if (p.get("name") or "") == port_name:
             return p
@@ -111,46 +123,90 @@ def _find_port(
     return None
 
 
+def _items(
+    obj: Mapping[str, Any], field: str, where: str, malformed: list[str]
+) -> list[dict[str, Any]]:
+    """obj[field] as a list of mappings: a missing field is empty; a field that is not a
+    list, or an entry that is not a mapping, is read as missing and said in `malformed`
+    (naming `where` it is)."""
+    value = obj.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        malformed.append(f"{where}: {field} is {_a(value)}, not a list; read as none")
+        return []
+    if not all(isinstance(item, dict) for item in value):
+        malformed.append(f"{where}: an entry of {field} is not a mapping; skipped")
+    return [item for item in value if isinstance(item, dict)]
+
+
 def _slice_addresses(
-    service_slices: Iterable[RawObject], port_name: str, target: int | str | None
+    service_slices: Iterable[RawObject],
+    port_name: str,
+    target: int | str | None,
+    malformed: list[str],
 ) -> Iterable[tuple[str, object]]:
     for sl in service_slices:
         if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
             continue
-        port = _find_port(sl.get("ports") or [], port_name, target)
+        where = f"EndpointSlice {_name(sl)!r}"
+        port = _find_port(_items(sl, "ports", where, malformed), port_name, target)
         if port is None:
             continue
-        for ep in sl.get("endpoints") or []:
-            if not isinstance(ep, dict):
-                continue
-            conditions = ep.get("conditions") or {}
+        for ep in _items(sl, "endpoints", where, malformed):
+            conditions = ep.get("conditions")
+            if conditions is not None and not isinstance(conditions, dict):
+                malformed.append(f"{where}: conditions is {_a(conditions)}, not a mapping")
             # The API: a nil `ready` means unknown and is to be taken as ready.
             if isinstance(conditions, dict) and conditions.get("ready") is False:
                 continue
-            addresses = ep.get("addresses") or []
+            addresses = ep.get("addresses")
+            if addresses is not None and not isinstance(addresses, list):
+                malformed.append(
+                    f"{where}: addresses of an endpoint is {_a(addresses)}, not a list; skipped"
+                )
+                continue
             # "Consumers ... may choose to only use the first element" (EndpointSlice API).
             if addresses:
                 yield str(addresses[0]), port.get("port")
 
 
 def _endpoints_addresses(
-    core: RawObject, port_name: str, target: int | str | None
+    core: RawObject, port_name: str, target: int | str | None, malformed: list[str]
 ) -> Iterable[tuple[str, object]]:
-    for subset in core.get("subsets") or []:
-        if not isinstance(subset, dict):
-            continue
-        port = _find_port(subset.get("ports") or [], port_name, target)
+    where = f"Endpoints {_name(core)!r}"
+    for subset in _items(core, "subsets", where, malformed):
+        port = _find_port(_items(subset, "ports", where, malformed), port_name, target)
         if port is None:
             continue
-        for address in subset.get("addresses") or []:
-            if isinstance(address, dict) and "ip" in address:
+        for address in _items(subset, "addresses", where, malformed):
+            if "ip" in address:
                 yield str(address["ip"]), port.get("port")
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+
+def _a(value: object) -> str:
+    """'a number', 'a string', ... for messages about wrong types."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
 
 
 def index_slices(all_slices: Iterable[RawObject]) -> dict[tuple[str, str], list[RawObject]]:
     index: dict[tuple[str, str], list[RawObject]] = defaultdict(list)
     for sl in all_slices:
-        labels = (sl.get("metadata") or {}).get("labels") or {}
+        meta = sl.get("metadata")
+        labels = meta.get("labels") if isinstance(meta, dict) else None
         service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
         if service:
             index[(key_of(sl).namespace, str(service))].append(sl)

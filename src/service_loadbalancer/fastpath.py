@@ -46,8 +46,11 @@ class Running:
     positions: Mapping[str, int]
     #: Service -> the names of its backends.
     by_service: Mapping[ServiceName, tuple[str, ...]]
-    #: Services with a problem: their endpoints are the full sync's job.
-    troubled: frozenset[ServiceName]
+    #: Service -> its problems (those whose subject has its namespace and name). The
+    #: fast path swaps a Service's servers only when its own translation gives the same
+    #: problems (a warning that stays, like unverified TLS to the pods, does not stop
+    #: it); a problem that would appear, go or change is the full sync's job.
+    troubled: Mapping[ServiceName, frozenset[Problem]]
     #: Backends whose servers the fast path changed since the last full sync.
     touched: frozenset[str] = frozenset()
     #: When the first fast-path change not yet checked by a full sync was applied.
@@ -86,9 +89,18 @@ def running_from(translation: Translation, rendered: Rendered, *, version: int) 
         version=version,
         positions=MappingProxyType({b.name: i for i, b in enumerate(model.backends)}),
         by_service=MappingProxyType({k: tuple(v) for k, v in by_service.items()}),
-        troubled=frozenset((p.subject.namespace, p.subject.name) for p in translation.problems),
+        troubled=problems_by_service(translation.problems),
         ingresses=translation.ingresses,
     )
+
+
+def problems_by_service(problems: Iterable[Problem]) -> Mapping[ServiceName, frozenset[Problem]]:
+    """Problems grouped by the namespace and name of their subject (a Service, its
+    EndpointSlices or Endpoints, or another kind of the same name)."""
+    grouped: dict[ServiceName, set[Problem]] = {}
+    for problem in problems:
+        grouped.setdefault((problem.subject.namespace, problem.subject.name), set()).add(problem)
+    return MappingProxyType({k: frozenset(v) for k, v in grouped.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +116,12 @@ class Swap:
 
 def swap_servers(running: Running, partial: Translation, services: Iterable[ServiceName]) -> Swap:
     """Swap the servers of `partial` (these Services translated on their own) into the
-    running model. A Service is declined when it or its partial translation has a
-    problem, when its backends are not the same set, or when a backend differs in more
-    than its servers; the others are swapped."""
-    partial_troubled = {(p.subject.namespace, p.subject.name) for p in partial.problems}
+    running model. A Service is declined when its partial translation has other
+    problems than it has running (the problems reported would change, or one came from
+    another object, like a name clash), when its backends are not the same set, or when
+    a backend differs in more than its servers; the others are swapped."""
+    partial_troubled = problems_by_service(partial.problems)
+    none: frozenset[Problem] = frozenset()
     fresh: dict[ServiceName, list[Backend]] = {}
     for backend in partial.model.backends:
         key = (backend.service.namespace, backend.service.name)
@@ -115,7 +129,7 @@ def swap_servers(running: Running, partial: Translation, services: Iterable[Serv
     declined: set[ServiceName] = set()
     pairs: dict[str, tuple[Backend, Backend]] = {}
     for service in services:
-        if service in running.troubled or service in partial_troubled:
+        if running.troubled.get(service, none) != partial_troubled.get(service, none):
             declined.add(service)
             continue
         new_backends = fresh.get(service, [])

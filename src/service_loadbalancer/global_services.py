@@ -15,10 +15,11 @@ fail-over happens per request, inside HAProxy, the moment no preferred server is
 controller or a reload:
 
 - `local` (the default): local endpoints are active, remote ones backups; with
-  `lb.min-local: N`, while fewer than N (but at least one) local endpoints are ready,
-  the remote ones are active too, so a cluster down to its last pods spills over before
-  they are overwhelmed. With no ready local endpoint at all the remote backups serve
-  anyway, so going to zero changes no flag (no server is re-created at fail-over);
+  `lb.min-local: N` (N >= 2), while fewer than N local endpoints are ready (none
+  included), the remote ones are active too, so a cluster down to its last pods spills
+  over before they are overwhelmed; with N = 1 they stay backups, which serve anyway
+  when no local endpoint is ready. Either way the last local pod going changes no flag
+  (no server is re-created at fail-over);
 - `none`: every endpoint of every cluster is active;
 - `remote`: remote endpoints are active, local ones backups (draining a cluster).
 
@@ -173,10 +174,16 @@ def remote_servers(
             index.slices.get(name), index.endpoints.get(name), key, remote_name, target
         )
         if ready is not None:
-            addresses, subject = ready
+            addresses, subject, malformed = ready
             why = f"cluster {cluster}: "
             servers = make_servers(
-                addresses, subject, out, prefix=f"r_{cluster}", cluster=cluster, why=why
+                addresses,
+                subject,
+                out,
+                prefix=f"r_{cluster}",
+                cluster=cluster,
+                why=why,
+                malformed=malformed,
             )
             found.extend(servers)
     return tuple(found)
@@ -189,7 +196,11 @@ def with_affinity(
     lb.affinity and lb.min-local say; sorted by name."""
     local_backup = remote_backup = False
     if options.affinity is Affinity.LOCAL:
-        remote_backup = not 0 < len(local) < options.min_local
+        # Below lb.min-local (2 or more) the remote servers are active, down to no local
+        # server at all: flipping them to backups as the last local pod goes would drain
+        # and re-add every one at the moment of fail-over. With min-local 1 they are
+        # backups throughout; at no local server the backups serve anyway.
+        remote_backup = options.min_local == 1 or len(local) >= options.min_local
     elif options.affinity is Affinity.REMOTE:
         local_backup = True
     servers = [_backup(s, "s", "sb") for s in local] if local_backup else list(local)

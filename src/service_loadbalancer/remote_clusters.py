@@ -16,9 +16,13 @@ Why it looks like this:
 - **An outage keeps the last endpoints for a while.** While its API is out of reach the
   cluster's endpoints are most likely still serving (an API server outage is not a pod
   outage; passive health and retries skip the dead ones), so they are kept for
-  `--remote-stale-after` seconds; then they are removed (a plain store change: the fast
-  path drains those servers) and the source starts over, so they come back with the
-  next successful list, not with a watch from a version the cluster may have forgotten.
+  `--remote-stale-after` seconds. A cluster that answers but refuses us wholly (401: a
+  revoked token; or 403 on every request for its EndpointSlices) is the same: its
+  endpoints cannot be refreshed while its pods' addresses go to new pods. A 403 on
+  another kind only (ServiceExports) is not: the endpoints stay fresh. After that time
+  they are removed (a plain store change: the fast path drains those servers) and the
+  source starts over, so they come back with the next successful list, not with a watch
+  from a version the cluster may have forgotten.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 
 #: What a remote cluster contributes (EndpointSlice becomes Endpoints where not served).
 REMOTE_KINDS = ("Service", "EndpointSlice")
+#: The kinds its endpoints come from: 403 on every request for them starts the stale clock.
+ENDPOINT_KINDS = ("EndpointSlice", "Endpoints")
 EXPORT = RESOURCES["ServiceExport"]
 #: The longest watch request to a remote cluster (see RemoteClusterSource).
 MAX_WATCH_TIMEOUT = 60
@@ -114,11 +120,29 @@ class RemoteClusterSource:
         since = self._source.failing_since() if self._source is not None else None
         return None if since is None else max(self._clock() - since, 0.0)
 
+    def unauthorized_for(self) -> float | None:
+        """Seconds it has been refusing us wholly (a 401, or a 403 on every request for
+        its endpoints: a revoked token, a removed RoleBinding), None otherwise. Its
+        endpoints can no longer be refreshed, as in an outage, while its pods' addresses
+        may go to other pods: the same stale clock runs."""
+        source = self._source
+        kinds = [k for k in self._kinds if k in ENDPOINT_KINDS]
+        since = source.refused_since(kinds) if source is not None else None
+        return None if since is None else max(self._clock() - since, 0.0)
+
+    def stale_for(self) -> float | None:
+        """Seconds its endpoints have not been refreshable (unreachable or unauthorized,
+        the longer), None while they are."""
+        times = [t for t in (self.unreachable_for(), self.unauthorized_for()) if t is not None]
+        return max(times) if times else None
+
     @property
     def up(self) -> bool:
-        """Listed (but what it may not list), and answering."""
+        """Listed (but what it may not list), answering, and not refusing us wholly."""
         source = self._source
         if source is None or source.failing_since() is not None:
+            return False
+        if self.unauthorized_for() is not None:
             return False
         return source.listed or bool(source.problems())
 
@@ -141,6 +165,16 @@ class RemoteClusterSource:
                 f"unreachable for {down:.0f} s: keeping its last endpoints for "
                 f"{self._stale_after:g} s (--remote-stale-after)"
             )
+        refused = self.unauthorized_for()
+        if refused is not None:
+            why = "; ".join(self._source.problems() if self._source is not None else [])
+            kept = (
+                "its endpoints were removed (back with the next successful list)"
+                if self._expired
+                else f"keeping its last endpoints for {self._stale_after:g} s "
+                "(--remote-stale-after)"
+            )
+            return f"unauthorized for {refused:.0f} s ({why}): {kept}"
         if not self.up:
             return "connecting"
         problems = self._source.problems() if self._source is not None else []
@@ -202,7 +236,7 @@ class RemoteClusterSource:
                     self._expired = False
                     self._log.info("remote cluster %s: reachable again, endpoints back", self.name)
                 self._report()
-                down = self.unreachable_for()
+                down = self.stale_for()
                 if down is not None and down >= self._stale_after and not self._expired:
                     self._expire(down)
                     return
@@ -215,9 +249,10 @@ class RemoteClusterSource:
     def _expire(self, down: float) -> None:
         self._expired = True
         self._log.warning(
-            "remote cluster %s unreachable for %.0f s (--remote-stale-after %g): removing "
+            "remote cluster %s %s for %.0f s (--remote-stale-after %g): removing "
             "its endpoints until it answers a list again",
             self.name,
+            "unreachable" if self.unreachable_for() is not None else "unauthorized",
             down,
             self._stale_after,
         )

@@ -219,6 +219,13 @@ def parse_long_timeout(text: str, *, flag: str) -> int:
     return ms
 
 
+def names_node(text: str) -> bool:
+    """Whether --deny-external-cidrs names `node`, read the way parse_deny_cidrs reads it
+    (items stripped): `loopback, node` must not drop the node's addresses, which would fail
+    open."""
+    return NODE_WORD in (i.strip() for i in text.split(","))
+
+
 def parse_deny_cidrs(text: str, node: Iterable[str] = ()) -> tuple[str, ...]:
     """`loopback,link-local,node,10.0.0.0/8`: CIDRs and words, normalised, without
     duplicates; `node` adds each of `node` (the node's addresses) as one host. An empty

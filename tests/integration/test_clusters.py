@@ -367,11 +367,14 @@ async def test_render_shows_the_remote_endpoints_and_goes_on_without_an_unreacha
     assert "server s_127_0_13_1_" in shown
 
 
-async def test_a_forbidden_kind_is_reported_not_taken_for_an_outage(
+async def test_a_forbidden_kind_is_reported_and_only_forbidden_endpoints_go_stale(
     tmp_path: Path, local: FakeAPIServer, east: FakeAPIServer, backends: Backends
 ) -> None:
     """RBAC without serviceexports in east: lb.global still shares, /healthz says what is
-    missing, and the endpoints are never removed as stale (the server answers)."""
+    missing, and the endpoints are never removed as stale (they are still refreshed).
+    Once EndpointSlices are forbidden too, they can no longer be: after
+    --remote-stale-after they are removed, /healthz says unauthorized, and they come back
+    when allowed again."""
     east.forbidden.add(("serviceexports", "*"))
     await global_web(local, east, backends, GLOBAL)
     for name in ("web-0", "web-1"):
@@ -389,3 +392,22 @@ async def test_a_forbidden_kind_is_reported_not_taken_for_an_outage(
         await asyncio.sleep(2.5)  # the time that must pass is the point here
         assert await served_by(c, "/web") == {"east-1", "east-2"}
         assert "removing its endpoints" not in c.log()
+        # The endpoints themselves refused (a RoleBinding taken away): stale, removed.
+        before = await reloads(c)
+        east.forbidden.add(("endpointslices", "*"))
+        await east.drop_watches()
+        await until_served(c, "/web", {"HTTP 503"})
+        assert "remote cluster east unauthorized for" in c.log()
+
+        async def unauthorized() -> bool:
+            status, body = await healthz_body(c)
+            return (
+                status == 200
+                and "remote cluster east: unauthorized for" in body
+                and "its endpoints were removed" in body
+            )
+
+        await wait_for(unauthorized, what=f"unauthorized on /healthz; log:\n{c.log()}")
+        east.forbidden.discard(("endpointslices", "*"))
+        await until_served(c, "/web", {"east-1", "east-2"})
+        assert await reloads(c) == before, c.log()

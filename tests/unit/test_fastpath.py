@@ -18,6 +18,10 @@ from service_loadbalancer.store import Store
 from service_loadbalancer.translate import translate
 
 COOKIE = {"serviceloadbalancer/lb.cookie-sticky-session": "true"}
+#: TLS to the pods without --backend-ca: a warning on every such Service, which stays.
+HTTPS = {"serviceloadbalancer/lb.backend-protocol": "https"}
+#: lb.affinity without lb.global: ignored, with a warning that stays.
+IGNORED = {"serviceloadbalancer/lb.affinity": "none"}
 OTHERS: list[RawObject] = [
     service("api", 8080),
     endpoint_slice("api", "10.1.0.1"),
@@ -105,6 +109,24 @@ def full(after: list[RawObject], settings: Settings) -> str:
             id="slice-added",
         ),
         pytest.param(
+            [service("web", 80, annotations=HTTPS), endpoint_slice("web", "10.0.0.1")],
+            [service("web", 80, annotations=HTTPS), endpoint_slice("web", "10.0.0.1", "10.0.0.2")],
+            Settings(),
+            id="unverified-tls-warning-stays",
+        ),
+        pytest.param(
+            [service("web", 80, annotations=IGNORED), endpoint_slice("web", "10.0.0.1")],
+            [service("web", 80, annotations=IGNORED), endpoint_slice("web", "10.0.0.2")],
+            Settings(),
+            id="ignored-affinity-warning-stays",
+        ),
+        pytest.param(
+            [service("web", 80), endpoint_slice("web", "not-an-ip", "10.0.0.1")],
+            [service("web", 80), endpoint_slice("web", "not-an-ip", "10.0.0.1", "10.0.0.2")],
+            Settings(),
+            id="same-bad-address-stays",
+        ),
+        pytest.param(
             [service("db", 5432, namespace="data"),
              endpoint_slice("db", "10.2.0.1", namespace="data")],
             [service("db", 5432, namespace="data"),
@@ -153,6 +175,11 @@ def test_fast_path_equals_full_render(
             id="problem-resolved",
         ),
         pytest.param(
+            [service("web", 80, annotations=HTTPS), endpoint_slice("web", "10.0.0.1")],
+            [service("web", 80, annotations=HTTPS), endpoint_slice("web", "10.0.0.1", "bad")],
+            id="warning-stays-but-a-new-problem-comes",
+        ),
+        pytest.param(
             [endpoint_slice("web", "10.0.0.1")],
             [endpoint_slice("web", "10.0.0.2")],
             id="no-service-no-backend",
@@ -172,7 +199,7 @@ def test_fast_path_declines(
     before: list[RawObject], after: list[RawObject], request: pytest.FixtureRequest
 ) -> None:
     result = fast(before + OTHERS, after + OTHERS, Settings())
-    if "reload" in request.node.callspec.id:
+    if "reload" in request.node.callspec.id or "problem" in request.node.callspec.id:
         assert result is None
     # Either declined, or (no backend at all) nothing to patch: never a wrong config.
     assert result is None or result == full(after + OTHERS, Settings())
@@ -222,3 +249,21 @@ def test_sections_swap_a_backend_body_and_keep_its_spacing() -> None:
     assert sections.body("c") is None
     with pytest.raises(KeyError):
         sections.replace({"c": "backend c\n"})
+
+
+@pytest.mark.parametrize(
+    ("annotations", "warning"),
+    [
+        (HTTPS, "is not verified (no --backend-ca)"),
+        (IGNORED, "ignored"),
+    ],
+)
+def test_a_warning_that_stays_does_not_hold_back_the_fast_path(
+    annotations: dict[str, str], warning: str
+) -> None:
+    before = [service("web", 80, annotations=annotations), endpoint_slice("web", "10.0.0.1")]
+    problems = translate(ready_store(before + OTHERS).snapshot(), Settings()).problems
+    assert any(warning in p.reason for p in problems), problems
+    after = [service("web", 80, annotations=annotations), endpoint_slice("web", "10.0.0.9")]
+    result = fast(before + OTHERS, after + OTHERS, Settings())
+    assert result is not None and result == full(after + OTHERS, Settings())

@@ -5,7 +5,8 @@ Each hypothesis example is one snapshot: a fixed set of well-behaved *control* S
 `SERVICES_PER_EXAMPLE` generated Services, each valid except for one or two *hostile*
 fields: an annotation value (every key of the registry), an unknown annotation key,
 the name, namespace, a port, an endpoint address, a port's appProtocol, an ExternalName,
-the Secret's name, type or data.
+the Secret's name, type or data, any JSON value in a field of the EndpointSlice (or of
+a core Endpoints in its place).
 Hostile values are built from newlines, quotes, `#`, braces, Jinja delimiters, spaces,
 `%[`, `${}`, backslashes, NUL, unicode look-alikes and bidi controls, very long
 repetitions, and valid values with such a prefix or suffix. Each generated Service is one
@@ -37,7 +38,7 @@ import trustme
 from factories import block, haproxy_check, snapshot
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from objects import endpoint_slice, service, tls_secret
+from objects import endpoint_slice, endpoints, service, subset, tls_secret
 
 from service_loadbalancer import annotations as ann
 from service_loadbalancer.haproxy.certs import write_certificates
@@ -113,7 +114,24 @@ def around(valid: str) -> st.SearchStrategy[str]:
 hostile_text = st.one_of(fragments, very_long, st.text(max_size=24))
 
 
+#: Any JSON value: what a malformed EndpointSlice or Endpoints field may hold.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=6,
+)
+#: Where in the EndpointSlice (or, for "endpoints-object", the core Endpoints that
+#: replaces it) the JSON value goes.
+SLICE_PLACES = ["ports", "endpoints", "addressType", "endpoint", "addresses", "conditions",
+                "port", "port.port", "port.name"]  # fmt: skip
+CORE_PLACES = ["subsets", "subset", "subset.addresses", "subset.ports", "address", "address.ip"]
+
+
 def hostile_for(field: str) -> st.SearchStrategy[Any]:
+    if field == "slice":
+        return st.tuples(st.sampled_from(SLICE_PLACES), json_values)
+    if field == "endpoints-object":
+        return st.tuples(st.sampled_from(CORE_PLACES), json_values)
     if field in VALID:
         return st.one_of(hostile_text, around(VALID[field]))
     if field in ("name", "namespace", "secret.name"):
@@ -187,6 +205,8 @@ FIELDS = [
     "secret.crt",
     "secret.key",
     "externalName",
+    "slice",
+    "endpoints-object",
 ]
 
 #: Valid shapes a generated Service starts from, so hostile fields meet every code path.
@@ -267,6 +287,10 @@ def build(i: int, mode: str, overrides: list[tuple[str, Any]], keys: Keys) -> li
         meta["annotations"] = fields["annotations"]
     address = fields.get("endpoint", f"10.7.{i // 250}.{i % 250 + 1}")
     objects = [svc, endpoint_slice(f"fz{i}", str(address), namespace="fuzz", name=f"fz{i}-s")]
+    if "slice" in fields:
+        malformed_slice(objects[1], *fields["slice"])
+    if "endpoints-object" in fields:
+        objects[1] = malformed_endpoints(f"fz{i}", str(address), *fields["endpoints-object"])
     secret_name = str(annotations.get(ann.SSL_SECRET.key, f"fz-tls-{i}"))
     secret = tls_secret(secret_name, keys.chain, keys.key, namespace="fuzz")
     if "secret.name" in fields:
@@ -284,6 +308,38 @@ def build(i: int, mode: str, overrides: list[tuple[str, Any]], keys: Keys) -> li
             secret["data"][data_key] = value
     objects.append(secret)
     return objects
+
+
+def malformed_slice(sl: RawObject, place: str, value: object) -> None:
+    """Put `value` at `place` in the slice: a whole field, or one of an endpoint or port."""
+    endpoint, port = sl["endpoints"][0], sl["ports"][0]
+    if place in ("ports", "endpoints", "addressType"):
+        sl[place] = value
+    elif place == "endpoint":
+        sl["endpoints"].append(value)
+    elif place in ("addresses", "conditions"):
+        endpoint[place] = value
+    elif place == "port":
+        sl["ports"].insert(0, value)
+    else:
+        port[place.removeprefix("port.")] = value
+
+
+def malformed_endpoints(name: str, address: str, place: str, value: object) -> RawObject:
+    """A core Endpoints (no slice, so it is read) with `value` at `place`."""
+    core = endpoints(name, subset(address), namespace="fuzz")
+    first = core["subsets"][0]
+    if place == "subsets":
+        core["subsets"] = value
+    elif place == "subset":
+        core["subsets"].append(value)
+    elif place in ("subset.addresses", "subset.ports"):
+        first[place.removeprefix("subset.")] = value
+    elif place == "address":
+        first["addresses"].append(value)
+    else:
+        first["addresses"][0]["ip"] = value
+    return core
 
 
 def controls(keys: Keys) -> list[RawObject]:

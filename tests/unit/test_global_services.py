@@ -85,7 +85,7 @@ def test_local_affinity_with_no_local_endpoint_serves_from_the_backups_unchanged
 
 @pytest.mark.parametrize(
     ("local", "remote_active"),
-    [(0, False), (1, True), (2, True), (3, False), (4, False)],
+    [(0, True), (1, True), (2, True), (3, False), (4, False)],
 )
 def test_min_local_spills_over_below_the_minimum(local: int, remote_active: bool) -> None:
     annotations = {**GLOBAL, P + "lb.min-local": "3"}
@@ -95,6 +95,17 @@ def test_min_local_spills_over_below_the_minimum(local: int, remote_active: bool
     assert [s.backup for s in remote] == [not remote_active]
     assert [s.name for s in remote] == [("r" if remote_active else "rb") + "_east_10_9_0_1_8080"]
     assert not any(s.backup for s in backend.servers if not s.cluster)
+
+
+def test_min_local_last_local_pod_going_keeps_the_remote_servers() -> None:
+    """With lb.min-local 2 or more, 1 -> 0 local endpoints changes no remote server: they
+    were active beside the last local one and stay active, not drained and re-added as
+    backups at the moment of fail-over."""
+    annotations = {**GLOBAL, P + "lb.min-local": "2"}
+    before = names(the_backend(run(web(annotations, "10.0.0.1"), east=web(GLOBAL, "10.9.0.1"))))
+    after = names(the_backend(run(web(annotations), east=web(GLOBAL, "10.9.0.1"))))
+    assert before == ["r_east_10_9_0_1_8080", "s_10_0_0_1_8080"]
+    assert after == ["r_east_10_9_0_1_8080"]
 
 
 def test_none_affinity_balances_over_every_cluster() -> None:
@@ -309,6 +320,29 @@ def test_the_fast_path_applies_a_remote_change_as_server_changes_only() -> None:
     # The same as a full translation and render.
     full = translate(store.snapshot(), settings)
     assert patch.sections.text() == render(full.model, settings).config
+
+
+def test_a_remote_bad_address_that_stays_does_not_hold_back_the_fast_path() -> None:
+    """A bad address in a remote slice is a problem on the local Service's key; while it
+    stays the same, local and remote endpoint changes still take the fast path."""
+    settings = Settings()
+    store, remotes = clusters(web(GLOBAL, "10.0.0.1"), east=web(GLOBAL, "10.9.0.1", "not-an-ip"))
+    translation = translate(store.snapshot(), settings)
+    assert [p.reason for p in translation.problems] == [
+        "cluster east: address 'not-an-ip' is not an IP address; skipped"
+    ]
+    running = running_from(translation, render(translation.model, settings), version=store.version)
+    store.upsert(endpoint_slice("web", "10.0.0.1", "10.0.0.2"))
+    remotes["east"].upsert(endpoint_slice("web", "10.9.0.1", "10.9.0.3", "not-an-ip"))
+    swap, patch = swap_endpoints(running, store, {("default", "web")}, settings)
+    assert patch is not None and not swap.declined
+    full = translate(store.snapshot(), settings)
+    assert full.problems == translation.problems
+    assert patch.sections.text() == render(full.model, settings).config
+    # A second bad address changes the problems: the full sync's job.
+    remotes["east"].upsert(endpoint_slice("web", "10.9.0.1", "bad", "not-an-ip"))
+    swap, _ = swap_endpoints(running, store, {("default", "web")}, settings)
+    assert swap.declined == {("default", "web")}
 
 
 def test_min_local_flag_change_is_a_server_swap_on_the_fast_path() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from service_loadbalancer import config
+from service_loadbalancer.cli import build_parser
 from service_loadbalancer.external import denied_by
 from service_loadbalancer.haproxy.guard import ip_changed, judge
 from service_loadbalancer.haproxy.runtime import ADMIN_FMAINT, ADMIN_RMAINT, ServerState
@@ -15,6 +17,7 @@ from service_loadbalancer.settings import (
     DEFAULT_DENY_CIDRS,
     Settings,
     SettingsError,
+    names_node,
     parse_deny_cidrs,
 )
 
@@ -61,6 +64,25 @@ def test_parse_deny_cidrs_words_and_node() -> None:
         "10.0.0.0/8",
     )
     assert parse_deny_cidrs("node") == ()  # no address known: nothing to add
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("node", True), ("loopback, node", True), (" node ,10.0.0.0/8", True), ("nodes", False)],
+)
+def test_names_node_strips_like_parse_deny_cidrs(text: str, named: bool) -> None:
+    assert names_node(text) is named
+
+
+def test_spaced_node_word_still_denies_the_node_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `loopback, node` (a space after the comma) once dropped the node's addresses
+    # silently: the guard failed open.
+    monkeypatch.setattr(config, "read_node_addresses", lambda: {"192.0.2.2"})
+    args = build_parser().parse_args(["--deny-external-cidrs", "loopback, node"])
+    cidrs = config.build_settings(args, {}).deny_external_cidrs
+    assert "192.0.2.2/32" in cidrs and "127.0.0.0/8" in cidrs
 
 
 @pytest.mark.parametrize(

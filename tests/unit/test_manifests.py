@@ -263,6 +263,62 @@ PARSE_CASES: list[tuple[str, str, list[tuple[str, str, str]], list[str | tuple[s
     ),
 ]
 
+PARSE_CASES += [
+    (
+        f"malformed {kind}: {reason}",
+        f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: bad}}\n{body}\n---\n" + service("b"),
+        [("Service", "default", "b")],
+        [f'document 1 ({kind} "bad"): {reason}'],
+    )
+    for api, kind, body, reason in [
+        ("discovery.k8s.io/v1", "EndpointSlice", "ports: 5", "ports is a number, not a list"),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "ports: [8080]",
+            "ports[0] is a number, not a mapping",
+        ),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "endpoints: {a: 1}",
+            "endpoints is a mapping, not a list",
+        ),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "endpoints: [{addresses: 10.0.0.1}]",
+            "endpoints[0].addresses must be a list of strings",
+        ),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "endpoints: [{addresses: [1]}]",
+            "endpoints[0].addresses must be a list of strings",
+        ),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "endpoints: [{conditions: []}]",
+            "endpoints[0].conditions is a list, not a mapping",
+        ),
+        ("v1", "Endpoints", "subsets: 7", "subsets is a number, not a list"),
+        ("v1", "Endpoints", "subsets: [[]]", "subsets[0] is a list, not a mapping"),
+        (
+            "v1",
+            "Endpoints",
+            "subsets: [{addresses: x}]",
+            "subsets[0].addresses is a string, not a list",
+        ),
+        (
+            "v1",
+            "Endpoints",
+            "subsets: [{ports: [80]}]",
+            "subsets[0].ports[0] is a number, not a mapping",
+        ),
+    ]
+]
+
 
 @pytest.mark.parametrize(
     ("text", "expected", "reasons"),

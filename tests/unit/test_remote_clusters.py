@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from objects import endpoint_slice, service
 
 from service_loadbalancer.cli import build_parser, main
 from service_loadbalancer.config import build_settings
+from service_loadbalancer.kube.watch import classify
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.remote_clusters import RemoteClusterSource, health_detail
 from service_loadbalancer.settings import RemoteCluster, SettingsError, parse_remote_clusters
@@ -81,14 +82,21 @@ class StandIn:
 
     def __init__(self) -> None:
         self.failing: float | None = None
+        self.refused: float | None = None
+        self.refused_kinds: list[str] = []
+        self.forbidden: list[str] = []
         self.listed = True
         self.runs = 0
 
     def failing_since(self) -> float | None:
         return self.failing
 
+    def refused_since(self, kinds: list[str]) -> float | None:
+        self.refused_kinds = list(kinds)
+        return self.refused
+
     def problems(self) -> list[str]:
-        return []
+        return self.forbidden
 
     async def run(self) -> None:
         self.runs += 1
@@ -173,3 +181,73 @@ async def test_a_cluster_that_never_answered_is_connecting() -> None:
     stand_in.listed = False
     cluster._source = cast(KubeSource, stand_in)
     assert cluster.state() == "connecting"
+
+
+async def test_a_cluster_refusing_us_wholly_goes_stale_and_says_why() -> None:
+    """A revoked token (401) or a 403 on every request for its EndpointSlices: its
+    endpoints cannot be refreshed, so they expire like an unreachable cluster's, reported
+    as unauthorized (not as unreachable)."""
+    clock, metrics = Clock(), Metrics()
+    cluster = remote(clock, metrics)
+    stand_in = StandIn()
+    cluster._source = cast(KubeSource, stand_in)
+    following = asyncio.create_task(cluster._follow(cast(KubeSource, stand_in)))
+    await asyncio.sleep(0.2)
+    assert cluster.state() == "ok"
+    assert stand_in.refused_kinds == ["EndpointSlice"]
+
+    stand_in.refused = clock.now
+    stand_in.forbidden = ["endpointslices in all namespaces: 401 Unauthorized"]
+    clock.now += 0.5
+    await asyncio.sleep(0.2)
+    assert not following.done()
+    assert cluster.state() == (
+        "unauthorized for 0 s (endpointslices in all namespaces: 401 Unauthorized): "
+        "keeping its last endpoints for 1 s (--remote-stale-after)"
+    )
+    assert gauge(metrics, "slb_remote_cluster_up") == 0
+    assert gauge(metrics, "slb_remote_cluster_unreachable_seconds") == 0  # it answers
+
+    clock.now += 0.6
+    await asyncio.wait_for(following, 5)
+    assert cluster.store.snapshot().objects == {}
+    assert cluster.expired
+    assert cluster.state().endswith(
+        "its endpoints were removed (back with the next successful list)"
+    )
+    # A fresh source refused again stays expired (not "reachable again").
+    fresh = StandIn()
+    fresh.refused, fresh.forbidden = clock.now, stand_in.forbidden
+    cluster._source = cast(KubeSource, fresh)
+    following = asyncio.create_task(cluster._follow(cast(KubeSource, fresh)))
+    await asyncio.sleep(0.2)
+    assert cluster.expired and not following.done()
+    following.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await following
+
+
+def refusals(*answers: tuple[str, int]) -> float | None:
+    """KubeSource.refused_since for EndpointSlices after each (kind, HTTP code) answer."""
+    source = KubeSource(
+        api=cast(Any, None), kinds=["Service", "EndpointSlice", "ServiceExport"], store=Store(())
+    )
+    units = {unit.resource.kind: unit for unit in source._units}
+    for kind, code in answers:
+        source._failed(units[kind], classify(code), "list")
+    return source.refused_since(["EndpointSlice"])
+
+
+@pytest.mark.parametrize(
+    ("answers", "refused"),
+    [
+        pytest.param([], False, id="all-allowed"),
+        pytest.param([("ServiceExport", 403)], False, id="403-on-another-kind-only"),
+        pytest.param([("Service", 403), ("ServiceExport", 403)], False, id="endpoints-allowed"),
+        pytest.param([("EndpointSlice", 403)], True, id="403-on-the-endpoints"),
+        pytest.param([("ServiceExport", 401)], True, id="401-anywhere"),
+        pytest.param([("EndpointSlice", 503)], False, id="an-outage-is-failing-since"),
+    ],
+)
+def test_what_counts_as_refused_wholly(answers: list[tuple[str, int]], refused: bool) -> None:
+    assert (refusals(*answers) is not None) is refused

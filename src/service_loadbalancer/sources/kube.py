@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -144,6 +144,10 @@ class _Unit:
     forbidden: str = ""
     #: When its requests began to fail (monotonic), None while the server answers.
     failing_since: float | None = None
+    #: When the server began to answer its requests 401/403 (monotonic), None while
+    #: they are allowed; and whether the last such answer was a 401 (credentials refused).
+    refused_since: float | None = None
+    unauthenticated: bool = False
     rng: random.Random = field(default_factory=random.Random)
 
     def __str__(self) -> str:
@@ -252,6 +256,24 @@ class KubeSource:
         times = [unit.failing_since for unit in self._units if unit.failing_since is not None]
         return min(times) if times else None
 
+    def refused_since(self, kinds: Collection[str]) -> float | None:
+        """Since when (time.monotonic()) the server has refused us wholly: a 401 on some
+        request (our credentials are not accepted, so nothing can be read; since the
+        first), or a 403 on every unit of `kinds` (since the last of them began); None
+        otherwise. A 403 on other kinds only (ServiceExports not allowed) is never
+        counted: what `kinds` holds is still kept up to date."""
+        refused = [
+            u.refused_since
+            for u in self._units
+            if u.unauthenticated and u.refused_since is not None
+        ]
+        if refused:
+            return min(refused)
+        times = [u.refused_since for u in self._units if u.resource.kind in kinds]
+        if not times or None in times:
+            return None
+        return max(t for t in times if t is not None)
+
     @property
     def listed(self) -> bool:
         """Whether every kind has been listed at least once."""
@@ -298,6 +320,9 @@ class KubeSource:
     def _failed(self, unit: _Unit, failure: Failure, verb: str) -> None:
         if failure.action is Action.FORBIDDEN:
             unit.failing_since = None  # the server answered: reachable, if not allowed
+            if unit.refused_since is None:
+                unit.refused_since = time.monotonic()
+            unit.unauthenticated = failure.code == 401
         elif unit.failing_since is None:
             unit.failing_since = time.monotonic()
         if self._on_restart is not None:
@@ -363,7 +388,8 @@ class KubeSource:
         unit.forbidden = ""
         unit.listed = True
         unit.attempt = 0
-        unit.failing_since = None
+        unit.failing_since = unit.refused_since = None
+        unit.unauthenticated = False
         unit.version = version
 
     async def _watch(self, unit: _Unit) -> int:
@@ -404,6 +430,7 @@ class KubeSource:
                     "watch",
                 )
             unit.failing_since = None  # the server answers again
+            unit.refused_since, unit.unauthenticated = None, False
             buffer = b""
             events = 0
             # Not readline(): aiohttp limits a line to 64 kB, and an object can be larger.

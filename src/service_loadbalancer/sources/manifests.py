@@ -172,6 +172,10 @@ def _checked(obj: dict[str, Any]) -> RawObject:
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise BadDocument(f"{errors[0]}{more}")
+    elif kind in ("EndpointSlice", "Endpoints"):
+        error = _endpoints_error(obj)
+        if error:
+            raise BadDocument(error)
     elif kind == "IngressClass":
         spec = obj.get("spec")
         if spec is not None and not isinstance(spec, dict):
@@ -180,6 +184,43 @@ def _checked(obj: dict[str, Any]) -> RawObject:
         if controller is not None and not isinstance(controller, str):
             raise BadDocument(f"spec.controller is {_a(controller)}, not a string")
     return obj
+
+
+#: The lists of mappings in endpoint objects, by kind: (path, field, inner fields).
+_ENDPOINT_LISTS: Final = {
+    "EndpointSlice": (("ports", ()), ("endpoints", ("conditions",))),
+    "Endpoints": (("subsets", ("addresses", "notReadyAddresses", "ports")),),
+}
+
+
+def _endpoints_error(obj: dict[str, Any]) -> str | None:
+    """The first field of an EndpointSlice or Endpoints of a type the API would refuse
+    (a list that is not a list of mappings, a mapping that is not one), with its path."""
+    for field, inner in _ENDPOINT_LISTS[str(obj["kind"])]:
+        items = obj.get(field)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            return f"{field} is {_a(items)}, not a list"
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"{field}[{i}] is {_a(item)}, not a mapping"
+            for name in inner:
+                value = item.get(name)
+                wanted = dict if name == "conditions" else list
+                if value is not None and not isinstance(value, wanted):
+                    shape = "a mapping" if wanted is dict else "a list"
+                    return f"{field}[{i}].{name} is {_a(value)}, not {shape}"
+                if isinstance(value, list):
+                    for j, entry in enumerate(value):
+                        if not isinstance(entry, dict):
+                            return f"{field}[{i}].{name}[{j}] is {_a(entry)}, not a mapping"
+            addresses = item.get("addresses") if field == "endpoints" else None
+            if addresses is not None and not (
+                isinstance(addresses, list) and all(isinstance(a, str) for a in addresses)
+            ):
+                return f"{field}[{i}].addresses must be a list of strings"
+    return None
 
 
 def _check_name(field: str, value: str, name_format: NameFormat) -> None:
