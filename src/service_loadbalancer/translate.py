@@ -128,7 +128,9 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     )
     certificates = list({c.name: c for c in (*certificates, *ingress.certificates)}.values())
     https = bool(https_routes or passthrough or any(r.https for r in ingress.routes))
-    secure = terminated | passed_services(passthrough, ports)
+    # Redirect and HSTS only where this Service's own routes really have HTTPS: a
+    # terminated Service without routes (--service-routes=false) has nowhere to send to.
+    secure = {r.backend for r in https_routes} | passed_services(passthrough, ports)
     backends = [_backend(p, https=p.backend in secure) for p in ports]
     frontends = tcp_frontends([p for p in ports if p.listener], settings, out, https=https)
     lbs = published(ports, frontends, settings, out.unsupported)

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import base64
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
 import yaml
 from factories import assert_haproxy_accepts, snapshot
-from objects import endpoint_slice, service, tls_secret
+from objects import (
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    ingress_path,
+    ingress_rule,
+    service,
+    tls_secret,
+)
 
 from service_loadbalancer import cli
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret
@@ -27,7 +36,7 @@ from service_loadbalancer.haproxy.render import (
     render,
 )
 from service_loadbalancer.kube.objects import RawObject
-from service_loadbalancer.model import Mode, TlsPassthrough, Translation
+from service_loadbalancer.model import LoadBalancer, Mode, TlsPassthrough, Translation
 from service_loadbalancer.settings import ServiceRef, Settings, TcpService
 from service_loadbalancer.translate import translate
 
@@ -203,6 +212,45 @@ def test_redirect_for_a_passthrough_service() -> None:
     t = run(passthrough("db", "db.example", 80, 443, **{P + "lb.sslRedirect": "true"}))
     redirect = {b.name: b.ssl_redirect for b in t.model.backends}
     assert redirect == {"http_default_db_80": True, "tcp_default_db_443": False}
+
+
+@pytest.mark.parametrize("with_ingress", [False, True])
+def test_no_service_routes_means_no_redirect_to_nowhere(
+    default_cert: Path, tmp_path: Path, with_ingress: bool
+) -> None:
+    """--service-routes=false: a terminated Service has no HTTPS route of its own, so
+    its lb.sslRedirect and lb.hsts have nothing to apply to (and rendering, which once
+    dereferenced the missing HTTPS frontend, must still work)."""
+    settings = Settings(ssl_cert=default_cert, service_routes=False, run_dir=tmp_path,
+                        https_port=8443, http_port=8080)  # fmt: skip
+    objects = [
+        service("api", annotations={**TERM, P + "lb.sslRedirect": "true", P + "lb.hsts": "60"}),
+        endpoint_slice("api", "127.0.1.1"),
+    ]
+    if with_ingress:
+        objects += [
+            ingress_class(),
+            ingress("i", ingress_rule("shop.test", ingress_path("/shop", "api"))),
+        ]
+    t = translate(snapshot(*objects), settings)
+    (backend,) = t.model.backends
+    assert not backend.ssl_redirect and backend.hsts_max_age is None
+    assert not t.model.https
+    rendered = render(t.model, settings)
+    assert "redirect" not in rendered.config and "Strict-Transport-Security" not in rendered.config
+    assert_haproxy_accepts(rendered, settings)
+
+
+def test_template_never_reads_https_without_https(tmp_path: Path) -> None:
+    """A model that asks for a redirect with nothing on the HTTPS port renders (without
+    the redirect) rather than failing on the missing HTTPS frontend."""
+    settings = Settings(run_dir=tmp_path, https_port=8443, http_port=8080)
+    t = translate(snapshot(service("api"), endpoint_slice("api", "127.0.1.1")), settings)
+    (backend,) = t.model.backends
+    odd = LoadBalancer(backends=(replace(backend, ssl_redirect=True),))
+    rendered = render(odd, settings)
+    assert "redirect" not in rendered.config
+    assert_haproxy_accepts(rendered, settings)
 
 
 def test_secret_and_hsts_without_term_are_ignored() -> None:
