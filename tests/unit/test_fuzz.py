@@ -341,8 +341,10 @@ SERVICE_LINES = [
     r"    cookie SERVERID insert indirect nocache",
     r"    option allbackups",
     r"    http-request redirect location https://%\[req\.hdr\(host\),field\(1,:\),lower\]"
-    r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}",
-    r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}',
+    r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}"
+    r" \{ var\(txn\.route\),field\(3,\|\) -m str s \}",
+    r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}'
+    r" \{ var\(txn\.route\),field\(3,\|\) -m str s \}",
     r"    timeout (?:server|connect) \d+(?:ms|s|m|h)",
     r"    # X-Forwarded-Prefix: the prefix stripped \(unless a trusted proxy sent one\)\.",
     r"    http-request set-var\(txn\.set_prefix\) bool\(true\) if \{ var\(txn\.route\),"
@@ -365,7 +367,7 @@ SERVICE_LINES = [
     r"",
 ]
 LINE_RE = re.compile("|".join(f"(?:{p})" for p in SERVICE_LINES))
-MAP_LINE_RE = re.compile(rf"(?:{HOST})?{PATH} {IDENT}\|[01]")
+MAP_LINE_RE = re.compile(rf"(?:{HOST})?{PATH} {IDENT}\|[01]\|s")
 SNI_LINE_RE = re.compile(rf"{HOST} {IDENT}")
 
 

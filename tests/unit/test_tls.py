@@ -296,9 +296,9 @@ def test_render_everything_and_haproxy_accepts(
     assert crt_list[0] == str(default_cert)  # the default certificate first
     assert [Path(line).parent for line in crt_list[1:]] == [settings.run_dir / CERTS_DIR] * 2
     assert files[SNI_MAP] == "p.example tcp_default_p_443\n"
-    assert "a.example/ http_default_a_80|0\n" in files[HTTPS_HOSTS_MAP]
-    assert "/b/ http_default_b_80|1\n" in files[HTTPS_PATHS_MAP]
-    assert "/a/ http_default_a_80|1\n" in files[HTTPS_PATHS_MAP]
+    assert "a.example/ http_default_a_80|0|s\n" in files[HTTPS_HOSTS_MAP]
+    assert "/b/ http_default_b_80|1|s\n" in files[HTTPS_PATHS_MAP]
+    assert "/a/ http_default_a_80|1|s\n" in files[HTTPS_PATHS_MAP]
     config = rendered.config
     assert f"ca-file {ca_file} verify required" in config
     assert "ssl-min-ver TLSv1.2 no-tls-tickets" in config
@@ -452,8 +452,8 @@ def test_wildcard_hosts_render_and_haproxy_accepts(default_cert: Path, tmp_path:
     t = translate(snapshot(*objects), settings)
     assert t.problems == ()
     rendered = render(t.model, settings)
-    assert "*.example.com/ http_default_w_80|0\n" in rendered.files["hosts.map"]
-    assert "*.example.com/ http_default_w_80|0\n" in rendered.files[HTTPS_HOSTS_MAP]
+    assert "*.example.com/ http_default_w_80|0|s\n" in rendered.files["hosts.map"]
+    assert "*.example.com/ http_default_w_80|0|s\n" in rendered.files[HTTPS_HOSTS_MAP]
     assert rendered.files[SNI_MAP] == "*.pass.example tcp_default_p_443\n"
     assert rendered.config.count("regsub(^[^.]*,*)") == 4  # http, https, SNI (twice)
     assert "no-tls-tickets" not in rendered.config  # --tls-tickets
