@@ -133,7 +133,11 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     secure = {r.backend for r in https_routes} | passed_services(passthrough, ports)
     backends = [_backend(p, https=p.backend in secure) for p in ports]
     frontends = tcp_frontends([p for p in ports if p.listener], settings, out, https=https)
-    lbs = published(ports, frontends, settings, out.unsupported)
+    routed = {
+        settings.http_port: {r.backend for r in routes},
+        settings.https_port: {r.backend for r in https_routes} | {t.backend for t in passthrough},
+    }
+    lbs = published(ports, frontends, routed, out)
     unpublished.extend(k for k in out.load_balancers if k not in lbs)
     strips: dict[str, list[str]] = defaultdict(list)
     for route in routes:
