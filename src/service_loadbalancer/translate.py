@@ -72,6 +72,7 @@ from service_loadbalancer.model import (
 from service_loadbalancer.publish.desired import unclaimed
 from service_loadbalancer.routes import http_routes, resolve_tcp_names, tcp_frontends
 from service_loadbalancer.settings import Settings
+from service_loadbalancer.sni_filters import sni_filters
 from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translation_run import ServiceOptions, ServicePort, TranslationRun
 
@@ -126,7 +127,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     ingress = translate_ingresses(
         snapshot.of_kind("Ingress"), snapshot.of_kind("IngressClass"), ports, out
     )
-    certificates = list({c.name: c for c in (*certificates, *ingress.certificates)}.values())
+    certificates, default_sni = sni_filters(certificates, ingress.certificates, ingress.tls_owners)
     https = bool(https_routes or passthrough or any(r.https for r in ingress.routes))
     # Redirect and HSTS only where this Service's own routes really have HTTPS: a
     # terminated Service without routes (--service-routes=false) has nowhere to send to.
@@ -152,6 +153,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         tcp_frontends=tuple(sorted(frontends)),
         https_routes=tuple(sorted(https_routes, key=lambda r: (r.host or "", r.path))),
         certificates=tuple(sorted(certificates)),
+        default_sni=default_sni if settings.ssl_cert is not None else (),
         passthrough=tuple(sorted(passthrough)),
         load_balancers=lbs,
         unpublished=tuple(sorted(k for k in unpublished if _has_status(snapshot, k))),

@@ -380,8 +380,8 @@ def check_grammar(rendered: Rendered, skeleton: set[str], certs: Path, default: 
             elif name == SNI_MAP:
                 ok = SNI_LINE_RE.fullmatch(line)
             elif name == CRT_LIST:
-                ok = line == str(default) or re.fullmatch(
-                    rf"{re.escape(str(certs))}/{IDENT}\.pem", line
+                ok = line == f"{default} !*" or re.fullmatch(
+                    rf"{re.escape(str(certs))}/{IDENT}\.pem(?:(?: !?{HOST})*| !\*)", line
                 )
             else:
                 ok = MAP_LINE_RE.fullmatch(line)

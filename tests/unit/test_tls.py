@@ -293,8 +293,11 @@ def test_render_everything_and_haproxy_accepts(
     rendered = render(t.model, settings)
     files = rendered.files
     crt_list = files[CRT_LIST].splitlines()
-    assert crt_list[0] == str(default_cert)  # the default certificate first
-    assert [Path(line).parent for line in crt_list[1:]] == [settings.run_dir / CERTS_DIR] * 2
+    assert crt_list[0] == f"{default_cert} !*"  # the default certificate first: a fallback
+    files_listed = [Path(line.split()[0]).parent for line in crt_list[1:]]
+    assert files_listed == [settings.run_dir / CERTS_DIR] * 2
+    # Each Service certificate is shown for its own names (explicit SNI filters).
+    assert sorted(line.split()[1:] for line in crt_list[1:]) == [["a.example"], ["b.example"]]
     assert files[SNI_MAP] == "p.example tcp_default_p_443\n"
     assert "a.example/ http_default_a_80|0|s\n" in files[HTTPS_HOSTS_MAP]
     assert "/b/ http_default_b_80|1|s\n" in files[HTTPS_PATHS_MAP]

@@ -15,7 +15,8 @@ see ingress_maps.py), whose host may have no certificate at all.
 
 HTTPS adds `https-paths.map` and `https-hosts.map` (the same format, only the routes of
 lb.sslTerm Services), `sni.map` (`<host>` -> `<backend>`, for passthrough) and
-`certs.list` (a crt-list: the default certificate first, then one file per Secret).
+`certs.list` (a crt-list: the default certificate first, then one file per Secret, each
+with the SNI filters that say which names it is shown for).
 
 Secrets are not rendered: the stats user and password reach HAProxy through its
 environment (see `Settings.haproxy_env`), so the text can be printed with --dry. Key
@@ -62,6 +63,8 @@ CERTS_DIR = "certs"
 TLS_SOCKET = "tls.sock"
 #: `show servers state`, saved before every reload and loaded by the new worker.
 SERVER_STATE_FILE = "server-state"
+#: SNI filters per crt-list line: HAProxy 2.6 reads at most 64 kB and 2048 words a line.
+CRT_FILTERS_PER_LINE = 100
 #: The third field of a Service route's map value (see the module's docstring).
 SERVICE_ROUTE = "s"
 
@@ -179,12 +182,31 @@ def _service_value(backend: str, *, strip: bool) -> str:
     return f"{backend}|{int(strip)}|{SERVICE_ROUTE}"
 
 
+def _crt_lines(path: str, sni: tuple[str, ...]) -> list[str]:
+    """`<file> [<filter> ...]`, on as many lines as HAProxy's limits on a crt-list line
+    (its length, its number of words) need: the positive filters split, the negative
+    ones repeated on each."""
+    positive = [f for f in sni if not f.startswith("!")]
+    negative = [f for f in sni if f.startswith("!")]
+    chunks = [
+        positive[i : i + CRT_FILTERS_PER_LINE]
+        for i in range(0, len(positive), CRT_FILTERS_PER_LINE)
+    ]
+    return [" ".join((path, *chunk, *negative)) for chunk in chunks or [[]]]
+
+
 def _https_files(model: LoadBalancer, settings: Settings) -> dict[str, str]:
     routes: tuple[HttpRoute, ...] = model.https_routes
     certs = settings.run_dir / CERTS_DIR
-    # The default certificate first: HAProxy serves it when no SNI name matches.
-    crt_list = [str(settings.ssl_cert)] if settings.ssl_cert is not None else []
-    crt_list += [str(certs / c.name) for c in model.certificates]
+    # The default certificate first: HAProxy serves it when no SNI name matches. Each
+    # line: `<file> [<sni filter> ...]` (sni_filters.py says which names are whose).
+    crt_list = (
+        _crt_lines(str(settings.ssl_cert), model.default_sni)
+        if settings.ssl_cert is not None
+        else []
+    )
+    for cert in model.certificates:
+        crt_list += _crt_lines(str(certs / cert.name), cert.sni)
     return {
         HTTPS_PATHS_MAP: _map_text(
             (f"{r.path.rstrip('/')}/", _service_value(r.backend, strip=r.strip))
