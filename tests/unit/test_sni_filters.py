@@ -23,13 +23,14 @@ from objects import (
 
 from service_loadbalancer.certificates import certificate_from_secret
 from service_loadbalancer.haproxy.certs import write_certificates
+from service_loadbalancer.haproxy.plan import reload_reasons
 from service_loadbalancer.haproxy.render import (
     CERTS_DIR,
     CRT_FILTERS_PER_LINE,
     CRT_LIST,
     render,
 )
-from service_loadbalancer.model import Certificate
+from service_loadbalancer.model import Certificate, LoadBalancer
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sni_filters import FALLBACK_ONLY, sni_filters
 from service_loadbalancer.translate import translate
@@ -117,3 +118,21 @@ def test_many_hosts_are_split_over_lines_haproxy_accepts(ca: trustme.CA, tmp_pat
     assert sorted(h for w in wild for h in w) == sorted(hosts)
     (svc,) = [line.split()[1:] for line in lines if "/default_s_" in line]
     assert svc == ["svc.test"]
+
+
+def test_a_host_changing_hands_is_a_reload_reason(ca: trustme.CA) -> None:
+    secret = cert_secret("tls", ca.issue_cert("a.test", "b.test"))
+
+    def model(*hosts: str) -> LoadBalancer:
+        objects = [
+            ingress_class(),
+            service("web"),
+            secret,
+            ingress("i", ingress_rule("b.test", ingress_path("/", "web")),
+                    tls=[ingress_tls(*hosts, secret="tls")]),
+        ]  # fmt: skip
+        return translate(snapshot(*objects), Settings(tls_secrets=True)).model
+
+    before, after = model("b.test"), model("a.test", "b.test")
+    assert [c.sni for c in after.certificates] == [("a.test", "b.test")]
+    assert [str(r) for r in reload_reasons(before, after)] == ["certificates changed (SNI filters)"]
