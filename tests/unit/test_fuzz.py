@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from service_loadbalancer.translate import translate
 P = ann.PREFIX
 SERVICES_PER_EXAMPLE = 100
 EXAMPLES = 110  # 100 x 110 = 11,000 hostile Services per run
+NO_ROUTES_EXAMPLES = 20  # and 2,000 with --service-routes=false
 
 # --- hostile values -----------------------------------------------------------------------
 
@@ -484,3 +485,45 @@ def test_fuzz_hostile_services(
 
     example()
     assert fuzz_counts["fuzz: hostile Services (cases)"] >= 10_000
+
+
+def test_fuzz_without_service_routes(
+    lb_settings: Settings, keys: Keys, fuzz_counts: Counter[str]
+) -> None:
+    """--service-routes=false: lb.sslTerm + lb.sslRedirect Services have no HTTPS route
+    of their own, so no redirect and no HSTS; rendering never fails on it (it once
+    dereferenced the missing HTTPS frontend) and `haproxy -c` accepts every example.
+    Only generated Services: the controls' passthrough would hide a missing frontend."""
+    no_routes = replace(
+        lb_settings, service_routes=False, run_dir=lb_settings.run_dir.with_name("no-routes")
+    )
+    certs = no_routes.run_dir / CERTS_DIR
+    redirect = {ann.SSL_TERM.key: "true", ann.SSL_REDIRECT.key: "true", ann.HSTS.key: "60"}
+
+    @settings(
+        max_examples=NO_ROUTES_EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(st.lists(case, min_size=SERVICES_PER_EXAMPLE, max_size=SERVICES_PER_EXAMPLE))
+    def example(cases: list[tuple[str, list[tuple[str, Any]]]]) -> None:
+        objects = [service("api", namespace="ctl", annotations=redirect)]
+        for i, (mode, overrides) in enumerate(cases):
+            objects += build(i, mode, overrides, keys)
+        translation = translate(snapshot(*objects), no_routes)
+        model = translation.model
+        assert not model.http_routes and not model.https_routes
+        for backend in model.backends:
+            if backend.ssl_redirect or backend.hsts_max_age is not None:
+                # Only a passthrough Service's own redirect: its SNI name is served.
+                assert model.passthrough and backend.hsts_max_age is None, backend
+        rendered = render(model, no_routes)
+        write_certificates(certs, rendered.certificates)
+        result = haproxy_check(rendered, no_routes.run_dir, {})
+        assert result.returncode == 0, result.stdout + result.stderr
+        fuzz_counts["fuzz: hostile Services without Service routes (cases)"] += len(cases)
+
+    example()
