@@ -95,13 +95,18 @@ def covers(certificate: Certificate, host: str) -> bool:
     would accept the certificate: a DNS name of its subjectAltName (else its common
     name) is the host, or a wildcard of exactly its first label. HAProxy chooses a
     certificate by these names, so one that does not cover a host is never chosen for it."""
-    names = _dns_names(certificate.pem)
+    names = dns_names(certificate)
     if host in names:
         return True
     if host.startswith("*."):
         return False
     _, dot, rest = host.partition(".")
     return bool(dot) and f"*.{rest}" in names
+
+
+def dns_names(certificate: Certificate) -> frozenset[str]:
+    """The names (lower case) a client may ask for: subjectAltName, else common name."""
+    return _dns_names(certificate.pem)
 
 
 @lru_cache(maxsize=1024)

@@ -59,6 +59,8 @@ class IngressResult:
     routes: list[IngressRoute] = field(default_factory=list)
     default_backend: str | None = None
     certificates: list[Certificate] = field(default_factory=list)
+    #: The hosts served over HTTPS -> the name of their certificate (None: --ssl-cert).
+    tls_owners: dict[str, str | None] = field(default_factory=dict)
     served: set[ObjectKey] = field(default_factory=set)
 
 
@@ -138,6 +140,7 @@ def translate_ingresses(
 
     certificates, secure = tls_hosts(served, out)
     result.certificates = certificates
+    result.tls_owners = secure
     redirect = settings.ingress_ssl_redirect
     result.routes = [
         IngressRoute(

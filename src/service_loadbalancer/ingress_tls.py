@@ -5,10 +5,18 @@ namespace) whose certificate serves them, chosen by SNI from the same certificat
 as the Services' lb.ssl-secret (certificates.py parses and re-encodes it). Without a
 secretName the default certificate (--ssl-cert) serves the hosts.
 
-A host has one owner, the oldest Ingress that lists it. A missing or invalid Secret, or
-Secrets not being read (--tls-secrets off), takes away the HTTPS of that entry's hosts
-only, with a problem (an Event) on the Ingress naming the Secret; their plain HTTP
-routes stay, without the redirect.
+A host has one owner, the oldest Ingress that lists it *with a usable certificate* (one
+that is found, valid and covers the host). A missing or invalid Secret, or Secrets not
+being read (--tls-secrets off), takes away the HTTPS of that entry's hosts only, with a
+problem (an Event) on the Ingress naming the Secret; their plain HTTP routes stay,
+without the redirect. Such an entry claims nothing: a newer Ingress that lists the host
+with a good certificate serves it (HTTPS is a property of the host, as the maps are).
+An old Ingress whose Secret is deleted cannot so take HTTPS away from a host another
+one can serve.
+
+The owner's certificate is the only one shown for the host: the crt-list gives each
+certificate explicit SNI filters (sni_filters.py), so a newer Ingress's certificate, or
+a Service's, that also names the host is never chosen for it.
 """
 
 from __future__ import annotations
@@ -25,11 +33,12 @@ from service_loadbalancer.translation_run import TranslationRun
 
 def tls_hosts(
     served: list[tuple[ObjectKey, dict[str, Any]]], out: TranslationRun
-) -> tuple[list[Certificate], set[str]]:
-    """The certificates to load, and the hosts served over HTTPS. `served` is the
+) -> tuple[list[Certificate], dict[str, str | None]]:
+    """The certificates to load, and the hosts served over HTTPS, each with the name of
+    the certificate that serves it (None: the default one, --ssl-cert). `served` is the
     (Ingress, spec) pairs that are ours, oldest first."""
     certificates: dict[str, Certificate] = {}
-    secure: set[str] = set()
+    secure: dict[str, str | None] = {}
     owners: dict[str, ObjectKey] = {}
     for key, spec in served:
         entries = spec.get("tls")
@@ -47,14 +56,21 @@ def tls_hosts(
             usable = _certificate(key, where, entry.get("secretName"), hosts, out)
             if usable is False:
                 continue
+            name: str | None = None
             if isinstance(usable, Certificate):
                 secret = str(entry.get("secretName"))
                 hosts = _covered(
                     key, f"{where}: Secret {key.namespace}/{secret}", usable, hosts, out
                 )
-                if hosts:
-                    certificates[usable.name] = usable
-            secure.update(hosts)
+                name = usable.name
+            # Claimed only now, with a certificate that serves them; a host listed twice
+            # by one Ingress keeps its first entry's certificate.
+            claimed = [h for h in hosts if h not in secure]
+            for host in claimed:
+                owners[host] = key
+                secure[host] = name
+            if isinstance(usable, Certificate) and claimed:
+                certificates[usable.name] = usable
     return list(certificates.values()), secure
 
 
@@ -65,7 +81,7 @@ def _hosts(
     owners: dict[str, ObjectKey],
     out: TranslationRun,
 ) -> list[str]:
-    """The valid hosts of one entry that this Ingress owns (claiming the new ones)."""
+    """The valid hosts of one entry that no other Ingress owns already."""
     if not isinstance(entry, dict):
         out.problem(key, f"{where} is not a mapping; skipped")
         return []
@@ -86,7 +102,7 @@ def _hosts(
         if error:
             out.problem(key, f"{where}.hosts: {error}; skipped")
             continue
-        owner = owners.setdefault(host, key)
+        owner = owners.get(host, key)
         if owner != key:
             out.problem(
                 key,

@@ -18,21 +18,23 @@ which get status. Pure.
 - **Source ranges** (`spec.loadBalancerSourceRanges`): enforced on the Service's
   listeners at connection time, and on its backends (so its L7 routes too). An invalid
   CIDR skips the whole Service: serving it wider than asked is the one wrong answer.
-- **Status**: a Service gets status when each of its ports is served; a Service whose
+- **Status**: a Service gets status when each of its ports is served; on the shared
+  HTTP(S) port that means a Service route of its own there (not with
+  --service-routes=false, not over HTTPS without a certificate). A Service whose
   status we may have written and that is no longer ours is listed to be cleared.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import Mode, TcpFrontend
 from service_loadbalancer.settings import Settings
-from service_loadbalancer.translation_run import LbSpec, ServicePort
+from service_loadbalancer.translation_run import LbSpec, ServicePort, TranslationRun
 
 LOAD_BALANCER = "LoadBalancer"
 #: What we put in each status entry of a Service (and so how we recognise ours).
@@ -106,24 +108,46 @@ def lb_listeners(ports: Iterable[ServicePort], settings: Settings) -> list[Servi
 def published(
     ports: Iterable[ServicePort],
     frontends: Iterable[TcpFrontend],
-    settings: Settings,
-    unsupported: Iterable[ObjectKey],
+    routed: Mapping[int, Collection[str]],
+    out: TranslationRun,
 ) -> tuple[ObjectKey, ...]:
-    """The LB Services each of whose ports is served (a listener of its own or a shared
-    frontend), without unsupported (UDP, SCTP) ports: these get status."""
+    """The LB Services each of whose ports is served (a listener of its own, or a
+    shared frontend where the Service really has a route), without unsupported (UDP,
+    SCTP) ports: these get status. `routed`: the shared ports (--http-port, --https-port)
+    -> the backends served there by a Service route of their own (HTTP routes; HTTPS
+    routes terminated here, SNI names passed).
+
+    A port on the shared HTTP(S) port without such a route (--service-routes=false,
+    or HTTPS lost to a missing certificate) is reported, and its Service gets no
+    status: it would tell clients an address where nothing of it answers."""
+    settings = out.settings
     served = {(f.port, f.backend) for f in frontends}
     verdict: dict[ObjectKey, bool] = {}
     for port in ports:
         if port.lb is None:
             continue
-        ok = shared_frontend(port, settings) or (
-            port.listener and (port.number, port.backend) in served
-        )
-        if port.mode is Mode.HTTP and not shared_frontend(port, settings):
+        shared = shared_frontend(port, settings)
+        if port.mode is Mode.HTTP and not shared:
             continue  # its listener is the TCP twin, judged on its own
+        if shared:
+            ok = port.backend in routed.get(port.number, ())
+            if not ok:
+                out.problem(port.key, _unrouted(port, settings))
+        else:
+            ok = port.listener and (port.number, port.backend) in served
         verdict[port.key] = verdict.get(port.key, True) and ok
-    bad = set(unsupported)
+    bad = set(out.unsupported)
     return tuple(sorted(k for k, ok in verdict.items() if ok and k not in bad))
+
+
+def _unrouted(port: ServicePort, settings: Settings) -> str:
+    if port.number == settings.http_port:
+        flag, why = "--http-port", "no Service route (--service-routes=false)"
+        if settings.service_routes:
+            why = "no Service route"
+    else:
+        flag, why = "--https-port", "no HTTPS (no usable certificate or SNI name)"
+    return f"port {port.number} is the {flag}, where this Service has {why}; no status"
 
 
 def has_our_status(svc: RawObject) -> bool:

@@ -169,6 +169,9 @@ class Certificate:
 
     name: str
     pem: str = field(repr=False, compare=True)
+    #: The crt-list SNI filters of this certificate (sni_filters.py): the names it is
+    #: shown for, or `!name`s taken from its own names; empty: its own names.
+    sni: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -190,6 +193,8 @@ class LoadBalancer:
     https_routes: tuple[HttpRoute, ...] = ()
     #: Certificates from Secrets, chosen by SNI; --ssl-cert is the default before them.
     certificates: tuple[Certificate, ...] = ()
+    #: The SNI filters of the default certificate (--ssl-cert), see sni_filters.py.
+    default_sni: tuple[str, ...] = ()
     passthrough: tuple[TlsPassthrough, ...] = ()
     #: Services of type LoadBalancer served on all their ports: their status lists our
     #: addresses (written by the leader, publish/).

@@ -72,6 +72,7 @@ from service_loadbalancer.model import (
 from service_loadbalancer.publish.desired import unclaimed
 from service_loadbalancer.routes import http_routes, resolve_tcp_names, tcp_frontends
 from service_loadbalancer.settings import Settings
+from service_loadbalancer.sni_filters import sni_filters
 from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translation_run import ServiceOptions, ServicePort, TranslationRun
 
@@ -126,12 +127,18 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     ingress = translate_ingresses(
         snapshot.of_kind("Ingress"), snapshot.of_kind("IngressClass"), ports, out
     )
-    certificates = list({c.name: c for c in (*certificates, *ingress.certificates)}.values())
+    certificates, default_sni = sni_filters(certificates, ingress.certificates, ingress.tls_owners)
     https = bool(https_routes or passthrough or any(r.https for r in ingress.routes))
-    secure = terminated | passed_services(passthrough, ports)
+    # Redirect and HSTS only where this Service's own routes really have HTTPS: a
+    # terminated Service without routes (--service-routes=false) has nowhere to send to.
+    secure = {r.backend for r in https_routes} | passed_services(passthrough, ports)
     backends = [_backend(p, https=p.backend in secure) for p in ports]
     frontends = tcp_frontends([p for p in ports if p.listener], settings, out, https=https)
-    lbs = published(ports, frontends, settings, out.unsupported)
+    routed = {
+        settings.http_port: {r.backend for r in routes},
+        settings.https_port: {r.backend for r in https_routes} | {t.backend for t in passthrough},
+    }
+    lbs = published(ports, frontends, routed, out)
     unpublished.extend(k for k in out.load_balancers if k not in lbs)
     strips: dict[str, list[str]] = defaultdict(list)
     for route in routes:
@@ -146,6 +153,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         tcp_frontends=tuple(sorted(frontends)),
         https_routes=tuple(sorted(https_routes, key=lambda r: (r.host or "", r.path))),
         certificates=tuple(sorted(certificates)),
+        default_sni=default_sni if settings.ssl_cert is not None else (),
         passthrough=tuple(sorted(passthrough)),
         load_balancers=lbs,
         unpublished=tuple(sorted(k for k in unpublished if _has_status(snapshot, k))),

@@ -354,7 +354,7 @@ def test_dry_and_check(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert "backend http_default_web_80" in result.stdout
         assert "server s_127_0_9_1_80 127.0.9.1:80" in result.stdout
-        assert "/web/ http_default_web_80|1" in result.stdout
+        assert "/web/ http_default_web_80|1|s" in result.stdout
     result = run_cli("check", "--manifests", str(manifests), "--run-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "haproxy -c: valid" in result.stdout

@@ -28,6 +28,8 @@ from objects import (
 
 from service_loadbalancer.haproxy.process import HAProxyProcess
 
+P = "serviceloadbalancer/"
+
 
 def trusting(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
@@ -254,15 +256,19 @@ async def test_ingress_beside_service_routes_and_tls_redirect(
     web = await backends.http("web-1", "127.0.92.1")
     shop = await backends.http("shop-1", "127.0.92.2")
     api_pod = await backends.http("api-1", "127.0.92.3")
-    c = Controller(tmp_path, extra_args=["--tls-secrets"])
+    default = tmp_path / "default.pem"
+    ca.issue_cert("default.example").private_key_and_cert_chain_pem.write_to_path(str(default))
+    c = Controller(tmp_path, extra_args=["--tls-secrets", "--ssl-cert", str(default)])
     c.manifests.mkdir(parents=True)
+    # "api" redirects its own routes to HTTPS (lb.sslRedirect): not its Ingress routes.
+    secure = {f"{P}lb.sslTerm": "true", f"{P}lb.sslRedirect": "true", f"{P}lb.hsts": "60"}
     write_manifest(
         c.manifests / "apps.yaml",
         [
             ingress_class(),
             service("web", 80), *slices("web", [web]),
             service("shop", 80), *slices("shop", [shop]),
-            service("api", 80), *slices("api", [api_pod]),
+            service("api", 80, annotations=secure), *slices("api", [api_pod]),
             cert_secret("shop-tls", ca.issue_cert("shop.example")),
             # /web is also the Service route of "web": the Ingress comes first.
             ingress("routes", ingress_rule(None, ingress_path("/web", "shop"))),
@@ -283,10 +289,18 @@ async def test_ingress_beside_service_routes_and_tls_redirect(
             return (await c.get("/web/x"))[1].startswith("backend=shop-1 path=/web/x ")
 
         await wait_for(ready, what=f"the Ingress route; log:\n{c.log()}")
-        # Service routes still serve what no Ingress rule takes (with their stripping).
-        status, body, _ = await c.get("/api/v1")
-        assert status == 200 and body.startswith("backend=api-1 path=/v1 ")
-        assert (await c.get("/ok", host="half.example"))[1].startswith("backend=api-1 path=/ok ")
+        # Service routes still serve what no Ingress rule takes (with their stripping),
+        # with their Service's redirect over HTTP, and its HSTS over HTTPS.
+        answer = await request(c.http_port, "/api/v1", host="half.example")
+        assert answer.status == 308
+        assert answer.headers["location"] == f"https://half.example:{c.https_port}/api/v1"
+        answer = await request(c.https_port, "/api/v1", sni="default.example", tls=trusting(ca))
+        assert answer.status == 200 and answer.body.startswith("backend=api-1 path=/v1 ")
+        assert answer.headers["strict-transport-security"] == "max-age=60"
+        # The Ingress route to "api" is not redirected: half.example has no certificate.
+        answer = await request(c.http_port, "/ok", host="half.example")
+        assert answer.status == 200 and answer.body.startswith("backend=api-1 path=/ok ")
+        assert "strict-transport-security" not in answer.headers
         assert "spec.rules[0].http.paths[1].backend: Service default/missing" in c.log()
         # A TLS host: plain HTTP goes to HTTPS (308), HTTPS is served with the Secret's cert.
         answer = await request(c.http_port, "/a?b=1", host="shop.example")

@@ -1,12 +1,15 @@
 """LeaseElector (leases.py) against the fake API server: one holder, optimistic
-concurrency, takeover after expiry, immediate handover on release. Short timings so the
-test is quick; the controller runs with client-go's (test_loadbalancer.py)."""
+concurrency, takeover after expiry, immediate handover on release. No assertion hangs
+on a sleep: the candidates' tries are counted, and expiry is driven by a fake clock, so
+a loaded machine can slow the test down but not change its outcome. The controller runs
+with client-go's timings (test_loadbalancer.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +24,8 @@ from service_loadbalancer.leases import LeaseElector
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
-FAST = Timings(lease_duration=2.0, renew_deadline=1.5, retry_period=0.2)
+#: Quick tries, and a renew deadline far longer than any request of a loaded machine.
+TIMINGS = Timings(lease_duration=15.0, renew_deadline=10.0, retry_period=0.2)
 
 
 @pytest.fixture
@@ -42,13 +46,27 @@ async def close_clients() -> AsyncIterator[None]:
         await CLIENTS.pop().close()
 
 
-async def elector(api: FakeAPIServer, tmp_path: Path, identity: str) -> LeaseElector:
+class CountingElector(LeaseElector):
+    """Counts its rounds (run() calls step()), so a test can wait for N of them."""
+
+    steps = 0
+
+    async def step(self) -> None:
+        await super().step()
+        self.steps += 1
+
+
+async def elector(
+    api: FakeAPIServer, tmp_path: Path, identity: str, clock: Callable[[], float] = time.monotonic
+) -> CountingElector:
     client = await connect(
         kubeconfig=api.kubeconfig(tmp_path / f"kubeconfig-{identity}"), context=None,
         in_cluster=True,
     )  # fmt: skip
     CLIENTS.append(client)
-    return LeaseElector(api=client, namespace="lb", name="leader", identity=identity, timings=FAST)
+    return CountingElector(
+        api=client, namespace="lb", name="leader", identity=identity, timings=TIMINGS, clock=clock
+    )
 
 
 def holder(api: FakeAPIServer) -> str:
@@ -64,7 +82,9 @@ async def test_one_holder_takeover_after_expiry_and_release(
     await wait_for(lambda: _true(a.is_leader()), what="a leads")
     task_b = asyncio.create_task(b.run())
     try:
-        await asyncio.sleep(FAST.lease_duration * 1.5)  # b keeps trying all along
+        # b tries, again and again, and never leads while a renews.
+        tried = b.steps
+        await wait_for(lambda: _true(b.steps >= tried + 3), what="b trying 3 times")
         assert a.is_leader() and not b.is_leader() and holder(api) == "a"
 
         # a vanishes without a word (SIGKILL): b takes over once the lease expired.
@@ -84,15 +104,17 @@ async def test_one_holder_takeover_after_expiry_and_release(
         assert lease["spec"]["holderIdentity"] == ""  # released by b
         lease["spec"].update(holderIdentity="crashed", leaseDurationSeconds=2)
         await api.update(lease)
-        c = await elector(api, tmp_path, "c")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        task_c = asyncio.create_task(c.run())
-        await wait_for(lambda: _true(c.is_leader()), what="c leads after expiry")
-        assert loop.time() - started >= 2.0  # not before the lease expired on c's clock
-        task_c.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task_c
+        now = [100.0]  # c's clock, moved by hand: expiry is on c's clock, from first sight
+        c = await elector(api, tmp_path, "c", clock=lambda: now[0])
+        await c.step()
+        for moment in (101.0, 101.99):
+            now[0] = moment
+            await c.step()
+            assert not c.is_leader() and holder(api) == "crashed"
+        now[0] = 102.0
+        await c.step()
+        assert c.is_leader() and holder(api) == "c"
+        await c.release()
     finally:
         for task in (task_a, task_b):
             task.cancel()

@@ -4,10 +4,11 @@ source addresses (127.0.0.x)."""
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from fake_apiserver import FakeAPIServer
 from harness import Backends, Controller, free_port, wait_for
 from lbsvc import (
@@ -26,6 +27,8 @@ from lbsvc import (
     until_echo,
 )
 from objects import slices
+
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}".format(*LEASE)
 
 
 async def until_ingress(api: FakeAPIServer, name: str, expected: list[dict[str, Any]]) -> None:
@@ -180,7 +183,20 @@ async def test_two_replicas_one_writer_handover_on_sigterm_and_takeover_after_si
             return await metric(b, "127.0.0.3", "slb_leader") == 0.0
 
         await wait_for(b_follows, what="b running as a follower")
-        await asyncio.sleep(3)  # b has tried the Lease at least once more meanwhile
+        # b tries the Lease again and again, and a keeps it. Counted, not slept: a reads
+        # and renews (a GET and a PUT) each round, b only reads while a holds it, so
+        # GETs - PUTs - 1 (a's round under way) is a count of b's tries.
+        tries = Counter[str]()
+
+        async def count(request: web.Request) -> None:
+            if request.path == LEASE_PATH:
+                tries[request.method] += 1
+
+        api.hooks.append(count)
+        await wait_for(
+            lambda: _true(tries["GET"] - tries["PUT"] - 1 >= 2), what="b trying the Lease twice"
+        )
+        api.hooks.remove(count)
         assert holder(api) == "lb-a"
         assert ingress_of(api, "db") == [{"ip": "127.0.0.2", "ipMode": "Proxy"}]
         assert "is now the leader" not in b.log()
@@ -207,3 +223,7 @@ async def test_two_replicas_one_writer_handover_on_sigterm_and_takeover_after_si
                     await terminate(c)
                 except AssertionError:
                     kill(c)
+
+
+async def _true(value: bool) -> bool:
+    return value

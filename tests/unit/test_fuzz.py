@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from service_loadbalancer.translate import translate
 P = ann.PREFIX
 SERVICES_PER_EXAMPLE = 100
 EXAMPLES = 110  # 100 x 110 = 11,000 hostile Services per run
+NO_ROUTES_EXAMPLES = 20  # and 2,000 with --service-routes=false
 
 # --- hostile values -----------------------------------------------------------------------
 
@@ -397,8 +398,10 @@ SERVICE_LINES = [
     r"    cookie SERVERID insert indirect nocache",
     r"    option allbackups",
     r"    http-request redirect location https://%\[req\.hdr\(host\),field\(1,:\),lower\]"
-    r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}",
-    r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}',
+    r":8443%\[capture\.req\.uri\] code 308 if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}"
+    r" \{ var\(txn\.route\),field\(3,\|\) -m str s \}",
+    r'    http-response set-header Strict-Transport-Security "max-age=\d+" if \{ ssl_fc \}'
+    r" \{ var\(txn\.route\),field\(3,\|\) -m str s \}",
     r"    timeout (?:server|connect) \d+(?:ms|s|m|h)",
     r"    # X-Forwarded-Prefix: the prefix stripped \(unless a trusted proxy sent one\)\.",
     r"    http-request set-var\(txn\.set_prefix\) bool\(true\) if \{ var\(txn\.route\),"
@@ -421,7 +424,7 @@ SERVICE_LINES = [
     r"",
 ]
 LINE_RE = re.compile("|".join(f"(?:{p})" for p in SERVICE_LINES))
-MAP_LINE_RE = re.compile(rf"(?:{HOST})?{PATH} {IDENT}\|[01]")
+MAP_LINE_RE = re.compile(rf"(?:{HOST})?{PATH} {IDENT}\|[01]\|s")
 SNI_LINE_RE = re.compile(rf"{HOST} {IDENT}")
 
 
@@ -434,8 +437,8 @@ def check_grammar(rendered: Rendered, skeleton: set[str], certs: Path, default: 
             elif name == SNI_MAP:
                 ok = SNI_LINE_RE.fullmatch(line)
             elif name == CRT_LIST:
-                ok = line == str(default) or re.fullmatch(
-                    rf"{re.escape(str(certs))}/{IDENT}\.pem", line
+                ok = line == f"{default} !*" or re.fullmatch(
+                    rf"{re.escape(str(certs))}/{IDENT}\.pem(?:(?: !?{HOST})*| !\*)", line
                 )
             else:
                 ok = MAP_LINE_RE.fullmatch(line)
@@ -538,3 +541,45 @@ def test_fuzz_hostile_services(
 
     example()
     assert fuzz_counts["fuzz: hostile Services (cases)"] >= 10_000
+
+
+def test_fuzz_without_service_routes(
+    lb_settings: Settings, keys: Keys, fuzz_counts: Counter[str]
+) -> None:
+    """--service-routes=false: lb.sslTerm + lb.sslRedirect Services have no HTTPS route
+    of their own, so no redirect and no HSTS; rendering never fails on it (it once
+    dereferenced the missing HTTPS frontend) and `haproxy -c` accepts every example.
+    Only generated Services: the controls' passthrough would hide a missing frontend."""
+    no_routes = replace(
+        lb_settings, service_routes=False, run_dir=lb_settings.run_dir.with_name("no-routes")
+    )
+    certs = no_routes.run_dir / CERTS_DIR
+    redirect = {ann.SSL_TERM.key: "true", ann.SSL_REDIRECT.key: "true", ann.HSTS.key: "60"}
+
+    @settings(
+        max_examples=NO_ROUTES_EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(st.lists(case, min_size=SERVICES_PER_EXAMPLE, max_size=SERVICES_PER_EXAMPLE))
+    def example(cases: list[tuple[str, list[tuple[str, Any]]]]) -> None:
+        objects = [service("api", namespace="ctl", annotations=redirect)]
+        for i, (mode, overrides) in enumerate(cases):
+            objects += build(i, mode, overrides, keys)
+        translation = translate(snapshot(*objects), no_routes)
+        model = translation.model
+        assert not model.http_routes and not model.https_routes
+        for backend in model.backends:
+            if backend.ssl_redirect or backend.hsts_max_age is not None:
+                # Only a passthrough Service's own redirect: its SNI name is served.
+                assert model.passthrough and backend.hsts_max_age is None, backend
+        rendered = render(model, no_routes)
+        write_certificates(certs, rendered.certificates)
+        result = haproxy_check(rendered, no_routes.run_dir, {})
+        assert result.returncode == 0, result.stdout + result.stderr
+        fuzz_counts["fuzz: hostile Services without Service routes (cases)"] += len(cases)
+
+    example()

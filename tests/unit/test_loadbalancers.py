@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from factories import block, render_checked, snapshot
 from objects import endpoint_slice, port, service
 
@@ -28,8 +29,9 @@ def lb(
     ranges: list[Any] | None = None,
     status: list[dict[str, Any]] | None = None,
     type_: str = "LoadBalancer",
+    annotations: dict[str, str] | None = None,
 ) -> RawObject:
-    svc = service(name, *ports, namespace=namespace, type_=type_)
+    svc = service(name, *ports, namespace=namespace, type_=type_, annotations=annotations)
     svc["metadata"]["creationTimestamp"] = created
     if klass is not None:
         svc["spec"]["loadBalancerClass"] = klass
@@ -111,6 +113,36 @@ def test_http_port_is_served_by_the_shared_frontend() -> None:
     t = run(lb("web", 8080, 9000))
     assert t.model.tcp_frontends == (TcpFrontend(9000, "tcp_default_web_9000"),)
     assert t.model.load_balancers == (key("web"),)
+
+
+def test_shared_port_without_a_route_there_gets_no_status(tmp_path: Path) -> None:
+    """A port equal to --http-port/--https-port is served only through the Service's
+    own routes there: without them (--service-routes=false; HTTPS without a usable
+    certificate) nothing of the Service answers, so no status, and a problem says why."""
+    no_routes = Settings(http_port=8080, https_port=8443, service_routes=False)
+    t = run(lb("web", 8080), endpoint_slice("web", "10.0.0.1"), settings=no_routes)
+    assert t.model.load_balancers == () and t.model.tcp_frontends == ()
+    assert reasons(t) == [
+        "web: port 8080 is the --http-port, where this Service has no Service route "
+        "(--service-routes=false); no status"
+    ]
+    term = {"serviceloadbalancer/lb.sslTerm": "true", "serviceloadbalancer/lb.ssl-secret": "nope"}
+    secrets = Settings(http_port=8080, https_port=8443, tls_secrets=True)
+    svc = lb("tls", port(8443, target=8080), annotations=term)
+    t = run(svc, endpoint_slice("tls", "10.0.0.1"), settings=secrets)
+    assert t.model.load_balancers == () and not t.model.https
+    assert "tls: port 8443 is the --https-port, where this Service has no HTTPS" in "".join(
+        reasons(t)
+    )
+    render_checked(t.model, secrets, tmp_path)
+    # With a certificate the same Service is served there, and gets status.
+    default = tmp_path / "default.pem"
+    trustme.CA().issue_cert("d.example").private_key_and_cert_chain_pem.write_to_path(str(default))
+    svc = lb("tls", port(8443, target=8080), annotations={"serviceloadbalancer/lb.sslTerm": "true"})
+    with_cert = Settings(http_port=8080, https_port=8443, ssl_cert=default)
+    t = run(svc, endpoint_slice("tls", "10.0.0.1"), settings=with_cert)
+    assert t.model.load_balancers == (key("tls"),) and t.model.terminates
+    render_checked(t.model, with_cert, tmp_path)
 
 
 def test_reserved_port_gets_no_status() -> None:

@@ -30,8 +30,11 @@ def pod(
     namespace: str = "lb",
     phase: str = "Running",
     deleting: bool = False,
+    template_hash: str | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if template_hash is not None:
+        meta["labels"] = {"app.kubernetes.io/name": "lb", "pod-template-hash": template_hash}
     if owner is not None:
         meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
     if deleting:
@@ -93,6 +96,34 @@ def test_daemonset_owner() -> None:
     pods = [pod("me", "a", owner=owner), pod("x", "c", owner=owner)]
     found = workload_addresses(pods=pods, nodes=NODES, pod_name="me", pod_namespace="lb")
     assert ips(found) == ["10.0.0.1", "10.0.0.3"]
+
+
+def deployed(name: str, node: str, replica_set: str, template_hash: str) -> dict[str, Any]:
+    return pod(name, node, owner=("ReplicaSet", replica_set), template_hash=template_hash)
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        # A rollout: the leader is on the old ReplicaSet, the new one runs on b and c.
+        ([deployed("me", "a", "slb-5d8f", "5d8f"), deployed("x", "b", "slb-7c9b", "7c9b"),
+          deployed("y", "c", "slb-7c9b", "7c9b")], ["10.0.0.1", "10.0.0.3", "192.0.2.2"]),
+        # Another Deployment in the namespace ("slb-web" is not "slb").
+        ([deployed("me", "a", "slb-5d8f", "5d8f"), deployed("x", "b", "slb-web-1a2b", "1a2b")],
+         ["10.0.0.1"]),
+        # A ReplicaSet made by hand (no pod-template-hash): its own workload only.
+        ([pod("me", "a", owner=("ReplicaSet", "slb-5d8f")), deployed("x", "b", "slb-7c9b", "7c9b")],
+         ["10.0.0.1"]),
+        # A hash that is not the ReplicaSet's suffix: not taken for a Deployment's.
+        ([deployed("me", "a", "slb-5d8f", "zzzz"), deployed("x", "b", "slb-7c9b", "7c9b")],
+         ["10.0.0.1"]),
+    ],
+)  # fmt: skip
+def test_a_deployment_is_one_workload_across_its_replica_sets(
+    pods: list[dict[str, Any]], expected: list[str]
+) -> None:
+    found = workload_addresses(pods=pods, nodes=NODES, pod_name="me", pod_namespace="lb")
+    assert ips(found) == expected
 
 
 def test_node_address_prefers_external() -> None:

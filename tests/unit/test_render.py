@@ -140,27 +140,27 @@ def scenario_model() -> LoadBalancer:
 def test_paths_map(tmp_path: Path) -> None:
     rendered = render_checked(scenario_model(), Settings(), tmp_path)
     assert rendered.files[PATHS_MAP] == (
-        "/ http_default_home_80|0\n"
-        "/default/shop/ http_default_shop_80|1\n"
-        "/default/web/ http_default_web_80|1\n"
-        "/default/web:8443/ http_default_web_8443|1\n"
-        "/shop/ http_default_shop_80|1\n"
-        "/team/web/ http_team_web_80|1\n"
-        "/v1/ http_team_api_8080|0\n"
-        "/web/ http_default_web_80|1\n"
-        "/web:8443/ http_default_web_8443|1\n"
+        "/ http_default_home_80|0|s\n"
+        "/default/shop/ http_default_shop_80|1|s\n"
+        "/default/web/ http_default_web_80|1|s\n"
+        "/default/web:8443/ http_default_web_8443|1|s\n"
+        "/shop/ http_default_shop_80|1|s\n"
+        "/team/web/ http_team_web_80|1|s\n"
+        "/v1/ http_team_api_8080|0|s\n"
+        "/web/ http_default_web_80|1|s\n"
+        "/web:8443/ http_default_web_8443|1|s\n"
     )
     for line in rendered.files[PATHS_MAP].splitlines():
         key, value = line.split(" ")
         assert key.endswith("/")
         assert not key.endswith("//")
-        assert value.endswith(("|0", "|1"))
+        assert value.endswith(("|0|s", "|1|s"))
 
 
 def test_hosts_map(tmp_path: Path) -> None:
     rendered = render_checked(scenario_model(), Settings(), tmp_path)
     assert rendered.files[HOSTS_MAP] == (
-        "api.example.com/v1/ http_team_api_8080|0\nshop.example.com/ http_default_shop_80|0\n"
+        "api.example.com/v1/ http_team_api_8080|0|s\nshop.example.com/ http_default_shop_80|0|s\n"
     )
 
 
@@ -692,7 +692,7 @@ def test_user_template_replaces_builtin(tmp_path: Path) -> None:
         "    server s_fd00__1_8080 [fd00::1]:8080\n"
     )
     # the map files come with any template
-    assert rendered.files[PATHS_MAP] == "/web/ http_default_web_80|0\n"
+    assert rendered.files[PATHS_MAP] == "/web/ http_default_web_80|0|s\n"
 
 
 @pytest.mark.parametrize(
@@ -794,6 +794,7 @@ def test_template_context_variables() -> None:
         "all_backups": False,
         "cookie": True,
         "ssl_redirect": False,
+        "service_route": "s",
         "hsts_max_age": None,
         "timeout_server": None,
         "timeout_connect": None,

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import base64
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
 import yaml
 from factories import assert_haproxy_accepts, snapshot
-from objects import endpoint_slice, service, tls_secret
+from objects import (
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    ingress_path,
+    ingress_rule,
+    service,
+    tls_secret,
+)
 
 from service_loadbalancer import cli
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret
@@ -27,7 +36,7 @@ from service_loadbalancer.haproxy.render import (
     render,
 )
 from service_loadbalancer.kube.objects import RawObject
-from service_loadbalancer.model import Mode, TlsPassthrough, Translation
+from service_loadbalancer.model import LoadBalancer, Mode, TlsPassthrough, Translation
 from service_loadbalancer.settings import ServiceRef, Settings, TcpService
 from service_loadbalancer.translate import translate
 
@@ -205,6 +214,45 @@ def test_redirect_for_a_passthrough_service() -> None:
     assert redirect == {"http_default_db_80": True, "tcp_default_db_443": False}
 
 
+@pytest.mark.parametrize("with_ingress", [False, True])
+def test_no_service_routes_means_no_redirect_to_nowhere(
+    default_cert: Path, tmp_path: Path, with_ingress: bool
+) -> None:
+    """--service-routes=false: a terminated Service has no HTTPS route of its own, so
+    its lb.sslRedirect and lb.hsts have nothing to apply to (and rendering, which once
+    dereferenced the missing HTTPS frontend, must still work)."""
+    settings = Settings(ssl_cert=default_cert, service_routes=False, run_dir=tmp_path,
+                        https_port=8443, http_port=8080)  # fmt: skip
+    objects = [
+        service("api", annotations={**TERM, P + "lb.sslRedirect": "true", P + "lb.hsts": "60"}),
+        endpoint_slice("api", "127.0.1.1"),
+    ]
+    if with_ingress:
+        objects += [
+            ingress_class(),
+            ingress("i", ingress_rule("shop.test", ingress_path("/shop", "api"))),
+        ]
+    t = translate(snapshot(*objects), settings)
+    (backend,) = t.model.backends
+    assert not backend.ssl_redirect and backend.hsts_max_age is None
+    assert not t.model.https
+    rendered = render(t.model, settings)
+    assert "redirect" not in rendered.config and "Strict-Transport-Security" not in rendered.config
+    assert_haproxy_accepts(rendered, settings)
+
+
+def test_template_never_reads_https_without_https(tmp_path: Path) -> None:
+    """A model that asks for a redirect with nothing on the HTTPS port renders (without
+    the redirect) rather than failing on the missing HTTPS frontend."""
+    settings = Settings(run_dir=tmp_path, https_port=8443, http_port=8080)
+    t = translate(snapshot(service("api"), endpoint_slice("api", "127.0.1.1")), settings)
+    (backend,) = t.model.backends
+    odd = LoadBalancer(backends=(replace(backend, ssl_redirect=True),))
+    rendered = render(odd, settings)
+    assert "redirect" not in rendered.config
+    assert_haproxy_accepts(rendered, settings)
+
+
 def test_secret_and_hsts_without_term_are_ignored() -> None:
     t = run(service("web", annotations={P + "lb.ssl-secret": "x", P + "lb.hsts": "5"}))
     assert any("need serviceloadbalancer/lb.sslTerm; ignored" in r for r in reasons(t))
@@ -245,12 +293,15 @@ def test_render_everything_and_haproxy_accepts(
     rendered = render(t.model, settings)
     files = rendered.files
     crt_list = files[CRT_LIST].splitlines()
-    assert crt_list[0] == str(default_cert)  # the default certificate first
-    assert [Path(line).parent for line in crt_list[1:]] == [settings.run_dir / CERTS_DIR] * 2
+    assert crt_list[0] == f"{default_cert} !*"  # the default certificate first: a fallback
+    files_listed = [Path(line.split()[0]).parent for line in crt_list[1:]]
+    assert files_listed == [settings.run_dir / CERTS_DIR] * 2
+    # Each Service certificate is shown for its own names (explicit SNI filters).
+    assert sorted(line.split()[1:] for line in crt_list[1:]) == [["a.example"], ["b.example"]]
     assert files[SNI_MAP] == "p.example tcp_default_p_443\n"
-    assert "a.example/ http_default_a_80|0\n" in files[HTTPS_HOSTS_MAP]
-    assert "/b/ http_default_b_80|1\n" in files[HTTPS_PATHS_MAP]
-    assert "/a/ http_default_a_80|1\n" in files[HTTPS_PATHS_MAP]
+    assert "a.example/ http_default_a_80|0|s\n" in files[HTTPS_HOSTS_MAP]
+    assert "/b/ http_default_b_80|1|s\n" in files[HTTPS_PATHS_MAP]
+    assert "/a/ http_default_a_80|1|s\n" in files[HTTPS_PATHS_MAP]
     config = rendered.config
     assert f"ca-file {ca_file} verify required" in config
     assert "ssl-min-ver TLSv1.2 no-tls-tickets" in config
@@ -404,8 +455,8 @@ def test_wildcard_hosts_render_and_haproxy_accepts(default_cert: Path, tmp_path:
     t = translate(snapshot(*objects), settings)
     assert t.problems == ()
     rendered = render(t.model, settings)
-    assert "*.example.com/ http_default_w_80|0\n" in rendered.files["hosts.map"]
-    assert "*.example.com/ http_default_w_80|0\n" in rendered.files[HTTPS_HOSTS_MAP]
+    assert "*.example.com/ http_default_w_80|0|s\n" in rendered.files["hosts.map"]
+    assert "*.example.com/ http_default_w_80|0|s\n" in rendered.files[HTTPS_HOSTS_MAP]
     assert rendered.files[SNI_MAP] == "*.pass.example tcp_default_p_443\n"
     assert rendered.config.count("regsub(^[^.]*,*)") == 4  # http, https, SNI (twice)
     assert "no-tls-tickets" not in rendered.config  # --tls-tickets

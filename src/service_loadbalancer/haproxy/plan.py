@@ -196,10 +196,10 @@ def reload_reasons(
     ):
         if changed:
             reasons.append(Reason(kind, text))
-    if old.certificates != new.certificates:
-        # Names only: they say which Secret changed, and never hold key material.
+    if old.certificates != new.certificates or old.default_sni != new.default_sni:
+        # Names only: they say which Secret changed, and never hold key material. The
+        # same files with other SNI filters: a host changed hands (sni_filters.py).
         names = sorted({c.name for c in old.certificates} ^ {c.name for c in new.certificates})
-        reasons.append(
-            Reason(ReasonKind.CERTIFICATES, f"certificates changed ({', '.join(names)})")
-        )
+        shown = ", ".join(names) or "SNI filters"
+        reasons.append(Reason(ReasonKind.CERTIFICATES, f"certificates changed ({shown})"))
     return reasons or [Reason(ReasonKind.TEXT, "config text changed")]

@@ -5,12 +5,18 @@ Everything the template needs is computed here, so the Jinja2 template stays a s
 two map files rather than one ACL per service, so a request costs the same whatever
 the number of services:
 
-- `paths.map`: `<path>/` -> `<backend>|<strip>` (longest prefix match with `map_beg`)
-- `hosts.map`: `<host><path>/` -> `<backend>|0`, looked up first
+- `paths.map`: `<path>/` -> `<backend>|<strip>|s` (longest prefix match with `map_beg`)
+- `hosts.map`: `<host><path>/` -> `<backend>|0|s`, looked up first
+
+The third field, `s` (SERVICE_ROUTE), says the request matched a Service route: a
+backend applies its Service's lb.sslRedirect and lb.hsts only then, never to requests
+that reached it through an Ingress rule (whose values are `<backend>|0|<redirect>`,
+see ingress_maps.py), whose host may have no certificate at all.
 
 HTTPS adds `https-paths.map` and `https-hosts.map` (the same format, only the routes of
 lb.sslTerm Services), `sni.map` (`<host>` -> `<backend>`, for passthrough) and
-`certs.list` (a crt-list: the default certificate first, then one file per Secret).
+`certs.list` (a crt-list: the default certificate first, then one file per Secret, each
+with the SNI filters that say which names it is shown for).
 
 Secrets are not rendered: the stats user and password reach HAProxy through its
 environment (see `Settings.haproxy_env`), so the text can be printed with --dry. Key
@@ -57,6 +63,10 @@ CERTS_DIR = "certs"
 TLS_SOCKET = "tls.sock"
 #: `show servers state`, saved before every reload and loaded by the new worker.
 SERVER_STATE_FILE = "server-state"
+#: SNI filters per crt-list line: HAProxy 2.6 reads at most 64 kB and 2048 words a line.
+CRT_FILTERS_PER_LINE = 100
+#: The third field of a Service route's map value (see the module's docstring).
+SERVICE_ROUTE = "s"
 
 #: When a request is tried again (HTTP only; TCP retries connection failures alone):
 #: a connection that failed before the request was sent, and a connection closed with
@@ -146,12 +156,12 @@ def render(model: LoadBalancer, settings: Settings) -> Rendered:
     files = {
         CONFIG_FILE: text,
         PATHS_MAP: _map_text(
-            (f"{r.path.rstrip('/')}/", f"{r.backend}|{int(r.strip)}")
+            (f"{r.path.rstrip('/')}/", _service_value(r.backend, strip=r.strip))
             for r in model.http_routes
             if r.host is None
         ),
         HOSTS_MAP: _map_text(
-            (f"{r.host}{r.path.rstrip('/')}/", f"{r.backend}|0")
+            (f"{r.host}{r.path.rstrip('/')}/", _service_value(r.backend, strip=False))
             for r in model.http_routes
             if r.host is not None
         ),
@@ -168,20 +178,43 @@ def render(model: LoadBalancer, settings: Settings) -> Rendered:
     )
 
 
+def _service_value(backend: str, *, strip: bool) -> str:
+    return f"{backend}|{int(strip)}|{SERVICE_ROUTE}"
+
+
+def _crt_lines(path: str, sni: tuple[str, ...]) -> list[str]:
+    """`<file> [<filter> ...]`, on as many lines as HAProxy's limits on a crt-list line
+    (its length, its number of words) need: the positive filters split, the negative
+    ones repeated on each."""
+    positive = [f for f in sni if not f.startswith("!")]
+    negative = [f for f in sni if f.startswith("!")]
+    chunks = [
+        positive[i : i + CRT_FILTERS_PER_LINE]
+        for i in range(0, len(positive), CRT_FILTERS_PER_LINE)
+    ]
+    return [" ".join((path, *chunk, *negative)) for chunk in chunks or [[]]]
+
+
 def _https_files(model: LoadBalancer, settings: Settings) -> dict[str, str]:
     routes: tuple[HttpRoute, ...] = model.https_routes
     certs = settings.run_dir / CERTS_DIR
-    # The default certificate first: HAProxy serves it when no SNI name matches.
-    crt_list = [str(settings.ssl_cert)] if settings.ssl_cert is not None else []
-    crt_list += [str(certs / c.name) for c in model.certificates]
+    # The default certificate first: HAProxy serves it when no SNI name matches. Each
+    # line: `<file> [<sni filter> ...]` (sni_filters.py says which names are whose).
+    crt_list = (
+        _crt_lines(str(settings.ssl_cert), model.default_sni)
+        if settings.ssl_cert is not None
+        else []
+    )
+    for cert in model.certificates:
+        crt_list += _crt_lines(str(certs / cert.name), cert.sni)
     return {
         HTTPS_PATHS_MAP: _map_text(
-            (f"{r.path.rstrip('/')}/", f"{r.backend}|{int(r.strip)}")
+            (f"{r.path.rstrip('/')}/", _service_value(r.backend, strip=r.strip))
             for r in routes
             if r.host is None
         ),
         HTTPS_HOSTS_MAP: _map_text(
-            (f"{r.host}{r.path.rstrip('/')}/", f"{r.backend}|0")
+            (f"{r.host}{r.path.rstrip('/')}/", _service_value(r.backend, strip=False))
             for r in routes
             if r.host is not None
         ),
@@ -355,6 +388,8 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
         "all_backups": backend.all_backups,
         "cookie": backend.stickiness is Stickiness.COOKIE,
         "ssl_redirect": backend.ssl_redirect,
+        # The route-map flag of the Service routes: redirect and HSTS apply to them only.
+        "service_route": SERVICE_ROUTE,
         "hsts_max_age": backend.hsts_max_age,
         "timeout_server": _time_or_none(backend.timeout_server_ms),
         "timeout_connect": _time_or_none(backend.timeout_connect_ms),

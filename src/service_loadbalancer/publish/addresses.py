@@ -7,10 +7,18 @@ have it:
   an IP becomes an `ip` entry, anything else a `hostname` entry;
 - else the nodes that run a ready pod of our own workload: our pod (POD_NAMESPACE/POD_NAME
   from the downward API) names its owner (a ReplicaSet or a DaemonSet) in
-  `metadata.ownerReferences`; every ready pod with the same owner counts, and its node's
+  `metadata.ownerReferences`; every ready pod of the same workload counts, and its node's
   ExternalIP, else InternalIP, is an address. A node without either is skipped. When our
   own pod is not found (yet), there is no address: status stays as it is rather than
   being emptied on a guess.
+
+  The workload of a Deployment's pod is the Deployment, not its ReplicaSet: during a
+  rollout the old and the new ReplicaSet both run pods that serve, whichever one the
+  leader belongs to. ReplicaSets are not watched (one more watch and RBAC for a name);
+  the Deployment controller names each ReplicaSet `<deployment>-<pod-template-hash>`
+  and puts that hash in the pod's `pod-template-hash` label, so a pod whose ReplicaSet
+  name ends in `-<its own hash>` belongs to the Deployment named by the rest. A
+  ReplicaSet without that label (made by hand) is its own workload.
 
 Entries carry `ipMode: Proxy` for Services (we proxy: kube-proxy must not short-circuit
 the address to the Service's pods). Ingress entries have no ipMode field; the caller
@@ -110,6 +118,24 @@ def _owner(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+#: The label the Deployment controller puts on a pod: its ReplicaSet's name suffix.
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def _workload(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the workload the pod belongs to: its controller, or the
+    Deployment above its ReplicaSet (see the module's docstring)."""
+    owner = _owner(pod)
+    if owner is None or owner[0] != "ReplicaSet":
+        return owner
+    labels = _part(pod, "metadata").get("labels")
+    suffix = labels.get(POD_TEMPLATE_HASH) if isinstance(labels, Mapping) else None
+    name = owner[1]
+    if isinstance(suffix, str) and suffix and name.endswith(f"-{suffix}"):
+        return "Deployment", name.removesuffix(f"-{suffix}")
+    return owner
+
+
 def _ready(pod: Mapping[str, Any]) -> bool:
     meta = _part(pod, "metadata")
     if meta.get("deletionTimestamp"):
@@ -153,9 +179,9 @@ def workload_addresses(
     me = next((p for p in ours if _part(p, "metadata").get("name") == pod_name), None)
     if me is None:
         return None
-    owner = _owner(me)
+    workload = _workload(me)
     # A bare pod (no owner) is its own workload.
-    mates = [me] if owner is None else [p for p in ours if _owner(p) == owner]
+    mates = [me] if workload is None else [p for p in ours if _workload(p) == workload]
     found: set[Address] = set()
     for pod in mates:
         if not _ready(pod):
