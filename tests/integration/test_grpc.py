@@ -10,6 +10,8 @@ it when the test ends: these controllers get a short one."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -129,6 +131,19 @@ async def test_grpc_unary_and_streaming_by_host(tmp_path: Path, pods: GrpcPods) 
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await stub.Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE)
             assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        # A trailers-only gRPC answer, with the content-type gRPC requires (HAProxy drops
+        # the one of an empty reply; the template sets it after).
+        if shutil.which("curl") is not None:
+            curl = await asyncio.create_subprocess_exec(
+                "curl", "-sS", "-o", "/dev/null", "-D", "-", "--http2-prior-knowledge",
+                "--max-time", str(int(DEADLINE)), "-X", "POST",
+                "-H", "content-type: application/grpc", "-H", "Host: nowhere.example",
+                f"http://127.0.0.1:{c.http_port}/grpc.health.v1.Health/Check",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            headers = (await curl.communicate())[0].decode().lower()
+            assert "content-type: application/grpc" in headers, headers
+            assert "grpc-status: 12" in headers, headers
 
 
 async def test_grpc_over_https_to_cleartext_and_tls_pods(tmp_path: Path, pods: GrpcPods) -> None:

@@ -546,10 +546,13 @@ def test_syslog(tmp_path: Path, syslog: bool) -> None:
 #: gRPC clients get a gRPC status (12, UNIMPLEMENTED) instead of an HTML page.
 GRPC_ANSWER = (
     "    # A gRPC client gets a gRPC answer (a headers-only response, status 12, UNIMPLEMENTED)\n"
-    "    # rather than an HTML page it cannot read.\n"
-    "    http-request return status 200 content-type application/grpc hdr grpc-status 12 "
+    "    # rather than an HTML page it cannot read. HAProxy drops the content-type of a reply\n"
+    "    # without payload, so it is set after the reply is made.\n"
+    "    http-request return status 200 hdr grpc-status 12 "
     'hdr grpc-message "no route for this request" '
     "if { req.hdr(content-type) -m beg application/grpc }\n"
+    "    http-after-response set-header content-type application/grpc "
+    "if { res.hdr(grpc-status) -m found } !{ res.hdr(content-type) -m found }\n"
 )
 
 
