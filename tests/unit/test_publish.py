@@ -200,6 +200,16 @@ def test_needs_write_and_body() -> None:
     assert not needs_write(None, entries)
 
 
+def test_an_api_server_that_drops_ip_mode_is_not_written_again_and_again() -> None:
+    """Before Kubernetes 1.30 the API server stores the entries without ipMode: what it
+    keeps is what we wrote, and a pass must not write it again every time."""
+    entries = ({"ip": "192.0.2.1", "ipMode": "Proxy"},)
+    stored = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
+    assert not needs_write(stored, entries)
+    assert needs_write(stored, ({"ip": "192.0.2.2", "ipMode": "Proxy"},))
+    assert needs_write(stored, None)
+
+
 @pytest.mark.parametrize(
     "junk",
     [

@@ -69,7 +69,17 @@ def needs_write(obj: RawObject | None, wanted: Entries | None) -> bool:
     """Whether the object's status differs from what is wanted (None: cleared)."""
     if obj is None:
         return False  # gone: nothing to write to
-    return current_entries(obj) != (wanted or ())
+    current = current_entries(obj)
+    if current == (wanted or ()):
+        return False
+    # An API server before Kubernetes 1.30 (no LoadBalancerIPMode) drops ipMode from
+    # what it stores: the same entries without it are what we wrote, not a difference
+    # to write again every pass.
+    return not current or _without_ip_mode(current) != _without_ip_mode(wanted or ())
+
+
+def _without_ip_mode(entries: Entries) -> Entries:
+    return tuple({k: v for k, v in e.items() if k != "ipMode"} for e in entries)
 
 
 def with_status(obj: RawObject, wanted: Entries | None) -> RawObject:
