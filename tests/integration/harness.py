@@ -407,3 +407,23 @@ def running(controller: Controller) -> Iterator[Controller]:
         yield controller
     finally:
         controller.stop()
+
+
+async def served_by(c: Controller, path: str, n: int = 6) -> set[str]:
+    """The backends that answered `n` requests to `path` (any non-200 is `HTTP <code>`)."""
+    bodies = []
+    for _ in range(n):
+        status, body, _ = await c.get(path)
+        if status != 200:
+            return {f"HTTP {status}"}
+        bodies.append(body)
+    return set(backend_names(bodies))
+
+
+async def until_served(c: Controller, path: str, expected: set[str], n: int = 6) -> None:
+    """Wait until `n` requests to `path` are answered by exactly the backends `expected`."""
+
+    async def check() -> bool:
+        return await served_by(c, path, n) == expected
+
+    await wait_for(check, what=f"{path} served by {expected}; log:\n{c.log()}")

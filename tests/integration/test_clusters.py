@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 from fake_apiserver import FakeAPIServer
-from harness import Backends, Controller, backend_names, request, running, wait_for
+from harness import (
+    Backends,
+    Controller,
+    backend_names,
+    request,
+    running,
+    served_by,
+    until_served,
+    wait_for,
+)
 from objects import service, service_export, slices
 
 P = "serviceloadbalancer/"
@@ -65,23 +74,6 @@ def two_clusters(
 def controller(tmp_path: Path, local: FakeAPIServer, east: FakeAPIServer) -> Iterator[Controller]:
     with running(two_clusters(tmp_path, local, east)) as c:
         yield c
-
-
-async def served_by(c: Controller, path: str, n: int = 12) -> set[str]:
-    bodies = []
-    for _ in range(n):
-        status, body, _ = await c.get(path)
-        if status != 200:
-            return {f"HTTP {status}"}
-        bodies.append(body)
-    return set(backend_names(bodies))
-
-
-async def until_served(c: Controller, path: str, expected: set[str]) -> None:
-    async def check() -> bool:
-        return await served_by(c, path) == expected
-
-    await wait_for(check, what=f"{path} served by {expected}; log:\n{c.log()}")
 
 
 async def reloads(c: Controller) -> int:
@@ -156,7 +148,7 @@ async def test_local_affinity_fails_over_per_request_and_back_without_a_lost_req
 ) -> None:
     local_slices, _ = await global_web(local, east, backends, GLOBAL)
     await controller.wait_healthy()
-    await until_served(controller, "/web", {"local-1", "local-2"})
+    await until_served(controller, "/web", {"local-1", "local-2"}, n=12)
 
     async def east_listed() -> bool:  # the remote endpoints are in, as backups
         return "remote cluster east: ok" in (await healthz_body(controller))[1]
@@ -173,14 +165,14 @@ async def test_local_affinity_fails_over_per_request_and_back_without_a_lost_req
         for obj in local_slices:
             await local.delete("EndpointSlice", "default", obj["metadata"]["name"])
         await wait_for(lambda: client.answered_by("east-", mark), what="failed over to east")
-        await until_served(controller, "/web", {"east-1", "east-2"})
+        await until_served(controller, "/web", {"east-1", "east-2"}, n=12)
         # And back when they return.
         mark = len(client.answered)
         for obj in local_slices:
             obj.get("metadata", {}).pop("resourceVersion", None)
             await local.create(obj)
         await wait_for(lambda: client.answered_by("local-", mark), what="failed back")
-        await until_served(controller, "/web", {"local-1", "local-2"})
+        await until_served(controller, "/web", {"local-1", "local-2"}, n=12)
     finally:
         await client.stop()
     assert client.failures == []
@@ -193,14 +185,14 @@ async def test_none_affinity_reaches_every_pod_of_both_clusters(
 ) -> None:
     _, east_slices = await global_web(local, east, backends, {**GLOBAL, P + "lb.affinity": "none"})
     await controller.wait_healthy()
-    await until_served(controller, "/web", {"local-1", "local-2", "east-1", "east-2"})
+    await until_served(controller, "/web", {"local-1", "local-2", "east-1", "east-2"}, n=12)
     # East's history is compacted (410 on its watches) with a change in the gap: its own
     # source relists, and only east's endpoints change.
     await east.stop()
     await east.delete("EndpointSlice", "default", east_slices[1]["metadata"]["name"])
     await east.expire(tell_watchers=False)
     await east.start()
-    await until_served(controller, "/web", {"local-1", "local-2", "east-1"})
+    await until_served(controller, "/web", {"local-1", "local-2", "east-1"}, n=12)
 
     async def relisted() -> bool:
         text = await controller.metrics()
@@ -219,11 +211,11 @@ async def test_remote_affinity_prefers_the_remote_pods_and_falls_back_to_local(
         local, east, backends, {**GLOBAL, P + "lb.affinity": "remote"}
     )
     await controller.wait_healthy()
-    await until_served(controller, "/web", {"east-1", "east-2"})
+    await until_served(controller, "/web", {"east-1", "east-2"}, n=12)
     before = await reloads(controller)
     for obj in east_slices:
         await east.delete("EndpointSlice", "default", obj["metadata"]["name"])
-    await until_served(controller, "/web", {"local-1", "local-2"})
+    await until_served(controller, "/web", {"local-1", "local-2"}, n=12)
     assert await reloads(controller) == before, controller.log()
 
 
@@ -235,13 +227,13 @@ async def test_min_local_spills_over_through_the_runtime_api(
     annotations = {**GLOBAL, P + "lb.min-local": "2"}
     local_slices, _ = await global_web(local, east, backends, annotations)
     await controller.wait_healthy()
-    await until_served(controller, "/web", {"local-1", "local-2"})
+    await until_served(controller, "/web", {"local-1", "local-2"}, n=12)
     before = await reloads(controller)
     await local.delete("EndpointSlice", "default", local_slices[1]["metadata"]["name"])
-    await until_served(controller, "/web", {"local-1", "east-1", "east-2"})
+    await until_served(controller, "/web", {"local-1", "east-1", "east-2"}, n=12)
     local_slices[1]["metadata"].pop("resourceVersion", None)
     await local.create(local_slices[1])
-    await until_served(controller, "/web", {"local-1", "local-2"})
+    await until_served(controller, "/web", {"local-1", "local-2"}, n=12)
     assert await reloads(controller) == before, controller.log()
 
 
@@ -264,13 +256,13 @@ async def test_only_global_or_exported_remote_services_are_merged(
     await local.create(slices("exp", [exp_local])[0])
     await east.create(slices("exp", [exp_east])[0])
     await controller.wait_healthy()
-    await until_served(controller, "/exp", {"exp-local", "exp-east"})
+    await until_served(controller, "/exp", {"exp-local", "exp-east"}, n=12)
     assert await served_by(controller, "/api", 24) == {"api-local"}
     # Exporting it shares it; taking the export back stops sharing.
     await east.create(service_export("api"))
-    await until_served(controller, "/api", {"api-local", "api-east"})
+    await until_served(controller, "/api", {"api-local", "api-east"}, n=12)
     await east.delete("ServiceExport", "default", "api")
-    await until_served(controller, "/api", {"api-local"})
+    await until_served(controller, "/api", {"api-local"}, n=12)
 
 
 async def test_remote_outage_keeps_its_endpoints_and_never_blocks_local_changes(
@@ -279,7 +271,7 @@ async def test_remote_outage_keeps_its_endpoints_and_never_blocks_local_changes(
     local_slices, _ = await global_web(local, east, backends, GLOBAL)
     other = await backends.http("other-1", "127.0.13.31")
     await controller.wait_healthy()
-    await until_served(controller, "/web", {"local-1", "local-2"})
+    await until_served(controller, "/web", {"local-1", "local-2"}, n=12)
     await wait_for(
         lambda: _contains(healthz_body(controller), "remote cluster east: ok"), what="east ok"
     )
@@ -298,13 +290,13 @@ async def test_remote_outage_keeps_its_endpoints_and_never_blocks_local_changes(
     await wait_for(down_in_metrics, what="slb_remote_cluster_up 0")
     # Local changes still apply: a local endpoint goes, a new Service comes.
     await local.delete("EndpointSlice", "default", local_slices[0]["metadata"]["name"])
-    await until_served(controller, "/web", {"local-2"})
+    await until_served(controller, "/web", {"local-2"}, n=12)
     await local.create(service("other", 80))
     await local.create(slices("other", [other])[0])
-    await until_served(controller, "/other", {"other-1"})
+    await until_served(controller, "/other", {"other-1"}, n=12)
     # The remote endpoints it had keep serving once no local one is left.
     await local.delete("EndpointSlice", "default", local_slices[1]["metadata"]["name"])
-    await until_served(controller, "/web", {"east-1", "east-2"})
+    await until_served(controller, "/web", {"east-1", "east-2"}, n=12)
     assert (await controller.healthz()) == 200
     # One reload for the new Service; none for the rest.
     assert await reloads(controller) == before + 1, controller.log()
@@ -318,11 +310,11 @@ async def test_stale_remote_endpoints_are_removed_and_come_back_with_a_list(
         await local.delete("EndpointSlice", "default", name)
     with running(two_clusters(tmp_path, local, east, "--remote-stale-after", "2")) as c:
         await c.wait_healthy()
-        await until_served(c, "/web", {"east-1", "east-2"})
+        await until_served(c, "/web", {"east-1", "east-2"}, n=12)
         before = await reloads(c)
         await east.stop()
         # After --remote-stale-after: removed (no server left: 503), still healthy.
-        await until_served(c, "/web", {"HTTP 503"})
+        await until_served(c, "/web", {"HTTP 503"}, n=12)
         status, body = await healthz_body(c)
         assert status == 200
         assert "its endpoints were removed" in body
@@ -332,7 +324,7 @@ async def test_stale_remote_endpoints_are_removed_and_come_back_with_a_list(
 
         await wait_for(removed_in_metrics, what="slb_remote_cluster_endpoints_removed 1")
         await east.start()
-        await until_served(c, "/web", {"east-1", "east-2"})
+        await until_served(c, "/web", {"east-1", "east-2"}, n=12)
         assert await reloads(c) == before, c.log()
 
 
@@ -381,7 +373,7 @@ async def test_a_forbidden_kind_is_reported_and_only_forbidden_endpoints_go_stal
         await local.delete("EndpointSlice", "default", name)
     with running(two_clusters(tmp_path, local, east, "--remote-stale-after", "1")) as c:
         await c.wait_healthy()
-        await until_served(c, "/web", {"east-1", "east-2"})
+        await until_served(c, "/web", {"east-1", "east-2"}, n=12)
 
         async def reported() -> bool:
             status, body = await healthz_body(c)
@@ -390,13 +382,13 @@ async def test_a_forbidden_kind_is_reported_and_only_forbidden_endpoints_go_stal
         await wait_for(reported, what=f"the 403 on /healthz; log:\n{c.log()}")
         # Well past --remote-stale-after: still served, never removed.
         await asyncio.sleep(2.5)  # the time that must pass is the point here
-        assert await served_by(c, "/web") == {"east-1", "east-2"}
+        assert await served_by(c, "/web", 12) == {"east-1", "east-2"}
         assert "removing its endpoints" not in c.log()
         # The endpoints themselves refused (a RoleBinding taken away): stale, removed.
         before = await reloads(c)
         east.forbidden.add(("endpointslices", "*"))
         await east.drop_watches()
-        await until_served(c, "/web", {"HTTP 503"})
+        await until_served(c, "/web", {"HTTP 503"}, n=12)
         assert "remote cluster east unauthorized for" in c.log()
 
         async def unauthorized() -> bool:
@@ -409,5 +401,5 @@ async def test_a_forbidden_kind_is_reported_and_only_forbidden_endpoints_go_stal
 
         await wait_for(unauthorized, what=f"unauthorized on /healthz; log:\n{c.log()}")
         east.forbidden.discard(("endpointslices", "*"))
-        await until_served(c, "/web", {"east-1", "east-2"})
+        await until_served(c, "/web", {"east-1", "east-2"}, n=12)
         assert await reloads(c) == before, c.log()

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from fake_apiserver import FakeAPIServer
-from harness import Backends, Controller, backend_names, running, wait_for
+from harness import Backends, Controller, running, until_served, wait_for
 from objects import service, slices
 
 #: API outage length in the outage test; `benchmarks/kube_sync.py --outage 60` runs the
@@ -34,24 +34,6 @@ def kube_controller(tmp_path: Path, api: FakeAPIServer, *extra: str) -> Controll
 def controller(tmp_path: Path, api: FakeAPIServer) -> Iterator[Controller]:
     with running(kube_controller(tmp_path, api)) as c:
         yield c
-
-
-async def served_by(c: Controller, path: str, n: int = 6) -> set[str]:
-    """The backends that answered `n` requests to `path` (any non-200 fails the wait)."""
-    bodies = []
-    for _ in range(n):
-        status, body, _ = await c.get(path)
-        if status != 200:
-            return {f"HTTP {status}"}
-        bodies.append(body)
-    return set(backend_names(bodies))
-
-
-async def until_served(c: Controller, path: str, expected: set[str]) -> None:
-    async def check() -> bool:
-        return await served_by(c, path) == expected
-
-    await wait_for(check, what=f"{path} served by {expected}; log:\n{c.log()}")
 
 
 async def until_status(c: Controller, path: str, code: int) -> None:

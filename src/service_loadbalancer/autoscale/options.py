@@ -12,7 +12,7 @@ flag is one line on stderr and exit code 2, as for every command.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,34 +59,37 @@ class AutoscaleSettings:
     identity: str = "autoscale"
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 0.1 and 3600 seconds")
-    return value
+def _number(
+    low: float, high: float, *, unit: str = "", above: bool = False
+) -> Callable[[str], float]:
+    """A flag's parser for a number within [low, high] (or (low, high] with `above`);
+    nan is refused by the comparisons."""
+    span = (
+        f"above {_shown(low)} and at most {_shown(high)}"
+        if above
+        else (f"between {_shown(low)} and {_shown(high)}")
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            noun = f" of {unit}" if unit else ""
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number{noun}") from None
+        if not ((low < value) if above else (low <= value)) or not value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {span}{' ' + unit if unit else ''}")
+        return value
+
+    return parse
 
 
-def _window(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 3600 seconds")
-    return value
+def _shown(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
 
 
-def _target(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1e6:
-        raise argparse.ArgumentTypeError(f"{text!r} is not above 0 and at most 1000000")
-    return value
+_interval = _number(0.1, 3600, unit="seconds")
+_window = _number(0, 3600, unit="seconds")
+_target = _number(0, 1e6, above=True)
 
 
 def _replicas(text: str) -> int:
