@@ -41,7 +41,8 @@ from service_loadbalancer.kube.client import ConfigError, connect, request_json
 from service_loadbalancer.kube.watch import RESOURCES, Action, Backoff
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.settings import RemoteCluster
-from service_loadbalancer.sources.kube import KubeSource, served_kinds
+from service_loadbalancer.sources.discovery import served_kinds
+from service_loadbalancer.sources.kube import KubeSource
 from service_loadbalancer.store import Store
 
 if TYPE_CHECKING:

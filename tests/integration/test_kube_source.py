@@ -22,7 +22,8 @@ from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources import Source, open_source
-from service_loadbalancer.sources.kube import KubeSource, served_kinds
+from service_loadbalancer.sources.discovery import served_kinds
+from service_loadbalancer.sources.kube import KubeSource
 from service_loadbalancer.store import Store
 
 

@@ -51,14 +51,15 @@ from service_loadbalancer.kube.watch import (
     parse_event,
     resource_version,
 )
+from service_loadbalancer.sources.discovery import served_kinds
 from service_loadbalancer.store import Store
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 # DEFAULT_KINDS, ConfigError and KubeOptions live in kube/client.py; cli.py (outside this
-# change) still imports them from here.
-__all__ = ["KubeSource", "served_kinds"]
+# change) still imports them from here. Which kinds a cluster serves: discovery.py.
+__all__ = ["KubeSource"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -66,63 +67,6 @@ PAGE_SIZE: Final = 500
 #: The server ends each watch after timeoutSeconds; like client-go we pick it at random in
 #: [WATCH_TIMEOUT, 2 * WATCH_TIMEOUT] so that many watchers do not reconnect together.
 WATCH_TIMEOUT: Final = 300
-
-
-#: Kinds a cluster may not serve at all (networking.k8s.io/v1 came with Kubernetes 1.19):
-#: without them the rest is served, rather than waiting forever for a list that cannot be.
-OPTIONAL_KINDS: Final = frozenset({"Ingress", "IngressClass"})
-
-
-async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
-    """`wanted`, with EndpointSlice replaced by core/v1 Endpoints where the server does
-    not serve discovery.k8s.io/v1 (clusters older than 1.21), and without the optional
-    kinds the server does not serve (a list of one answers 404). Retries until it knows."""
-    kinds = [k for k in wanted if k not in OPTIONAL_KINDS or await _serves(api, RESOURCES[k])]
-    return await _endpoint_kinds(api, kinds)
-
-
-async def _serves(api: ApiClient, resource: Resource) -> bool:
-    """Whether the server has `resource` at all: a list of at most one object is 404
-    when it does not; 401/403 is reported by the informer's own list."""
-    backoff, attempt = Backoff(), 0
-    while True:
-        try:
-            status, _ = await request_json(api, "GET", resource.path(""), query=[("limit", "1")])
-        except (aiohttp.ClientError, TimeoutError) as err:
-            status = 0
-            _LOG.warning("API discovery failed: %s", err or type(err).__name__)
-        if status == 404:
-            _LOG.warning(
-                "%s (%s) is not served: %s objects are not read",
-                resource.plural,
-                resource.group_version,
-                resource.kind,
-            )
-            return False
-        if 200 <= status < 300 or status in (401, 403):
-            return True
-        attempt += 1
-        await asyncio.sleep(backoff.delay(attempt, Action.RETRY))
-
-
-async def _endpoint_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
-    if "EndpointSlice" not in wanted:
-        return list(wanted)
-    backoff, attempt = Backoff(), 0
-    while True:
-        try:
-            status, _ = await request_json(api, "GET", "/apis/discovery.k8s.io/v1")
-        except (aiohttp.ClientError, TimeoutError) as err:
-            status = 0
-            _LOG.warning("API discovery failed: %s", err or type(err).__name__)
-        if status == 404:
-            _LOG.warning("discovery.k8s.io/v1 is not served: reading core/v1 Endpoints instead")
-            kinds = [k for k in wanted if k != "EndpointSlice"]
-            return [*kinds, "Endpoints"] if "Endpoints" not in kinds else kinds
-        if 200 <= status < 300 or status in (401, 403):
-            return list(wanted)  # 401/403 is reported by the list that follows
-        attempt += 1
-        await asyncio.sleep(backoff.delay(attempt, Action.RETRY))
 
 
 class _Failed(Exception):
