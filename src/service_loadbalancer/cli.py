@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -68,24 +68,45 @@ def _status_code(text: str) -> int:
     return code
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 3600:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 3600 seconds")
-    return value
+def number_flag(
+    low: float, high: float, *, unit: str = "", above: bool = False
+) -> Callable[[str], float]:
+    """A flag's parser for a number within [low, high] (or (low, high] with `above`);
+    nan is refused by the comparisons."""
+    span = (
+        f"above {_shown(low)} and at most {_shown(high)}"
+        if above
+        else f"between {_shown(low)} and {_shown(high)}"
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            noun = f" of {unit}" if unit else ""
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number{noun}") from None
+        if not ((low < value) if above else (low <= value)) or not value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {span}{' ' + unit if unit else ''}")
+        return value
+
+    return parse
 
 
-def _stale_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 1 <= value <= 86400:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 1 and 86400 seconds")
-    return value
+def _shown(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+_seconds = number_flag(0, 3600, unit="seconds")
+_stale_seconds = number_flag(1, 86400, unit="seconds")
+
+
+def start_logging(level: str) -> None:
+    """Both commands log the same way: to stderr, with time, level and logger."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _address(text: str) -> str:
@@ -386,11 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return autoscale(rest)
     parser = build_parser()
     args = parser.parse_args(rest)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    start_logging(args.log_level)
     try:
         settings = build_settings(args, os.environ)
     except SettingsError as err:

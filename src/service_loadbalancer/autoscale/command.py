@@ -29,6 +29,7 @@ from service_loadbalancer.autoscale.options import (
     build_autoscale_parser,
     build_autoscale_settings,
 )
+from service_loadbalancer.cli import start_logging
 from service_loadbalancer.kube.client import ConfigError, connect
 from service_loadbalancer.kube.objects import RawObject
 from service_loadbalancer.leases import LeaseElector
@@ -42,11 +43,7 @@ log = logging.getLogger("service_loadbalancer.autoscale")
 def main(argv: Sequence[str]) -> int:
     parser = build_autoscale_parser()
     args = parser.parse_args(list(argv))
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    start_logging(args.log_level)
     try:
         settings = build_autoscale_settings(args, os.environ)
     except SettingsError as err:

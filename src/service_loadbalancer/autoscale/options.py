@@ -12,13 +12,13 @@ flag is one line on stderr and exit code 2, as for every command.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from service_loadbalancer.autoscale.discovery import Workload, parse_workload
 from service_loadbalancer.autoscale.rule import Bounds
-from service_loadbalancer.cli import _address, _bool, _kube_flags, _Parser, _port
+from service_loadbalancer.cli import _address, _bool, _kube_flags, _Parser, _port, number_flag
 from service_loadbalancer.config import LoadBalancerConfig, stats_credentials
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.publish.addresses import parse_election_id
@@ -59,37 +59,9 @@ class AutoscaleSettings:
     identity: str = "autoscale"
 
 
-def _number(
-    low: float, high: float, *, unit: str = "", above: bool = False
-) -> Callable[[str], float]:
-    """A flag's parser for a number within [low, high] (or (low, high] with `above`);
-    nan is refused by the comparisons."""
-    span = (
-        f"above {_shown(low)} and at most {_shown(high)}"
-        if above
-        else (f"between {_shown(low)} and {_shown(high)}")
-    )
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            noun = f" of {unit}" if unit else ""
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number{noun}") from None
-        if not ((low < value) if above else (low <= value)) or not value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {span}{' ' + unit if unit else ''}")
-        return value
-
-    return parse
-
-
-def _shown(value: float) -> str:
-    return str(int(value)) if value == int(value) else str(value)
-
-
-_interval = _number(0.1, 3600, unit="seconds")
-_window = _number(0, 3600, unit="seconds")
-_target = _number(0, 1e6, above=True)
+_interval = number_flag(0.1, 3600, unit="seconds")
+_window = number_flag(0, 3600, unit="seconds")
+_target = number_flag(0, 1e6, above=True)
 
 
 def _replicas(text: str) -> int:
