@@ -32,6 +32,26 @@ def external(name: str, number: int, target: int) -> dict[str, object]:
     return svc
 
 
+def external_controller(
+    tmp_path: Path, dns_at: tuple[str, int], port_number: int, *deny: str
+) -> Controller:
+    """A controller that may serve ExternalNames, resolved by the test's DNS server, with
+    `--deny-external-cidrs` given when `deny` is (else its default), serving db -> NAME."""
+    dns_host, dns_port = dns_at
+    extra = ["--allow-external-names", "--dns-servers", f"{dns_host}:{dns_port}"]
+    if deny:
+        extra += ["--deny-external-cidrs", *deny]
+    c = Controller(tmp_path, extra_args=extra)
+    c.manifests.mkdir(parents=True)
+    write_manifest(c.manifests / "db.yaml", [external(NAME, 80, port_number)])
+    return c
+
+
+async def served_by(c: Controller, name: str) -> bool:
+    got = await request(c.http_port, "/db")
+    return got.status == 200 and backend_names([got.body]) == [name]
+
+
 async def test_external_name_follows_dns(
     tmp_path: Path, backends: Backends, dns: DnsServer
 ) -> None:
@@ -39,32 +59,17 @@ async def test_external_name_follows_dns(
     # The second backend on the same port: only the address changes with the record.
     backends.runners.append(await start_http_backend("db-2", "127.0.9.2", shared_port))
     dns.records[NAME] = "127.0.9.1"
-    dns_host, dns_port = await dns.start("127.0.9.53")
-    c = Controller(
-        tmp_path,
-        extra_args=[
-            "--allow-external-names",
-            "--dns-servers", f"{dns_host}:{dns_port}",
-            # The test's servers are on loopback, which the default denies.
-            "--deny-external-cidrs", "",
-        ],
-    )  # fmt: skip
-    c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "db.yaml", [external(NAME, 80, shared_port)])
-
-    async def served_by(name: str) -> bool:
-        got = await request(c.http_port, "/db")
-        return got.status == 200 and backend_names([got.body]) == [name]
-
+    # The test's servers are on loopback, which the default denies.
+    c = external_controller(tmp_path, await dns.start("127.0.9.53"), shared_port, "")
     with running(c):
         await c.wait_healthy()
-        await wait_for(lambda: served_by("db-1"), within=30, what="traffic to db-1")
+        await wait_for(lambda: served_by(c, "db-1"), within=30, what="traffic to db-1")
         assert dns.queries > 0
         dns.records[NAME] = "127.0.9.2"
-        await wait_for(lambda: served_by("db-2"), within=30, what="traffic to follow DNS")
+        await wait_for(lambda: served_by(c, "db-2"), within=30, what="traffic to follow DNS")
         # And it stays there: every request now reaches the new address.
         for _ in range(5):
-            assert await served_by("db-2")
+            assert await served_by(c, "db-2")
 
 
 async def test_external_name_resolving_into_a_denied_network_is_taken_out(
@@ -75,17 +80,8 @@ async def test_external_name_resolving_into_a_denied_network_is_taken_out(
     _, shared_port = await backends.http("db-1", "127.0.9.11")
     backends.runners.append(await start_http_backend("db-denied", "127.0.9.130", shared_port))
     dns.records[NAME] = "127.0.9.11"
-    dns_host, dns_port = await dns.start("127.0.9.54")
-    c = Controller(
-        tmp_path,
-        extra_args=[
-            "--allow-external-names",
-            "--dns-servers", f"{dns_host}:{dns_port}",
-            "--deny-external-cidrs", "127.0.9.128/25,link-local",
-        ],
-    )  # fmt: skip
-    c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "db.yaml", [external(NAME, 80, shared_port)])
+    dns_at = await dns.start("127.0.9.54")
+    c = external_controller(tmp_path, dns_at, shared_port, "127.0.9.128/25,link-local")
     refused = (
         f"externalName {NAME} resolves to 127.0.9.130, which --deny-external-cidrs "
         "refuses (127.0.9.128/25); not served while it does"
@@ -120,13 +116,7 @@ async def test_loopback_is_denied_by_default(
 ) -> None:
     _, number = await backends.http("local", "127.0.9.21")
     dns.records[NAME] = "127.0.9.21"
-    dns_host, dns_port = await dns.start("127.0.9.55")
-    c = Controller(
-        tmp_path,
-        extra_args=["--allow-external-names", "--dns-servers", f"{dns_host}:{dns_port}"],
-    )
-    c.manifests.mkdir(parents=True)
-    write_manifest(c.manifests / "db.yaml", [external(NAME, 80, number)])
+    c = external_controller(tmp_path, await dns.start("127.0.9.55"), number)
     with running(c):
         await c.wait_healthy()
 
@@ -138,11 +128,6 @@ async def test_loopback_is_denied_by_default(
             )
 
         await wait_for(refused, within=30, what=f"loopback refused; log:\n{c.log()}")
-
-
-async def served_by(c: Controller, name: str) -> bool:
-    got = await request(c.http_port, "/db")
-    return got.status == 200 and backend_names([got.body]) == [name]
 
 
 async def test_external_name_is_reported_without_the_flag(tmp_path: Path) -> None:
