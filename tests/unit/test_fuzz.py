@@ -499,6 +499,17 @@ def kept(alone: Rendered, rendered: Rendered) -> None:
     assert set(alone.certificates.items()) <= set(rendered.certificates.items())
 
 
+#: Hypothesis settings for examples of many Services each. No shrinking: 50 Services per
+#: example make it slow, and the assertion messages already name the offending line.
+MANY_SERVICES: dict[str, Any] = {
+    "deadline": None,
+    "database": None,
+    "phases": [Phase.explicit, Phase.generate],
+    "report_multiple_bugs": False,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+
+
 def test_fuzz_hostile_services(
     lb_settings: Settings, keys: Keys, alone: Rendered, fuzz_counts: Counter[str]
 ) -> None:
@@ -507,16 +518,7 @@ def test_fuzz_hostile_services(
     assert lb_settings.ssl_cert is not None
     default = lb_settings.ssl_cert
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        # No shrinking: 50 Services per example make it slow, and the assertion messages
-        # already name the offending line or problem.
-        phases=[Phase.explicit, Phase.generate],
-        report_multiple_bugs=False,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @settings(max_examples=EXAMPLES, **MANY_SERVICES)
     @given(st.lists(case, min_size=SERVICES_PER_EXAMPLE, max_size=SERVICES_PER_EXAMPLE))
     def example(cases: list[tuple[str, list[tuple[str, Any]]]]) -> None:
         objects = controls(keys)
@@ -556,14 +558,7 @@ def test_fuzz_without_service_routes(
     certs = no_routes.run_dir / CERTS_DIR
     redirect = {ann.SSL_TERM.key: "true", ann.SSL_REDIRECT.key: "true", ann.HSTS.key: "60"}
 
-    @settings(
-        max_examples=NO_ROUTES_EXAMPLES,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        report_multiple_bugs=False,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @settings(max_examples=NO_ROUTES_EXAMPLES, **MANY_SERVICES)
     @given(st.lists(case, min_size=SERVICES_PER_EXAMPLE, max_size=SERVICES_PER_EXAMPLE))
     def example(cases: list[tuple[str, list[tuple[str, Any]]]]) -> None:
         objects = [service("api", namespace="ctl", annotations=redirect)]
