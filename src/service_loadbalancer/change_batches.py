@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from service_loadbalancer.waits import wait_event
+
 #: After fast-path syncs, a full sync checks the result once the store has been quiet
 #: this long, and at the latest this long after the first unchecked one.
 VERIFY_QUIET = 1.0
@@ -55,11 +57,7 @@ class ChangeBatches:
             await self._changed.wait()
             return True
         due = min(self._last_change + VERIFY_QUIET, unverified_since + VERIFY_MAX)
-        try:
-            await asyncio.wait_for(self._changed.wait(), max(due - time.monotonic(), 0.0))
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._changed, due - time.monotonic())
 
     async def settle(self) -> None:
         """Wait for a quiet moment: no change for `quiet` s, or `max_delay` s overall."""
@@ -69,7 +67,5 @@ class ChangeBatches:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(self._quiet, remaining))
-            except TimeoutError:
+            if not await wait_event(self._changed, min(self._quiet, remaining)):
                 return

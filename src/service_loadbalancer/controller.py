@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import signal
@@ -43,11 +44,15 @@ from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources import Source, open_source
 from service_loadbalancer.status import start_status_server
 from service_loadbalancer.store import Store
+from service_loadbalancer.waits import cancel_and_wait, wait_event
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 log = logging.getLogger("service_loadbalancer")
+
+#: Seconds the tasks get to end once cancelled at shutdown before they are reported as stuck.
+_TASKS_STOP = 10.0
 
 
 async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = None) -> int:
@@ -172,12 +177,12 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
                 "stopping: /healthz answers 503, serving on for %g s (--shutdown-grace)",
                 settings.shutdown_grace,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hurry.wait(), settings.shutdown_grace)
+            await wait_event(hurry, settings.shutdown_grace)
             # Nothing may start or reload HAProxy behind the soft stop.
             for task in tasks:
                 task.cancel()
             graceful = not hurry.is_set()
+            await _report_stuck(tasks, within=_TASKS_STOP)
     finally:
         shutting_down = True
         with contextlib.suppress(Exception):
@@ -189,6 +194,22 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
     return 0
 
 
+async def _report_stuck(tasks: list[asyncio.Task[Any]], *, within: float) -> None:
+    """Log each task that is still running `within` seconds after it was cancelled, and
+    where it waits: the TaskGroup waits for it, so HAProxy is not stopped and the
+    controller does not exit. That is a bug (see waits.py), and this says where."""
+    _, pending = await asyncio.wait(tasks, timeout=within)
+    for task in pending:
+        where = io.StringIO()
+        task.print_stack(file=where)
+        log.error(
+            "task %s still runs %g s after it was cancelled; stopping waits for it:\n%s",
+            task.get_name(),
+            within,
+            where.getvalue().rstrip(),
+        )
+
+
 async def _until_stopped(work: Coroutine[Any, Any, Source], stop: asyncio.Event) -> Source | None:
     """`work`'s result, or None if `stop` is set first (SIGTERM while connecting)."""
     task = asyncio.create_task(work, name="source:connect")
@@ -196,9 +217,7 @@ async def _until_stopped(work: Coroutine[Any, Any, Source], stop: asyncio.Event)
     await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         return None
     return task.result()
 

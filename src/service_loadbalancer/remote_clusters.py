@@ -28,7 +28,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -44,6 +43,7 @@ from service_loadbalancer.settings import RemoteCluster
 from service_loadbalancer.sources.discovery import served_kinds
 from service_loadbalancer.sources.kube import KubeSource
 from service_loadbalancer.store import Store
+from service_loadbalancer.waits import cancel_and_wait
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -243,9 +243,7 @@ class RemoteClusterSource:
                     return
             task.result()  # a source that ended by itself: raise what it raised
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def _expire(self, down: float) -> None:
         self._expired = True

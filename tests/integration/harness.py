@@ -317,13 +317,19 @@ class Controller:
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
+            left = self.haproxy_pids()
             self.proc.kill()
             self.proc.wait()
             for pid in self.haproxy_pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            raise
+            # Where it hung is in the log's last lines: say them, the tmp dir is gone in CI.
+            tail = "\n".join(self.log().splitlines()[-60:])
+            raise AssertionError(
+                f"controller still running {timeout:g} s after SIGTERM; HAProxy processes "
+                f"left: {left or 'none'}; last lines of its log:\n{tail}"
+            ) from e
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ new leader back), problems reported anew.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -44,6 +43,7 @@ from service_loadbalancer.autoscale.options import AutoscaleSettings
 from service_loadbalancer.autoscale.rule import Bounds, Decision, History, decide
 from service_loadbalancer.autoscale.stats_pages import pod_urls, read_all
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.waits import wait_event
 
 log = logging.getLogger("service_loadbalancer.autoscale")
 #: Reading a stats page may take at most this share of the interval.
@@ -109,8 +109,7 @@ class Autoscaler:
                     self.working = False
                     log.warning("autoscaling round failed, retrying next round: %s", err)
             pause = max(0.0, self.settings.interval - (self.clock() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+            await wait_event(self._wake, pause)
 
     def lead(self) -> bool:
         """Whether we lead now; gaining leadership starts afresh (module docstring)."""

@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from service_loadbalancer.waits import cancel_and_wait
+
 #: How often we poll the master CLI or /proc while waiting for a condition.
 POLL_INTERVAL = 0.05
 #: Stderr lines kept for error messages.
@@ -74,12 +76,8 @@ class StderrRelay:
 
     async def close(self, *, timeout: float) -> None:
         """Wait for EOF (every holder of the pipe exited), then stop relaying."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait({self._task}, timeout=timeout)
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while chunk := await self._stream.read(65536):

@@ -29,7 +29,6 @@ egress firewall too; the README says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +44,7 @@ from service_loadbalancer.haproxy.runtime import (
 )
 from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import Problem
+from service_loadbalancer.waits import wait_event
 
 log = logging.getLogger("service_loadbalancer.guard")
 
@@ -130,8 +130,7 @@ class ExternalGuard:
     async def run(self, lock: asyncio.Lock, haproxy: HAProxyProcess) -> None:
         """Judge on every wake-up and every `poll` seconds, until cancelled."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+            await wait_event(self._wake, self._poll)
             self._wake.clear()
             external = self._external()
             if not external:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from service_loadbalancer.haproxy.runtime import RuntimeApi, RuntimeApiError
 from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.waits import wait_event
 
 log = logging.getLogger("service_loadbalancer.health")
 
@@ -89,9 +90,7 @@ class HealthWatcher:
             if not due:
                 # Come back when the earliest one is due (new lines wake us sooner).
                 wait = min(self._min_interval - (now - self._last[b]) for b in self._pending)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
-                except TimeoutError:
+                if not await wait_event(self._wake, max(wait, 0.01)):
                     self._wake.set()
                 continue
             self._pending -= due

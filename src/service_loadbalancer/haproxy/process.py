@@ -37,7 +37,6 @@ CLI protocol is master.py's; the OS side (stderr relay, /proc) is children.py's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -60,6 +59,7 @@ from service_loadbalancer.haproxy.masters import (
     spawn,
 )
 from service_loadbalancer.haproxy.stopping import stop_master
+from service_loadbalancer.waits import wait_event
 
 __all__ = ["HAProxyError", "HAProxyProcess"]  # HAProxyError: what the methods raise
 
@@ -275,8 +275,7 @@ class HAProxyProcess:
                     master.exit_reason(),
                     delay,
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+            await wait_event(self._stopped, delay)
             if self._stop_requested:
                 return
             delay = min(delay * 2, _BACKOFF_MAX)

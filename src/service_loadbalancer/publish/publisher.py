@@ -16,7 +16,6 @@ elsewhere never wakes the reconciler), read only when no address is given.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
@@ -33,6 +32,7 @@ from service_loadbalancer.publish.writer import StatusWriter
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.sources.kube import KubeSource
 from service_loadbalancer.store import Store
+from service_loadbalancer.waits import wait_event
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -122,8 +122,7 @@ class Publisher:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._resync)
+            await wait_event(self._wake, self._resync)
             self._wake.clear()
             if not await self.publish_once():
                 await asyncio.sleep(self._retry)
