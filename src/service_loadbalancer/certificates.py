@@ -21,6 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from service_loadbalancer.kube.objects import TLS_SECRET_TYPE, RawObject, key_of
 from service_loadbalancer.model import Certificate
 
+#: The longest certificate file name. A namespace (63) and a Secret name (253) would pass
+#: NAME_MAX (255 bytes) together, and a file that cannot be written would stop every
+#: config from being installed; atomic_write's `.<name>.tmp` must fit too.
+MAX_FILE_NAME = 128
 #: A certificate bundle larger than this is refused (a chain is a few kB).
 MAX_PEM_BYTES = 1 << 16
 _PUBLIC = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -42,8 +46,15 @@ def certificate_from_secret(secret: RawObject) -> Certificate:
         raise CertificateError("needs data tls.crt and tls.key (base64 strings)")
     ident = key_of(secret)
     pem, digest = _parse(crt, key)
-    name = f"{ident.namespace}_{ident.name}_{digest[:16]}.pem"
-    return Certificate(name=name, pem=pem)
+    return Certificate(name=file_name(ident.namespace, ident.name, digest), pem=pem)
+
+
+def file_name(namespace: str, name: str, digest: str) -> str:
+    """`<namespace>_<name>_<hash>.pem`, the readable part cut so that the whole stays within
+    MAX_FILE_NAME. The hash of the content keeps names of different contents apart; two
+    Secrets cut to the same name with the same content share one file, which is right."""
+    tail = f"_{digest[:16]}.pem"
+    return f"{namespace}_{name}"[: MAX_FILE_NAME - len(tail)] + tail
 
 
 @lru_cache(maxsize=1024)

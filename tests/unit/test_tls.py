@@ -24,7 +24,11 @@ from objects import (
 )
 
 from service_loadbalancer import cli
-from service_loadbalancer.certificates import CertificateError, certificate_from_secret
+from service_loadbalancer.certificates import (
+    MAX_FILE_NAME,
+    CertificateError,
+    certificate_from_secret,
+)
 from service_loadbalancer.haproxy.certs import remove_unused, write_certificates
 from service_loadbalancer.haproxy.plan import ReasonKind, reload_reasons
 from service_loadbalancer.haproxy.render import (
@@ -120,6 +124,22 @@ def test_bad_secret_takes_https_away_not_http(secret: RawObject, fragment: str) 
     assert any(fragment in r for r in reasons(t)), reasons(t)
     assert t.model.https_routes == () and t.model.certificates == ()
     assert {r.path for r in t.model.http_routes} == {"/web", "/default/web"}
+
+
+def test_longest_names_give_a_file_name_that_can_be_written(ca: trustme.CA, tmp_path: Path) -> None:
+    """A 63-character namespace and a 253-character Secret name (both legal) once made a
+    file name past NAME_MAX: writing it failed, and with it every config (found by the
+    fuzzer)."""
+    namespace, name = "n" * 63, ".".join(["s" * 63] * 4)[:253]
+    cert = certificate_from_secret(secret_for(ca, name, "long.example", namespace=namespace))
+    assert len(cert.name) == MAX_FILE_NAME
+    assert cert.name.startswith(f"{namespace}_sss")
+    other = certificate_from_secret(secret_for(ca, name, "other.example", namespace=namespace))
+    assert other.name != cert.name  # the content's hash is kept whole
+    write_certificates(tmp_path, {cert.name: cert.pem, other.name: other.pem})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cert.name, other.name])
+    short = certificate_from_secret(secret_for(ca, "web-tls", "web.example"))
+    assert short.name.startswith("default_web-tls_") and len(short.name) < MAX_FILE_NAME
 
 
 def test_key_that_does_not_match(ca: trustme.CA) -> None:
