@@ -308,10 +308,12 @@ class Controller:
                     pids.append(int(entry.name))
         return pids
 
-    def stop(self, *, timeout: float = 45.0) -> int | None:
-        """SIGTERM and wait. The bound is above --drain-timeout (30 s): HAProxy's soft
-        stop lets sessions in flight finish first, and a test's own loop (which serves its
-        backends) is blocked here, so a backend cannot close its side meanwhile."""
+    def stop(self, *, timeout: float = 60.0) -> int | None:
+        """SIGTERM and wait. The bound is above every bounded step of the stop: the soft
+        stop's --drain-timeout (30 s; sessions in flight finish first, and a test's own
+        loop, which serves its backends, is blocked here, so a backend cannot close its
+        side meanwhile), then SIGTERM and SIGKILL to HAProxy (15 s). Past it the
+        controller hangs, which is a bug: the error carries its last log lines."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
