@@ -23,11 +23,12 @@ from typing import NoReturn
 
 from service_loadbalancer import __version__, controller
 from service_loadbalancer.config import build_settings, check_writable
+from service_loadbalancer.flag_values import port_number
 from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOptions
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.oneshot import check_once, render_once
-from service_loadbalancer.settings import DEFAULT_DENY_EXTERNAL, SettingsError, port_number
+from service_loadbalancer.settings import DEFAULT_DENY_EXTERNAL, SettingsError
 
 COMMANDS = ("run", "render", "check", "autoscale")
 EXIT_USAGE = 2

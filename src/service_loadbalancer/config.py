@@ -24,6 +24,18 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from service_loadbalancer.flag_values import (
+    names_node,
+    parse_deny_cidrs,
+    parse_dns_servers,
+    parse_ingress_class,
+    parse_long_timeout,
+    parse_namespaces,
+    parse_remote_clusters,
+    parse_service_ref,
+    parse_tcp_services,
+    parse_trusted_proxies,
+)
 from service_loadbalancer.haproxy.render import TemplateError, check_template
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.node_addresses import read_node_addresses
@@ -43,16 +55,6 @@ from service_loadbalancer.settings import (
     RemoteCluster,
     Settings,
     SettingsError,
-    names_node,
-    parse_deny_cidrs,
-    parse_dns_servers,
-    parse_ingress_class,
-    parse_long_timeout,
-    parse_namespaces,
-    parse_remote_clusters,
-    parse_service_ref,
-    parse_tcp_services,
-    parse_trusted_proxies,
 )
 
 MAX_ERROR_PAGE = 8192

@@ -37,7 +37,8 @@ from watchfiles._rust_notify import WatchfilesRustInternalError
 
 from service_loadbalancer.config import build_settings, settings_inputs
 from service_loadbalancer.metrics import Metrics
-from service_loadbalancer.settings import Settings, SettingsError, diff_settings
+from service_loadbalancer.settings import Settings, SettingsError
+from service_loadbalancer.settings_diff import diff_settings
 
 WATCH_TIMEOUT_MS: Final = 500
 POLL_INTERVAL: Final = 1.0

@@ -10,9 +10,10 @@ import pytest
 from factories import block, render_checked, snapshot
 from objects import port, service
 
+from service_loadbalancer.flag_values import parse_dns_servers
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import Algorithm, Backend, LoadBalancer, Mode, Server
-from service_loadbalancer.settings import Settings, SettingsError, parse_dns_servers
+from service_loadbalancer.settings import Settings, SettingsError
 from service_loadbalancer.store import Snapshot
 from service_loadbalancer.translate import translate
 

@@ -8,18 +8,13 @@ import pytest
 from service_loadbalancer import config
 from service_loadbalancer.cli import build_parser
 from service_loadbalancer.external import denied_by
+from service_loadbalancer.flag_values import names_node, parse_deny_cidrs
 from service_loadbalancer.haproxy.guard import ip_changed, judge
 from service_loadbalancer.haproxy.runtime import ADMIN_FMAINT, ADMIN_RMAINT, ServerState
 from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import Problem
 from service_loadbalancer.node_addresses import parse_fib_trie, parse_if_inet6
-from service_loadbalancer.settings import (
-    DEFAULT_DENY_CIDRS,
-    Settings,
-    SettingsError,
-    names_node,
-    parse_deny_cidrs,
-)
+from service_loadbalancer.settings import DEFAULT_DENY_CIDRS, Settings, SettingsError
 
 DB = ObjectKey("Service", "default", "db")
 EXTERNAL = {"http_default_db_80": (DB, "db.example.com")}

@@ -23,9 +23,10 @@ from objects import (
     service,
 )
 
+from service_loadbalancer.flag_values import parse_tcp_services
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import IngressRoute, PathMatch, Translation
-from service_loadbalancer.settings import Settings, parse_tcp_services
+from service_loadbalancer.settings import Settings
 from service_loadbalancer.translate import translate
 
 WEB = "http_default_web_80"

@@ -7,7 +7,8 @@ import dataclasses
 from pathlib import Path
 
 from service_loadbalancer.model import Algorithm
-from service_loadbalancer.settings import LIVE_FIELDS, Settings, diff_settings, field_key
+from service_loadbalancer.settings import Settings
+from service_loadbalancer.settings_diff import LIVE_FIELDS, diff_settings, field_key
 
 START = Settings(run_dir=Path("/run/a"), http_port=8080)
 

@@ -12,9 +12,10 @@ import trustme
 from factories import block, render_checked, snapshot
 from objects import endpoint_slice, port, service
 
+from service_loadbalancer.flag_values import parse_tcp_services
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import Mode, TcpFrontend, Translation
-from service_loadbalancer.settings import Settings, parse_tcp_services
+from service_loadbalancer.settings import Settings
 from service_loadbalancer.translate import translate
 
 DEFAULT = Settings(http_port=8080, https_port=8443)

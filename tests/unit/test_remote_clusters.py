@@ -12,10 +12,11 @@ from objects import endpoint_slice, service
 
 from service_loadbalancer.cli import build_parser, main
 from service_loadbalancer.config import build_settings
+from service_loadbalancer.flag_values import parse_remote_clusters
 from service_loadbalancer.kube.watch import classify
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.remote_clusters import RemoteClusterSource, health_detail
-from service_loadbalancer.settings import RemoteCluster, SettingsError, parse_remote_clusters
+from service_loadbalancer.settings import RemoteCluster, SettingsError
 from service_loadbalancer.sources.kube import KubeSource
 from service_loadbalancer.store import Store
 

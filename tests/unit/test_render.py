@@ -15,6 +15,7 @@ import trustme
 from factories import assert_haproxy_accepts, block, haproxy_check, render_checked, snapshot
 from objects import endpoint, endpoint_slice, endpoints, ep_port, port, service, subset
 
+from service_loadbalancer.flag_values import parse_tcp_services
 from service_loadbalancer.haproxy.render import (
     CONFIG_FILE,
     ERROR_PAGE,
@@ -46,12 +47,7 @@ from service_loadbalancer.model import (
     Stickiness,
     TcpFrontend,
 )
-from service_loadbalancer.settings import (
-    ENV_STATS_PASSWORD,
-    ENV_STATS_USER,
-    Settings,
-    parse_tcp_services,
-)
+from service_loadbalancer.settings import ENV_STATS_PASSWORD, ENV_STATS_USER, Settings
 from service_loadbalancer.translate import translate
 
 P = "serviceloadbalancer/"

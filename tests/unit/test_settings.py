@@ -1,4 +1,4 @@
-"""Settings: flag parsers (settings.py), the --cfg file (JSON and YAML) and the stats
+"""Settings: flag parsers (flag_values.py), the --cfg file (JSON and YAML) and the stats
 credentials (config.py), and the pure core's independence from both file formats.
 
 Every mistake is a SettingsError whose message is one line naming the flag or file.
@@ -15,6 +15,13 @@ from pathlib import Path
 import pytest
 
 from service_loadbalancer.config import LoadBalancerConfig, load_config_file, stats_credentials
+from service_loadbalancer.flag_values import (
+    parse_namespaces,
+    parse_port,
+    parse_service_ref,
+    parse_tcp_services,
+    parse_trusted_proxies,
+)
 from service_loadbalancer.model import Algorithm
 from service_loadbalancer.settings import (
     ENV_STATS_PASSWORD,
@@ -24,11 +31,6 @@ from service_loadbalancer.settings import (
     Settings,
     SettingsError,
     TcpService,
-    parse_namespaces,
-    parse_port,
-    parse_service_ref,
-    parse_tcp_services,
-    parse_trusted_proxies,
 )
 
 

@@ -16,6 +16,7 @@ import pytest
 from factories import snapshot
 from objects import endpoint, endpoint_slice, endpoints, ep_port, port, service, subset
 
+from service_loadbalancer.flag_values import parse_tcp_services
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
 from service_loadbalancer.model import (
     Algorithm,
@@ -31,11 +32,7 @@ from service_loadbalancer.model import (
     Translation,
 )
 from service_loadbalancer.routes import TCP_FLAG
-from service_loadbalancer.settings import (
-    ServiceRef,
-    Settings,
-    parse_tcp_services,
-)
+from service_loadbalancer.settings import ServiceRef, Settings
 from service_loadbalancer.translate import translate
 
 P = "serviceloadbalancer/"
