@@ -6,24 +6,32 @@ Flags keep the names of the original controller (--cfg, --dry, --tcp-services,
 --error-page, --default-return-code, --balance-algorithm) so its users can move over
 unchanged; Go-style booleans (`--dry=true`) are accepted too. A wrong flag or config
 is one line on stderr and exit code 2, never a traceback. The parsed flags become
-`Settings` in config.py, which reads the files they name.
+`Settings` in config.py, which reads the files they name. What both commands share
+(that parser, the flag types, the cluster-access flags) is in cli_args.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from service_loadbalancer import __version__, controller
+from service_loadbalancer.cli_args import (
+    EXIT_USAGE,
+    Parser,
+    address_flag,
+    bool_flag,
+    kube_flags,
+    number_flag,
+    port_flag,
+    start_logging,
+)
 from service_loadbalancer.config import build_settings, check_writable
-from service_loadbalancer.flag_values import port_number
 from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOptions
 from service_loadbalancer.livecfg import LiveConfig
 from service_loadbalancer.model import Algorithm
@@ -31,32 +39,9 @@ from service_loadbalancer.oneshot import check_once, render_once
 from service_loadbalancer.settings import DEFAULT_DENY_EXTERNAL, SettingsError
 
 COMMANDS = ("run", "render", "check", "autoscale")
-EXIT_USAGE = 2
 log = logging.getLogger("service_loadbalancer")
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: {message}\n")
-        sys.exit(EXIT_USAGE)
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean")
-
-
-def _port(text: str) -> int:
-    try:
-        return port_number(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+_seconds = number_flag(0, 3600, unit="seconds")
 
 
 def _status_code(text: str) -> int:
@@ -69,58 +54,8 @@ def _status_code(text: str) -> int:
     return code
 
 
-def number_flag(
-    low: float, high: float, *, unit: str = "", above: bool = False
-) -> Callable[[str], float]:
-    """A flag's parser for a number within [low, high] (or (low, high] with `above`);
-    nan is refused by the comparisons."""
-    span = (
-        f"above {_shown(low)} and at most {_shown(high)}"
-        if above
-        else f"between {_shown(low)} and {_shown(high)}"
-    )
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            noun = f" of {unit}" if unit else ""
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number{noun}") from None
-        if not ((low < value) if above else (low <= value)) or not value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {span}{' ' + unit if unit else ''}")
-        return value
-
-    return parse
-
-
-def _shown(value: float) -> str:
-    return str(int(value)) if value == int(value) else str(value)
-
-
-_seconds = number_flag(0, 3600, unit="seconds")
-_stale_seconds = number_flag(1, 86400, unit="seconds")
-
-
-def start_logging(level: str) -> None:
-    """Both commands log the same way: to stderr, with time, level and logger."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def _address(text: str) -> str:
-    if text in ("", "*"):
-        return ""
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="service-loadbalancer",
         description="Expose Kubernetes Services through HAProxy on bare metal. "
         "Commands: run (default), render (print the config, like --dry), check, "
@@ -131,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--cfg", type=Path, help="load-balancer config file (JSON or YAML)")
     flag(
         "--dry",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -146,19 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--target-service", default=None, help="serve only this Service (name or ns/name)")
     flag(
         "--forward-services",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
         help="forward to the ClusterIP instead of the endpoints",
     )
     flag("--namespace", default="", help="namespaces to serve, comma separated (default: all)")
-    flag("--http-port", type=_port, default=80, help="port of the HTTP frontend (80)")
-    flag("--stats-port", type=_port, default=1936, help="port of the stats page (1936)")
-    flag("--healthz-port", type=_port, default=8081, help="port of /healthz and /metrics (8081)")
+    flag("--http-port", type=port_flag, default=80, help="port of the HTTP frontend (80)")
+    flag("--stats-port", type=port_flag, default=1936, help="port of the stats page (1936)")
+    flag(
+        "--healthz-port", type=port_flag, default=8081, help="port of /healthz and /metrics (8081)"
+    )
     flag(
         "--bind-address",
-        type=_address,
+        type=address_flag,
         default="",
         help="address HAProxy and the status server listen on (default: all)",
     )
@@ -178,18 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--error-page", type=Path, help="HTML page sent with the default return code")
     flag(
         "--syslog",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
         help="HAProxy logs requests to the controller's stdout",
     )
-    flag("--https-port", type=_port, default=443, help="port of the HTTPS frontend (443)")
+    flag("--https-port", type=port_flag, default=443, help="port of the HTTPS frontend (443)")
     flag("--ssl-cert", type=Path, help="default certificate: PEM with the certificate and key")
     flag("--ssl-ca-cert", type=Path, help="PEM of CAs that client certificates must chain to")
     flag(
         "--tls-secrets",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -197,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag(
         "--tls-tickets",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -250,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag(
         "--passive-health",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=True,
@@ -259,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag(
         "--allow-external-names",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -267,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag(
         "--allow-cluster-external-names",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -310,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: until they end; --cfg hardStopAfter)",
     )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    _kube_flags(p)
+    kube_flags(p)
     _ingress_flags(p)
     return p
 
@@ -325,7 +262,7 @@ def _ingress_flags(p: argparse.ArgumentParser) -> None:
     )
     flag(
         "--watch-ingress-without-class",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -333,7 +270,7 @@ def _ingress_flags(p: argparse.ArgumentParser) -> None:
     )
     flag(
         "--service-routes",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=True,
@@ -341,45 +278,11 @@ def _ingress_flags(p: argparse.ArgumentParser) -> None:
     )
     flag(
         "--ingress-ssl-redirect",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=True,
         help="redirect plain HTTP to HTTPS for the hosts in an Ingress's spec.tls (true)",
-    )
-
-
-def _kube_flags(p: argparse.ArgumentParser) -> None:
-    """The Kubernetes API source's flags (used when --manifests is not given)."""
-    flag = p.add_argument
-    flag(
-        "--kubeconfig",
-        type=Path,
-        default=None,
-        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)",
-    )
-    flag("--context", default=None, help="kubeconfig context (default: its current context)")
-    flag(
-        "--remote-cluster",
-        action="append",
-        default=[],
-        metavar="NAME=KUBECONFIG[@CONTEXT]",
-        help="another cluster whose lb.global Services' endpoints are served too "
-        "(repeatable; read with that kubeconfig's own, least-privilege credentials)",
-    )
-    flag(
-        "--remote-stale-after",
-        type=_stale_seconds,
-        default=300.0,
-        help="seconds an unreachable remote cluster's endpoints are kept (300)",
-    )
-    flag(
-        "--use-kubernetes-cluster-service",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=True,
-        help="inside a pod, use its service account (true)",
     )
 
 

@@ -29,14 +29,13 @@ from service_loadbalancer.autoscale.options import (
     build_autoscale_parser,
     build_autoscale_settings,
 )
-from service_loadbalancer.cli import start_logging
+from service_loadbalancer.cli_args import EXIT_USAGE, start_logging
 from service_loadbalancer.kube.client import ConfigError, connect
 from service_loadbalancer.kube.objects import RawObject
 from service_loadbalancer.leases import LeaseElector
 from service_loadbalancer.settings import SettingsError
 from service_loadbalancer.sources.kube import KubeSource
 
-EXIT_USAGE = 2
 log = logging.getLogger("service_loadbalancer.autoscale")
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from service_loadbalancer.autoscale.discovery import Workload, parse_workload
 from service_loadbalancer.autoscale.rule import Bounds
-from service_loadbalancer.cli import _address, _bool, _kube_flags, _Parser, _port, number_flag
+from service_loadbalancer.cli_args import (
+    Parser,
+    address_flag,
+    bool_flag,
+    kube_flags,
+    number_flag,
+    port_flag,
+)
 from service_loadbalancer.config import LoadBalancerConfig, stats_credentials
 from service_loadbalancer.kube.client import KubeOptions
 from service_loadbalancer.publish.addresses import parse_election_id
@@ -84,7 +91,7 @@ def _workload(text: str) -> Workload:
 
 
 def build_autoscale_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="service-loadbalancer autoscale",
         description="Scale the workloads of annotated Services (and the load-balancer tier) "
         "from the load balancer's own stats, by the HorizontalPodAutoscaler's rule.",
@@ -99,7 +106,7 @@ def build_autoscale_parser() -> argparse.ArgumentParser:
         "that --lb-selector finds)",
     )
     flag("--lb-selector", default="app=service-loadbalancer", help="labels of the LB pods")
-    flag("--stats-port", type=_port, default=1936, help="port of the stats page (1936)")
+    flag("--stats-port", type=port_flag, default=1936, help="port of the stats page (1936)")
     flag("--interval", type=_interval, default=15.0, help="seconds between rounds (15)")
     flag(
         "--scale-down-stabilization",
@@ -109,7 +116,7 @@ def build_autoscale_parser() -> argparse.ArgumentParser:
     )
     flag(
         "--dry-run",
-        type=_bool,
+        type=bool_flag,
         nargs="?",
         const=True,
         default=False,
@@ -137,15 +144,17 @@ def build_autoscale_parser() -> argparse.ArgumentParser:
         help="name of the Lease that elects the one replica that scales "
         "(service-loadbalancer-autoscale)",
     )
-    flag("--healthz-port", type=_port, default=8081, help="port of /healthz and /metrics (8081)")
+    flag(
+        "--healthz-port", type=port_flag, default=8081, help="port of /healthz and /metrics (8081)"
+    )
     flag(
         "--bind-address",
-        type=_address,
+        type=address_flag,
         default="",
         help="address the status server listens on (all)",
     )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    _kube_flags(p)
+    kube_flags(p)
     return p
 
 
