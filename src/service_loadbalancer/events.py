@@ -62,7 +62,6 @@ def event_body(
     """The core/v1 Event for one problem (`obj` is the store's copy, for uid and apiVersion)."""
     subject = problem.subject
     meta = (obj or {}).get("metadata") or {}
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     involved: dict[str, Any] = {
         "kind": subject.kind,
         "namespace": subject.namespace,
@@ -74,16 +73,42 @@ def event_body(
             involved["uid"] = meta["uid"]
         if meta.get("resourceVersion"):
             involved["resourceVersion"] = meta["resourceVersion"]
+    return core_event(
+        name=event_name(subject, problem.reason),
+        involved=involved,
+        reason=REASON,
+        message=problem.reason,
+        warning=True,
+        component=COMPONENT,
+        host=host,
+        now=now,
+    )
+
+
+def core_event(
+    *,
+    name: str,
+    involved: dict[str, Any],
+    reason: str,
+    message: str,
+    warning: bool,
+    component: str,
+    host: str,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """A new core/v1 Event (count 1) on `involved`, in its namespace; the one shape both
+    commands write (the autoscaler names its Events per occurrence)."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": event_name(subject, problem.reason), "namespace": subject.namespace},
+        "metadata": {"name": name, "namespace": involved["namespace"]},
         "involvedObject": involved,
-        "reason": REASON,
-        "message": problem.reason[:MAX_MESSAGE],
-        "type": "Warning",
-        "source": {"component": COMPONENT, "host": host},
-        "reportingComponent": COMPONENT,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": component, "host": host},
+        "reportingComponent": component,
         "reportingInstance": host,
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from service_loadbalancer.autoscale.discovery import Workload
+from service_loadbalancer.events import core_event
 from service_loadbalancer.kube.client import request_json
 from service_loadbalancer.kube.objects import RawObject
 
@@ -134,7 +135,6 @@ def event_body(
     """A core/v1 Event; its name is unique per (subject, reason, message, time)."""
     meta = subject.get("metadata") or {}
     name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     digest = hashlib.sha256(f"{reason}\0{message}\0{now.isoformat()}".encode()).hexdigest()
     involved = {
         "kind": subject.get("kind", "Service"),
@@ -144,18 +144,13 @@ def event_body(
     }
     if meta.get("uid"):
         involved["uid"] = meta["uid"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{name[:200]}.{digest[:16]}", "namespace": namespace},
-        "involvedObject": involved,
-        "reason": reason,
-        "message": message[:1024],
-        "type": "Warning" if warning else "Normal",
-        "source": {"component": COMPONENT, "host": host},
-        "reportingComponent": COMPONENT,
-        "reportingInstance": host,
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-    }
+    return core_event(
+        name=f"{name[:200]}.{digest[:16]}",
+        involved=involved,
+        reason=reason,
+        message=message,
+        warning=warning,
+        component=COMPONENT,
+        host=host,
+        now=now,
+    )
