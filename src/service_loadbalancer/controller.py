@@ -120,7 +120,7 @@ async def run(settings: Settings, kube: KubeOptions, live: LiveConfig | None = N
         host=settings.bind_address,
         port=settings.healthz_port,
         health=live.health(health) if live else health,
-        metrics=metrics,
+        registry=metrics.registry,
         refresh=service_load.refresh,
     )
     # Before the source, so that a stop while connecting stops an adopted HAProxy too.

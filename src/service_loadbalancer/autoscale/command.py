@@ -18,8 +18,6 @@ import sys
 from collections.abc import Sequence
 
 import aiohttp
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service_loadbalancer.autoscale.autoscaler import Autoscaler
 from service_loadbalancer.autoscale.cluster import Cluster
@@ -35,6 +33,7 @@ from service_loadbalancer.kube.objects import RawObject
 from service_loadbalancer.leases import LeaseElector
 from service_loadbalancer.settings import SettingsError
 from service_loadbalancer.sources.kube import KubeSource
+from service_loadbalancer.status import HealthCheck, start_status_server
 
 log = logging.getLogger("service_loadbalancer.autoscale")
 
@@ -60,22 +59,15 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
 
 
-def _status_app(scaler: Autoscaler, metrics: AutoscaleMetrics) -> web.Application:
-    async def healthz(_: web.Request) -> web.Response:
+def _health(scaler: Autoscaler) -> HealthCheck:
+    async def health() -> tuple[bool, str]:
         if scaler.working:
-            return web.Response(text="ok\n")
+            return True, "ok"
         if not scaler.leading:
-            return web.Response(text="standby: another replica leads\n")
-        return web.Response(status=503, text="no complete round yet\n")
+            return True, "standby: another replica leads"
+        return False, "no complete round yet"
 
-    async def prometheus(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", prometheus)
-    return app
+    return health
 
 
 async def run(settings: AutoscaleSettings) -> int:
@@ -117,13 +109,12 @@ async def run(settings: AutoscaleSettings) -> int:
             )
             is_leader = scaler.may_write = elector.is_leader
             metrics.leader.set_function(lambda: float(is_leader()))
-        runner = web.AppRunner(_status_app(scaler, metrics), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(
-            runner, host=settings.bind_address or None, port=settings.healthz_port,
-            reuse_address=True,
-        )  # fmt: skip
-        await site.start()
+        runner = await start_status_server(
+            host=settings.bind_address,
+            port=settings.healthz_port,
+            health=_health(scaler),
+            registry=metrics.registry,
+        )
         log.info(
             "autoscaling every %g s (scale-down window %g s)%s; /metrics on :%d",
             settings.interval,
