@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from service_loadbalancer.kube.objects import SERVICE_NAME_LABEL, ObjectKey, RawObject, key_of
+from service_loadbalancer.kube.objects import (
+    SERVICE_NAME_LABEL,
+    ObjectKey,
+    RawObject,
+    a_type,
+    key_of,
+)
 from service_loadbalancer.model import Server
 from service_loadbalancer.translation_run import ServicePort, TranslationRun
 
@@ -133,7 +139,7 @@ def _items(
     if value is None:
         return []
     if not isinstance(value, list):
-        malformed.append(f"{where}: {field} is {_a(value)}, not a list; read as none")
+        malformed.append(f"{where}: {field} is {a_type(value)}, not a list; read as none")
         return []
     if not all(isinstance(item, dict) for item in value):
         malformed.append(f"{where}: an entry of {field} is not a mapping; skipped")
@@ -156,14 +162,14 @@ def _slice_addresses(
         for ep in _items(sl, "endpoints", where, malformed):
             conditions = ep.get("conditions")
             if conditions is not None and not isinstance(conditions, dict):
-                malformed.append(f"{where}: conditions is {_a(conditions)}, not a mapping")
+                malformed.append(f"{where}: conditions is {a_type(conditions)}, not a mapping")
             # The API: a nil `ready` means unknown and is to be taken as ready.
             if isinstance(conditions, dict) and conditions.get("ready") is False:
                 continue
             addresses = ep.get("addresses")
             if addresses is not None and not isinstance(addresses, list):
                 malformed.append(
-                    f"{where}: addresses of an endpoint is {_a(addresses)}, not a list; skipped"
+                    f"{where}: addresses of an endpoint is {a_type(addresses)}, not a list; skipped"
                 )
                 continue
             # "Consumers ... may choose to only use the first element" (EndpointSlice API).
@@ -187,19 +193,6 @@ def _endpoints_addresses(
 def _name(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata")
     return str(meta.get("name") or "") if isinstance(meta, dict) else ""
-
-
-def _a(value: object) -> str:
-    """'a number', 'a string', ... for messages about wrong types."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
 
 
 def index_slices(all_slices: Iterable[RawObject]) -> dict[tuple[str, str], list[RawObject]]:

@@ -116,3 +116,20 @@ def _slim_endpoint(endpoint: object) -> object:
     if isinstance(conditions, dict) and conditions.get("ready") is False:
         slimmed["conditions"] = {"ready": False}
     return slimmed
+
+
+def a_type(value: object) -> str:
+    """'a list', 'a number', 'null', ... for messages about a field of the wrong type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"

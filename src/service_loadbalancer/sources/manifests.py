@@ -32,6 +32,7 @@ from service_loadbalancer.kube.objects import (
     KNOWN_KINDS,
     ObjectKey,
     RawObject,
+    a_type,
 )
 from service_loadbalancer.model import Problem
 from service_loadbalancer.sources.documents import BadDocument, documents
@@ -75,7 +76,7 @@ def _accept(data: object, label: str, objects: list[RawObject], reasons: list[st
     if data is None:
         return
     if not isinstance(data, dict):
-        reasons.append(f"{label}: not a mapping but {_a(data)}")
+        reasons.append(f"{label}: not a mapping but {a_type(data)}")
         return
     where = _describe(label, data.get("kind"), _name_of(data))
     try:
@@ -115,7 +116,7 @@ def _list_items(data: dict[str, Any], item_kind: str) -> list[object]:
     if items is None:
         return []
     if not isinstance(items, list):
-        raise BadDocument(f"items is {_a(items)}, not a list")
+        raise BadDocument(f"items is {a_type(items)}, not a list")
     if item_kind:
         for item in items:
             if isinstance(item, dict):
@@ -131,7 +132,7 @@ def _checked(obj: dict[str, Any]) -> RawObject:
     if kind is None or kind == "":
         raise BadDocument("no kind")
     if not isinstance(kind, str):
-        raise BadDocument(f"kind is {_a(kind)}, not a string")
+        raise BadDocument(f"kind is {a_type(kind)}, not a string")
     if kind not in KNOWN_KINDS:
         raise BadDocument(_unknown_kind(kind))
     want = KNOWN_KINDS[kind]
@@ -145,14 +146,14 @@ def _checked(obj: dict[str, Any]) -> RawObject:
     if meta is None:
         raise BadDocument("no metadata.name")
     if not isinstance(meta, dict):
-        raise BadDocument(f"metadata is {_a(meta)}, not a mapping")
+        raise BadDocument(f"metadata is {a_type(meta)}, not a mapping")
     name = meta.get("name")
     if name is None or name == "":
         if meta.get("generateName"):
             raise BadDocument("no metadata.name (generateName cannot be used in manifests)")
         raise BadDocument("no metadata.name")
     if not isinstance(name, str):
-        raise BadDocument(f"metadata.name is {_a(name)}, not a string")
+        raise BadDocument(f"metadata.name is {a_type(name)}, not a string")
     _check_name("metadata.name", name, _NAME_FORMAT_OF_KIND[kind])
 
     namespace = meta.get("namespace")
@@ -161,7 +162,7 @@ def _checked(obj: dict[str, Any]) -> RawObject:
     elif namespace is None or namespace == "":
         meta["namespace"] = "default"
     elif not isinstance(namespace, str):
-        raise BadDocument(f"metadata.namespace is {_a(namespace)}, not a string")
+        raise BadDocument(f"metadata.namespace is {a_type(namespace)}, not a string")
     else:
         _check_name("metadata.namespace", namespace, DNS1123_LABEL)
 
@@ -179,10 +180,10 @@ def _checked(obj: dict[str, Any]) -> RawObject:
     elif kind == "IngressClass":
         spec = obj.get("spec")
         if spec is not None and not isinstance(spec, dict):
-            raise BadDocument(f"spec is {_a(spec)}, not a mapping")
+            raise BadDocument(f"spec is {a_type(spec)}, not a mapping")
         controller = (spec or {}).get("controller")
         if controller is not None and not isinstance(controller, str):
-            raise BadDocument(f"spec.controller is {_a(controller)}, not a string")
+            raise BadDocument(f"spec.controller is {a_type(controller)}, not a string")
     return obj
 
 
@@ -201,20 +202,20 @@ def _endpoints_error(obj: dict[str, Any]) -> str | None:
         if items is None:
             continue
         if not isinstance(items, list):
-            return f"{field} is {_a(items)}, not a list"
+            return f"{field} is {a_type(items)}, not a list"
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                return f"{field}[{i}] is {_a(item)}, not a mapping"
+                return f"{field}[{i}] is {a_type(item)}, not a mapping"
             for name in inner:
                 value = item.get(name)
                 wanted = dict if name == "conditions" else list
                 if value is not None and not isinstance(value, wanted):
                     shape = "a mapping" if wanted is dict else "a list"
-                    return f"{field}[{i}].{name} is {_a(value)}, not {shape}"
+                    return f"{field}[{i}].{name} is {a_type(value)}, not {shape}"
                 if isinstance(value, list):
                     for j, entry in enumerate(value):
                         if not isinstance(entry, dict):
-                            return f"{field}[{i}].{name}[{j}] is {_a(entry)}, not a mapping"
+                            return f"{field}[{i}].{name}[{j}] is {a_type(entry)}, not a mapping"
             addresses = item.get("addresses") if field == "endpoints" else None
             if addresses is not None and not (
                 isinstance(addresses, list) and all(isinstance(a, str) for a in addresses)
@@ -239,13 +240,13 @@ def _check_string_map(meta: dict[str, Any], field: str) -> None:
     if value is None:
         return
     if not isinstance(value, dict):
-        raise BadDocument(f"metadata.{field} is {_a(value)}, not a mapping")
+        raise BadDocument(f"metadata.{field} is {a_type(value)}, not a mapping")
     for key, item in value.items():
         if item is None:  # JSON null decodes to "" in a Go map[string]string
             value[key] = ""
         elif not isinstance(item, str):
             raise BadDocument(
-                f"metadata.{field}[{_quote(key)}] must be a string, not {_a(item)} "
+                f"metadata.{field}[{_quote(key)}] must be a string, not {a_type(item)} "
                 f"{_yaml_scalar(item)} (quote it)"
             )
 
@@ -272,23 +273,6 @@ def _name_of(data: dict[str, Any]) -> str | None:
 
 def _quote(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _a(value: object) -> str:
-    """'a list', 'a number', ... for messages about wrong types."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"a {type(value).__name__}"
 
 
 def _yaml_scalar(value: object) -> str:
