@@ -76,8 +76,10 @@ class Snapshot:
     remote: Mapping[str, Snapshot] = field(default_factory=lambda: MappingProxyType({}))
 
     def of_kind(self, kind: str) -> list[RawObject]:
-        """The objects of one kind, in key order (so translation is deterministic)."""
-        return [self.objects[k] for k in sorted(self.objects) if k.kind == kind]
+        """The objects of one kind, in key order (so translation is deterministic). Only
+        that kind's keys are sorted: a translation asks for six kinds of a snapshot that
+        is mostly EndpointSlices."""
+        return [self.objects[k] for k in sorted(k for k in self.objects if k.kind == kind)]
 
 
 class Store:

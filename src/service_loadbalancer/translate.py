@@ -124,9 +124,8 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     certificates, terminated = tls_termination(ports, out)
     https_routes = [r for r in routes if r.backend in terminated]
     passthrough = tls_passthrough([p for p in ports if p.passthrough], out)
-    ingress = translate_ingresses(
-        snapshot.of_kind("Ingress"), snapshot.of_kind("IngressClass"), ports, out
-    )
+    ingresses = snapshot.of_kind("Ingress")
+    ingress = translate_ingresses(ingresses, snapshot.of_kind("IngressClass"), ports, out)
     certificates, default_sni = sni_filters(certificates, ingress.certificates, ingress.tls_owners)
     https = bool(https_routes or passthrough or any(r.https for r in ingress.routes))
     # Redirect and HSTS only where this Service's own routes really have HTTPS: a
@@ -139,7 +138,8 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         settings.https_port: {r.backend for r in https_routes} | {t.backend for t in passthrough},
     }
     lbs = published(ports, frontends, routed, out)
-    unpublished.extend(k for k in out.load_balancers if k not in lbs)
+    # (Those of the Service loop above carry our status already: to_clear checked.)
+    unpublished.extend(k for k in out.load_balancers if k not in lbs and _has_status(snapshot, k))
     strips: dict[str, list[str]] = defaultdict(list)
     for route in routes:
         if route.strip:
@@ -156,11 +156,11 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         default_sni=default_sni if settings.ssl_cert is not None else (),
         passthrough=tuple(sorted(passthrough)),
         load_balancers=lbs,
-        unpublished=tuple(sorted(k for k in unpublished if _has_status(snapshot, k))),
+        unpublished=tuple(sorted(unpublished)),
         ingress_routes=tuple(sorted(ingress.routes)),
         ingress_default=ingress.default_backend,
         ingresses=tuple(sorted(ingress.served)),
-        unclaimed_ingresses=unclaimed(snapshot.of_kind("Ingress"), ingress.served),
+        unclaimed_ingresses=unclaimed(ingresses, ingress.served),
     )
     return Translation(
         model=model,
