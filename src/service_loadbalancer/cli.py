@@ -42,6 +42,7 @@ COMMANDS = ("run", "render", "check", "autoscale")
 log = logging.getLogger("service_loadbalancer")
 
 _seconds = number_flag(0, 3600, unit="seconds")
+_stale_seconds = number_flag(1, 86400, unit="seconds")
 
 
 def _status_code(text: str) -> int:
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     kube_flags(p)
+    _remote_flags(p)
     _ingress_flags(p)
     return p
 
@@ -283,6 +285,25 @@ def _ingress_flags(p: argparse.ArgumentParser) -> None:
         const=True,
         default=True,
         help="redirect plain HTTP to HTTPS for the hosts in an Ingress's spec.tls (true)",
+    )
+
+
+def _remote_flags(p: argparse.ArgumentParser) -> None:
+    """Other clusters (lb.global Services' endpoints): `run` only, never `autoscale`."""
+    flag = p.add_argument
+    flag(
+        "--remote-cluster",
+        action="append",
+        default=[],
+        metavar="NAME=KUBECONFIG[@CONTEXT]",
+        help="another cluster whose lb.global Services' endpoints are served too "
+        "(repeatable; read with that kubeconfig's own, least-privilege credentials)",
+    )
+    flag(
+        "--remote-stale-after",
+        type=_stale_seconds,
+        default=300.0,
+        help="seconds an unreachable remote cluster's endpoints are kept (300)",
     )
 
 

@@ -90,11 +90,8 @@ def address_flag(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
-_stale_seconds = number_flag(1, 86400, unit="seconds")
-
-
 def kube_flags(p: argparse.ArgumentParser) -> None:
-    """The Kubernetes API source's flags (used when --manifests is not given)."""
+    """The cluster-access flags (used when --manifests is not given)."""
     flag = p.add_argument
     flag(
         "--kubeconfig",
@@ -103,20 +100,6 @@ def kube_flags(p: argparse.ArgumentParser) -> None:
         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)",
     )
     flag("--context", default=None, help="kubeconfig context (default: its current context)")
-    flag(
-        "--remote-cluster",
-        action="append",
-        default=[],
-        metavar="NAME=KUBECONFIG[@CONTEXT]",
-        help="another cluster whose lb.global Services' endpoints are served too "
-        "(repeatable; read with that kubeconfig's own, least-privilege credentials)",
-    )
-    flag(
-        "--remote-stale-after",
-        type=_stale_seconds,
-        default=300.0,
-        help="seconds an unreachable remote cluster's endpoints are kept (300)",
-    )
     flag(
         "--use-kubernetes-cluster-service",
         type=bool_flag,

@@ -303,8 +303,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
             args.deny_external_cidrs,
             read_node_addresses() if names_node(args.deny_external_cidrs) else (),
         ),
-        remote_clusters=_remote_clusters(getattr(args, "remote_cluster", None) or []),
-        remote_stale_after=getattr(args, "remote_stale_after", 300.0),
+        remote_clusters=_remote_clusters(args.remote_cluster),
+        remote_stale_after=args.remote_stale_after,
     )
 
 
