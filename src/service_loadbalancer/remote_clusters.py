@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from service_loadbalancer.kube.client import ConfigError, connect, request_json
-from service_loadbalancer.kube.watch import RESOURCES, Action, Backoff
+from service_loadbalancer.kube.client import ConfigError, connect
+from service_loadbalancer.kube.watch import RESOURCES
 from service_loadbalancer.metrics import Metrics
 from service_loadbalancer.settings import RemoteCluster
-from service_loadbalancer.sources.discovery import served_kinds
+from service_loadbalancer.sources.discovery import served, served_kinds
 from service_loadbalancer.sources.kube import KubeSource
 from service_loadbalancer.store import Store
 from service_loadbalancer.waits import cancel_and_wait
@@ -64,20 +64,10 @@ async def remote_kinds(api: ApiClient, log: logging.Logger) -> list[str]:
     where the cluster serves it (a list of one answers 404 where the CRD is not
     installed). Retries until the cluster answers."""
     kinds = await served_kinds(api, REMOTE_KINDS)
-    backoff, attempt = Backoff(), 0
-    while True:
-        try:
-            status, _ = await request_json(api, "GET", EXPORT.path(""), query=[("limit", "1")])
-        except (aiohttp.ClientError, TimeoutError) as err:
-            status = 0
-            log.debug("ServiceExport discovery failed: %s", err or type(err).__name__)
-        if status == 404:
-            log.info("no %s served: only lb.global marks Services as shared", EXPORT.group_version)
-            return kinds
-        if 200 <= status < 300 or status in (401, 403):
-            return [*kinds, "ServiceExport"]  # 401/403: reported by the list that follows
-        attempt += 1
-        await asyncio.sleep(backoff.delay(attempt, Action.RETRY))
+    if await served(api, EXPORT.path(""), limit=True):
+        return [*kinds, "ServiceExport"]  # 401/403: reported by the list that follows
+    log.info("no %s served: only lb.global marks Services as shared", EXPORT.group_version)
+    return kinds
 
 
 class RemoteClusterSource:

@@ -36,7 +36,7 @@ async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
     kinds: list[str] = []
     for kind in wanted:
         resource = RESOURCES[kind]
-        if kind in OPTIONAL_KINDS and not await _served(api, resource.path(""), limit=True):
+        if kind in OPTIONAL_KINDS and not await served(api, resource.path(""), limit=True):
             _LOG.warning(
                 "%s (%s) is not served: %s objects are not read",
                 resource.plural,
@@ -45,7 +45,7 @@ async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
             )
             continue
         kinds.append(kind)
-    if "EndpointSlice" in kinds and not await _served(api, "/apis/discovery.k8s.io/v1"):
+    if "EndpointSlice" in kinds and not await served(api, "/apis/discovery.k8s.io/v1"):
         _LOG.warning("discovery.k8s.io/v1 is not served: reading core/v1 Endpoints instead")
         kinds = [k for k in kinds if k != "EndpointSlice"]
         if "Endpoints" not in kinds:
@@ -53,9 +53,10 @@ async def served_kinds(api: ApiClient, wanted: Sequence[str]) -> list[str]:
     return kinds
 
 
-async def _served(api: ApiClient, path: str, *, limit: bool = False) -> bool:
-    """Whether the server has `path`: False on 404, True on 2xx, 401 or 403; anything
-    else (no answer, 5xx, 429) is asked again after a backoff."""
+async def served(api: ApiClient, path: str, *, limit: bool = False) -> bool:
+    """Whether the server has `path` (with `limit`: a list of one, for a kind): False on
+    404, True on 2xx, 401 or 403; anything else (no answer, 5xx, 429) is asked again
+    after a backoff. Remote clusters ask it about ServiceExport too."""
     query = [("limit", "1")] if limit else None
     backoff, attempt = Backoff(), 0
     while True:
