@@ -24,6 +24,7 @@ import aiohttp
 from service_loadbalancer import election
 from service_loadbalancer.election import Action, Record, State, Timings, record_of
 from service_loadbalancer.kube.client import request_json
+from service_loadbalancer.kube.watch import resource_version
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -101,7 +102,7 @@ class LeaseElector:
                 record, self._object = None, None
             elif status == 200 and isinstance(body, dict):
                 record, self._object = record_of(body), body
-                self._version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+                self._version = resource_version(body)
             else:
                 raise _Failed(f"HTTP {status} reading the Lease")
             self._state = election.observe(self._state, record, self._clock())
@@ -130,7 +131,7 @@ class LeaseElector:
             )
         if status in (200, 201) and isinstance(answer, dict):
             self._object = answer
-            self._version = str((answer.get("metadata") or {}).get("resourceVersion") or "")
+            self._version = resource_version(answer)
             self._state = election.succeeded(self._state, record, sent, self._clock())
         elif status == 409:  # someone else wrote (or created) it first
             self._state = election.conflicted(self._state)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.kube.watch import resource_version
 from service_loadbalancer.publish.addresses import Address, published, workload_addresses
 from service_loadbalancer.publish.desired import (
     current_entries,
@@ -156,7 +157,7 @@ class Publisher:
             if not needs_write(obj, entries) or obj is None:
                 self._sent.pop(key, None)
                 continue
-            version = _version(obj)
+            version = resource_version(obj)
             if self._sent.get(key) == (entries, version):
                 continue  # written; the store has not seen it yet
             result = await self._writer.write(key, obj, entries)
@@ -173,10 +174,6 @@ class Publisher:
         keep = set(wanted)
         for key in [k for k in self._sent if k not in keep]:
             del self._sent[key]
-
-
-def _version(obj: RawObject) -> str:
-    return str(_meta(obj).get("resourceVersion") or "")
 
 
 def _meta(obj: RawObject) -> dict[str, Any]:

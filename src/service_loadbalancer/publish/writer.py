@@ -5,8 +5,8 @@
   differs, writing again on top of the fresh copy: a few tries, then the next pass.
 - **Only the leader**: `may_write()` is asked right before every request, so a replica
   that lost the Lease (or cannot tell, the API being slow) writes nothing more.
-- **Generic over kind**: `STATUS_PATHS` says where each kind's status lives (Services of
-  type LoadBalancer, and Ingresses).
+- **Generic over kind**: the object's path comes from the informers' RESOURCES table
+  (Services of type LoadBalancer, and Ingresses).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import aiohttp
 from service_loadbalancer.election import Timings
 from service_loadbalancer.kube.client import request_json
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
+from service_loadbalancer.kube.watch import RESOURCES
 from service_loadbalancer.publish.desired import Entries, needs_write, with_status
 
 if TYPE_CHECKING:
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger(__name__)
 
-#: kind -> (API prefix, plural): the object is at {prefix}/namespaces/{ns}/{plural}/{name}.
-STATUS_PATHS: Final = {
-    "Service": ("/api/v1", "services"),
-    "Ingress": ("/apis/networking.k8s.io/v1", "ingresses"),
-}
 TRIES: Final = 3
 #: A write sent just before the renew deadline (10 s) lands before the lease (15 s) could
 #: have expired for anyone else: the 5 s between them bound every request.
@@ -39,8 +35,7 @@ WRITE_TIMEOUT: Final = Timings().lease_duration - Timings().renew_deadline
 
 
 def object_path(key: ObjectKey) -> str:
-    prefix, plural = STATUS_PATHS[key.kind]
-    return f"{prefix}/namespaces/{key.namespace}/{plural}/{key.name}"
+    return f"{RESOURCES[key.kind].path(key.namespace)}/{key.name}"
 
 
 class StatusWriter:
