@@ -118,12 +118,11 @@ def _find_port(
     """The endpoint port that serves a Service port: the one of the same name (the API
     names endpoint ports after Service ports), else, for a numeric targetPort, the one
     of that number where a name is missing on one side (hand-written Endpoints)."""
-    ports = ep_ports
-    for p in ports:
+    for p in ep_ports:
         if (p.get("name") or "") == port_name:
             return p
     if isinstance(target, int):
-        for p in ports:
+        for p in ep_ports:
             if (not p.get("name") or not port_name) and p.get("port") == target:
                 return p
     return None

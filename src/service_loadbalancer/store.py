@@ -42,7 +42,6 @@ from service_loadbalancer.model import Problem
 ServiceName = tuple[str, str]
 #: Journal entries kept; a reader further behind than this does a full sync.
 JOURNAL_SIZE = 4096
-_ENDPOINT_KINDS = frozenset({"EndpointSlice", "Endpoints"})
 #: The objects read by a Service's namespace and name (a ServiceExport marks a remote
 #: cluster's Service as shared).
 _SERVICE_KINDS = ("Service", "Endpoints", "ServiceExport")

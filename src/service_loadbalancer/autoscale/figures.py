@@ -17,7 +17,7 @@ and of the whole tier. Pure: samples in, figures out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service_loadbalancer.haproxy.stats import (
@@ -143,10 +143,3 @@ def combine(
             services[key] = services.get(key, Load()) + load
     figures = Figures(services, tier, read, complete=not notes and read > 0, notes=tuple(notes))
     return figures, keep
-
-
-def total(loads: Iterable[Load]) -> Load:
-    result = Load()
-    for load in loads:
-        result = result + load
-    return result

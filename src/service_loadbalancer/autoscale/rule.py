@@ -61,10 +61,6 @@ class Decision:
     reason: str
     history: History
 
-    @property
-    def change(self) -> int:
-        return self.desired - self.current
-
 
 def raw_recommendation(
     current: int, observed: float, target: float, *, tolerance: float = TOLERANCE
@@ -92,7 +88,6 @@ def decide(
     now: float,
     window: float,
     complete: bool = True,
-    tolerance: float = TOLERANCE,
 ) -> Decision:
     """One round for one workload. `observed` and `target` are per pod; `history` is None
     on the first round for this workload (the current replicas then count as a
@@ -101,7 +96,7 @@ def decide(
     if current <= 0:
         # Scaled to zero by hand: the HPA leaves it alone too.
         return Decision(current, current, current, "scaled to zero: left alone", past)
-    recommended = raw_recommendation(current, observed, target, tolerance=tolerance)
+    recommended = raw_recommendation(current, observed, target)
     if not complete and recommended < current:
         recommended = current  # a lower bound never asks for fewer pods
     # Remembered either way: a scale-up on a lower bound must be held by the window like

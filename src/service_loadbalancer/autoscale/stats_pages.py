@@ -18,7 +18,7 @@ import aiohttp
 
 from service_loadbalancer.autoscale.figures import Sample
 from service_loadbalancer.haproxy.stats import StatsFormatError, parse_stats_csv
-from service_loadbalancer.kube.objects import RawObject
+from service_loadbalancer.kube.objects import RawObject, pod_ready
 
 #: The stats page's CSV export (management.txt: "the CSV output is obtained by appending
 #: ;csv to the stats URI").
@@ -31,21 +31,13 @@ def csv_url(url: str) -> str:
     return url if base.endswith(CSV_SUFFIX) else base.rstrip("/") + "/" + CSV_SUFFIX
 
 
-def _ready(pod: RawObject) -> bool:
-    status = pod.get("status") or {}
-    if status.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    conditions = status.get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 def pod_urls(pods: Iterable[RawObject], port: int) -> dict[str, str]:
     """Replica name (namespace/pod) -> its stats page, for the ready pods with an IP."""
     urls: dict[str, str] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
         ip = (pod.get("status") or {}).get("podIP")
-        if ip and _ready(pod):
+        if ip and pod_ready(pod):
             host = f"[{ip}]" if ":" in ip else ip
             urls[f"{meta.get('namespace')}/{meta.get('name')}"] = f"http://{host}:{port}/"
     return urls

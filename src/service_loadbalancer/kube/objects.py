@@ -133,3 +133,20 @@ def a_type(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"a {type(value).__name__}"
+
+
+def pod_ready(pod: RawObject) -> bool:
+    """A pod that serves: Running, Ready, not terminating (its node is about to stop
+    serving). A malformed pod is not ready, never an exception."""
+    meta, status = pod.get("metadata"), pod.get("status")
+    if not isinstance(meta, dict) or not isinstance(status, dict):
+        return False
+    if meta.get("deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return False
+    return any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN, is_host_name
-from service_loadbalancer.kube.objects import RawObject
+from service_loadbalancer.kube.objects import RawObject, pod_ready
 from service_loadbalancer.settings import SettingsError
 
 #: A label-style qualified name, as the API validates spec.loadBalancerClass:
@@ -136,22 +136,6 @@ def _workload(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     return owner
 
 
-def _ready(pod: Mapping[str, Any]) -> bool:
-    meta = _part(pod, "metadata")
-    if meta.get("deletionTimestamp"):
-        return False  # terminating: its node is about to stop serving
-    status = _part(pod, "status")
-    if status.get("phase") != "Running":
-        return False
-    conditions = status.get("conditions")
-    if not isinstance(conditions, list):
-        return False
-    return any(
-        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-        for c in conditions
-    )
-
-
 def node_address(node: Mapping[str, Any]) -> Address | None:
     """The node's ExternalIP, else its InternalIP (the first of each); None without."""
     addresses = _part(node, "status").get("addresses") or []
@@ -184,7 +168,7 @@ def workload_addresses(
     mates = [me] if workload is None else [p for p in ours if _workload(p) == workload]
     found: set[Address] = set()
     for pod in mates:
-        if not _ready(pod):
+        if not pod_ready(pod):
             continue
         node = nodes.get(str(_part(pod, "spec").get("nodeName") or ""))
         address = node_address(node) if node is not None else None
