@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN, is_host_name
+from service_loadbalancer.kube.objects import quoted
 from service_loadbalancer.model import Affinity, Algorithm, Protocol
 
 PREFIX = "serviceloadbalancer/"
@@ -64,18 +65,11 @@ class Annotation(Generic[T]):
             raise AnnotationError(f"annotation {self.key}: {err}") from None
 
 
-def _quote(raw: str) -> str:
-    """A value shown in an error message, shortened and escaped so a hostile value
-    cannot forge log lines."""
-    shown = raw if len(raw) <= 64 else raw[:61] + "..."
-    return repr(shown)
-
-
 def parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("true", "false"):
         return value == "true"
-    raise AnnotationError(f"{_quote(raw)} is not a boolean (true or false)")
+    raise AnnotationError(f"{quoted(raw)} is not a boolean (true or false)")
 
 
 def parse_algorithm(raw: str) -> Algorithm:
@@ -83,7 +77,7 @@ def parse_algorithm(raw: str) -> Algorithm:
         return Algorithm(raw.strip())
     except ValueError:
         choices = ", ".join(a.value for a in Algorithm)
-        raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+        raise AnnotationError(f"{quoted(raw)} is not one of {choices}") from None
 
 
 def parse_host(raw: str) -> str:
@@ -95,7 +89,7 @@ def parse_host(raw: str) -> str:
     rest = value[2:] if value.startswith("*.") else value
     if not is_host_name(rest) or len(value) > 253:
         raise AnnotationError(
-            f"{_quote(raw)} is not an RFC 1123 host name (optionally with a leading *.)"
+            f"{quoted(raw)} is not an RFC 1123 host name (optionally with a leading *.)"
         )
     return value
 
@@ -105,12 +99,12 @@ def parse_path(raw: str) -> str:
     value = raw.strip()
     if len(value) > MAX_PATH_LEN or not PATH_RE.match(value):
         raise AnnotationError(
-            f"{_quote(raw)} is not a path prefix (a leading /, then segments of "
+            f"{quoted(raw)} is not a path prefix (a leading /, then segments of "
             "letters, digits and . _ ~ -)"
         )
     segments = [s for s in value.split("/") if s]
     if any(s in (".", "..") for s in segments):
-        raise AnnotationError(f"{_quote(raw)} has a dot segment")
+        raise AnnotationError(f"{quoted(raw)} has a dot segment")
     return "/" + "/".join(segments)
 
 
@@ -118,7 +112,7 @@ def parse_secret_name(raw: str) -> str:
     value = raw.strip()
     # A DNS-1123 subdomain, as the API server requires of a Secret's name.
     if not DNS1123_SUBDOMAIN.matches(value):
-        raise AnnotationError(f"{_quote(raw)} is not a Secret name (a DNS-1123 subdomain)")
+        raise AnnotationError(f"{quoted(raw)} is not a Secret name (a DNS-1123 subdomain)")
     return value
 
 
@@ -126,7 +120,7 @@ def parse_hsts(raw: str) -> int:
     """max-age in seconds; plain ASCII digits only (int() would take "1_0" or "\u0661")."""
     value = raw.strip()
     if not (value.isascii() and value.isdigit() and len(value) <= 9):
-        raise AnnotationError(f"{_quote(raw)} is not a number of seconds")
+        raise AnnotationError(f"{quoted(raw)} is not a number of seconds")
     age = int(value)
     if not 0 < age <= MAX_HSTS_AGE:
         raise AnnotationError(f"{age} is not between 1 and {MAX_HSTS_AGE} seconds")
@@ -138,17 +132,17 @@ def parse_protocol(raw: str) -> Protocol:
         return Protocol(raw.strip().lower())
     except ValueError:
         choices = ", ".join(p.value for p in Protocol)
-        raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+        raise AnnotationError(f"{quoted(raw)} is not one of {choices}") from None
 
 
 def parse_positive_number(raw: str) -> float:
     """A plain decimal number above 0 (no exponent, no nan or inf), at most 1,000,000."""
     value = raw.strip()
     if not (value.isascii() and re.fullmatch(r"[0-9]{1,7}(?:\.[0-9]{1,6})?", value)):
-        raise AnnotationError(f"{_quote(raw)} is not a number (digits, optionally a . and more)")
+        raise AnnotationError(f"{quoted(raw)} is not a number (digits, optionally a . and more)")
     number = float(value)
     if not 0 < number <= MAX_AUTOSCALE_TARGET:
-        raise AnnotationError(f"{_quote(raw)} is not above 0 and at most {MAX_AUTOSCALE_TARGET}")
+        raise AnnotationError(f"{quoted(raw)} is not above 0 and at most {MAX_AUTOSCALE_TARGET}")
     return number
 
 
@@ -156,7 +150,7 @@ def parse_replicas(raw: str) -> int:
     """A replica count, 1 to MAX_REPLICAS."""
     value = raw.strip()
     if not (value.isascii() and value.isdigit() and len(value) <= 6):
-        raise AnnotationError(f"{_quote(raw)} is not a number of replicas")
+        raise AnnotationError(f"{quoted(raw)} is not a number of replicas")
     count = int(value)
     if not 1 <= count <= MAX_REPLICAS:
         raise AnnotationError(f"{count} is not between 1 and {MAX_REPLICAS} replicas")
@@ -168,10 +162,10 @@ def parse_time(raw: str, *, most: int, most_text: str) -> int:
     value = raw.strip()
     found = TIME_RE.match(value) if value.isascii() else None
     if found is None:
-        raise AnnotationError(f"{_quote(raw)} is not a time (digits then ms, s, m or h)")
+        raise AnnotationError(f"{quoted(raw)} is not a time (digits then ms, s, m or h)")
     ms = int(found.group(1)) * TIME_UNITS_MS[found.group(2)]
     if not 1 <= ms <= most:
-        raise AnnotationError(f"{_quote(raw)} is not between 1ms and {most_text}")
+        raise AnnotationError(f"{quoted(raw)} is not between 1ms and {most_text}")
     return ms
 
 
@@ -321,7 +315,7 @@ def parse_affinity(raw: str) -> Affinity:
         return Affinity(raw.strip().lower())
     except ValueError:
         choices = ", ".join(a.value for a in Affinity)
-        raise AnnotationError(f"{_quote(raw)} is not one of {choices}") from None
+        raise AnnotationError(f"{quoted(raw)} is not one of {choices}") from None
 
 
 #: lb.min-local at most: more ready pods than any one Service has.
@@ -333,7 +327,7 @@ def parse_min_local(raw: str) -> int:
     if not (value.isascii() and value.isdigit() and len(value) <= 5) or not (
         1 <= int(value) <= MAX_MIN_LOCAL
     ):
-        raise AnnotationError(f"{_quote(raw)} is not a whole number from 1 to {MAX_MIN_LOCAL}")
+        raise AnnotationError(f"{quoted(raw)} is not a whole number from 1 to {MAX_MIN_LOCAL}")
     return int(value)
 
 

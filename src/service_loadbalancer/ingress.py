@@ -35,10 +35,9 @@ from service_loadbalancer.kube.ingress_spec import (
     backend_error,
     host_error,
     path_error,
-    quoted,
 )
 from service_loadbalancer.kube.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
+from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of, quoted
 from service_loadbalancer.model import Certificate, IngressRoute, Mode, PathMatch
 from service_loadbalancer.translation_run import ServicePort, TranslationRun
 

@@ -60,9 +60,15 @@ def _value(route: IngressRoute, *, https: bool) -> str:
     return f"{route.backend}|0|{int(route.redirect and not https)}"
 
 
-def _map_text(routes: Iterable[IngressRoute], match: PathMatch, *, https: bool) -> str:
-    lines = sorted(f"{key(r)} {_value(r, https=https)}" for r in routes if r.match is match)
+def map_text(entries: Iterable[tuple[str, str]]) -> str:
+    """A map file: one `key value` line per entry, sorted so that the same routes always
+    give the same bytes (and no reload). render.py writes the Service routes' maps with it."""
+    lines = sorted(f"{k} {v}" for k, v in entries)
     return "".join(line + "\n" for line in lines)
+
+
+def _map_text(routes: Iterable[IngressRoute], match: PathMatch, *, https: bool) -> str:
+    return map_text((key(r), _value(r, https=https)) for r in routes if r.match is match)
 
 
 def ingress_files(model: LoadBalancer) -> dict[str, str]:

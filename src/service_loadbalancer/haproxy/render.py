@@ -36,7 +36,7 @@ from typing import Any
 
 import jinja2
 
-from service_loadbalancer.haproxy.ingress_maps import ingress_context, ingress_files
+from service_loadbalancer.haproxy.ingress_maps import ingress_context, ingress_files, map_text
 from service_loadbalancer.model import (
     Backend,
     HttpRoute,
@@ -155,12 +155,12 @@ def render(model: LoadBalancer, settings: Settings) -> Rendered:
         raise TemplateError(f"template: {type(err).__name__}: {err}") from None
     files = {
         CONFIG_FILE: text,
-        PATHS_MAP: _map_text(
+        PATHS_MAP: map_text(
             (f"{r.path.rstrip('/')}/", _service_value(r.backend, strip=r.strip))
             for r in model.http_routes
             if r.host is None
         ),
-        HOSTS_MAP: _map_text(
+        HOSTS_MAP: map_text(
             (f"{r.host}{r.path.rstrip('/')}/", _service_value(r.backend, strip=False))
             for r in model.http_routes
             if r.host is not None
@@ -208,17 +208,17 @@ def _https_files(model: LoadBalancer, settings: Settings) -> dict[str, str]:
     for cert in model.certificates:
         crt_list += _crt_lines(str(certs / cert.name), cert.sni)
     return {
-        HTTPS_PATHS_MAP: _map_text(
+        HTTPS_PATHS_MAP: map_text(
             (f"{r.path.rstrip('/')}/", _service_value(r.backend, strip=r.strip))
             for r in routes
             if r.host is None
         ),
-        HTTPS_HOSTS_MAP: _map_text(
+        HTTPS_HOSTS_MAP: map_text(
             (f"{r.host}{r.path.rstrip('/')}/", _service_value(r.backend, strip=False))
             for r in routes
             if r.host is not None
         ),
-        SNI_MAP: _map_text((t.host, t.backend) for t in model.passthrough),
+        SNI_MAP: map_text((t.host, t.backend) for t in model.passthrough),
         CRT_LIST: "".join(line + "\n" for line in crt_list),
     }
 
@@ -408,8 +408,3 @@ def _backend_context(backend: Backend, settings: Settings) -> dict[str, Any]:
 
 def _time_or_none(ms: int | None) -> str | None:
     return None if ms is None else haproxy_time(ms)
-
-
-def _map_text(entries: Any) -> str:
-    lines = sorted(f"{key} {value}" for key, value in entries)
-    return "".join(line + "\n" for line in lines)

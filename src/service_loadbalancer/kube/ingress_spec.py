@@ -16,6 +16,7 @@ import re
 from typing import Any, Final
 
 from service_loadbalancer.kube.names import DNS1035_LABEL, DNS1123_SUBDOMAIN
+from service_loadbalancer.kube.objects import quoted
 
 EXACT: Final = "Exact"
 PREFIX: Final = "Prefix"
@@ -28,13 +29,6 @@ _INVALID_SUFFIXES: Final = ("/..", "/.")
 #: An IANA service name: what a Service port's `name` (and so a backend's port name) is.
 _PORT_NAME: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 MAX_PORT_NAME: Final = 15
-
-
-def quoted(value: object) -> str:
-    """A value as a message may show it: escaped (repr) and shortened, so a hostile
-    value cannot forge log lines or flood them."""
-    text = value if isinstance(value, str) else str(value)
-    return repr(text if len(text) <= 64 else text[:61] + "...")
 
 
 def host_error(host: object) -> str:

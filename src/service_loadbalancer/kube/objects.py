@@ -150,3 +150,10 @@ def pod_ready(pod: RawObject) -> bool:
         isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
         for c in conditions
     )
+
+
+def quoted(value: object) -> str:
+    """A value as a message may show it: escaped (repr) and shortened, so a hostile
+    value cannot forge log lines or flood them."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text if len(text) <= 64 else text[:61] + "...")
