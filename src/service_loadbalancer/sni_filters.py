@@ -25,6 +25,7 @@ are left out), safe to write as filters.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -46,6 +47,9 @@ def sni_filters(
     the default one)."""
     services = {c.name: c for c in service_certificates}
     everything = {**{c.name: c for c in ingress_certificates}, **services}
+    hosts_of: dict[str | None, list[str]] = defaultdict(list)  # one pass, not one per cert
+    for host, owner in owners.items():
+        hosts_of[owner].append(host)
     result: list[Certificate] = []
     for name in sorted(everything):
         cert = everything[name]
@@ -57,7 +61,7 @@ def sni_filters(
             negative = sorted(f"!{h}" for h in taken - own)
             sni = (*sorted(left), *negative) if left else (FALLBACK_ONLY,)
         else:
-            sni = tuple(sorted(h for h, o in owners.items() if o == name))
+            sni = tuple(sorted(hosts_of.get(name, ())))
         result.append(replace(cert, sni=sni))
-    default = tuple(sorted(h for h, o in owners.items() if o is None)) or (FALLBACK_ONLY,)
+    default = tuple(sorted(hosts_of.get(None, ()))) or (FALLBACK_ONLY,)
     return result, default
