@@ -29,8 +29,9 @@ the model together.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -104,8 +105,11 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
         if settings.tls_secrets
         else {},
     )
-    # Remote clusters (--remote-cluster) only ever add endpoints to global Services.
-    clusters = {name: index_cluster(v.objects.values()) for name, v in snapshot.remote.items()}
+    # Remote clusters (--remote-cluster) only ever add endpoints to global Services: their
+    # objects are indexed when the first global Service asks, not on every sync.
+    clusters = functools.cache(
+        lambda: {name: index_cluster(v.objects.values()) for name, v in snapshot.remote.items()}
+    )
     ports: list[ServicePort] = []
     unpublished: list[ObjectKey] = []
     for svc in snapshot.of_kind("Service"):
@@ -182,7 +186,10 @@ def _selected(key: ObjectKey, settings: Settings) -> bool:
 
 
 def _service_ports(
-    svc: RawObject, key: ObjectKey, out: TranslationRun, clusters: Mapping[str, ClusterIndex]
+    svc: RawObject,
+    key: ObjectKey,
+    out: TranslationRun,
+    clusters: Callable[[], Mapping[str, ClusterIndex]],
 ) -> list[ServicePort]:
     settings = out.settings
     # The API server enforces these, but a manifest file or a hostile object may not:
@@ -264,7 +271,7 @@ def _service_ports(
         else:
             port.servers = servers(svc, port, out)
             if multi.is_global:
-                remote = remote_servers(clusters, key, port.name, number, out)
+                remote = remote_servers(clusters(), key, port.name, number, out)
                 port.servers = with_affinity(port.servers, remote, multi)
                 port.all_backups = multi.backups
         port.backend = f"{mode.value}_{key.namespace}_{key.name}_{number}"
