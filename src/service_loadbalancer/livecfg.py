@@ -71,6 +71,8 @@ class LiveConfig:
         self._started = settings
         self._running = settings
         self._seen: Contents | None = None
+        #: The files the last check read (the --cfg file names the template): watched.
+        self._watched: tuple[Path, ...] = ()
         #: Why the last edit was not applied (None: it was, or there was none).
         self.error: str | None = None
         #: Keys whose edited values only a restart applies.
@@ -112,7 +114,9 @@ class LiveConfig:
 
     async def check(self, apply: Apply, metrics: Metrics) -> None:
         """Rebuild the settings if a file changed, and apply what can apply live."""
-        contents = _read(self._inputs())
+        # Finding the inputs parses the --cfg file (for the template's path): once a check.
+        self._watched = self._inputs()
+        contents = _read(self._watched)
         if contents == self._seen:
             return
         self._seen = contents
@@ -152,7 +156,7 @@ class LiveConfig:
         await self.check(apply, metrics)
         poll = False
         while True:
-            directories = _directories(self._inputs())
+            directories = _directories(self._watched)
             if poll or not directories:
                 await asyncio.sleep(POLL_INTERVAL)
                 await self.check(apply, metrics)
@@ -169,7 +173,7 @@ class LiveConfig:
                     force_polling=False,
                 ):
                     await self.check(apply, metrics)
-                    if _directories(self._inputs()) != directories:
+                    if _directories(self._watched) != directories:
                         break  # the template moved elsewhere, or a directory came or went
             except FileNotFoundError:
                 continue
