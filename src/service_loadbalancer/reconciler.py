@@ -121,7 +121,8 @@ class Reconciler:
         )
         #: Serialises syncs and drain completions: both talk to the Runtime API.
         self._lock = asyncio.Lock()
-        #: The config on disk: reloads and the background writer, one at a time.
+        #: The config on disk (the Applier's files): reloads and the background writer, one
+        #: at a time, from the install to the commit.
         self._disk = asyncio.Lock()
         self._dirty = asyncio.Event()
         #: True once HAProxy runs a config built from a complete store.
@@ -361,11 +362,14 @@ class Reconciler:
 
     async def _reload(self, new: Running, reasons: list[Reason], started: float) -> bool:
         rendered = new.rendered()  # joins the whole text: once per reload
-        if self._running is None and await self._apply.adopted_runs(rendered):
-            log.info("the adopted HAProxy runs this very config: nothing to reload")
-            self._commit(new)
-            self._report.mark_synced()
-            return False
+        if self._running is None:
+            async with self._disk:
+                adopted = await self._apply.adopted_runs(rendered)
+            if adopted:
+                log.info("the adopted HAProxy runs this very config: nothing to reload")
+                self._commit(new)
+                self._report.mark_synced()
+                return False
         # The first start skips `haproxy -c`: starting checks the very same file.
         check = self._haproxy.running() or self._running is not None
         # The background writer must not slip an older config in between the install and

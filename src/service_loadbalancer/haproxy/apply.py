@@ -42,7 +42,9 @@ log = logging.getLogger("service_loadbalancer.apply")
 
 
 class Applier:
-    """Runtime batches, config installs and reloads of one HAProxy."""
+    """Runtime batches, config installs and reloads of one HAProxy. The files on disk are
+    written by one caller at a time: the reconciler holds its disk lock around each use,
+    from an install to the commit that follows the reload."""
 
     def __init__(
         self,
@@ -58,8 +60,6 @@ class Applier:
         self._runtime = runtime
         self._drains = drains
         self._metrics = metrics
-        #: Serialises writes of the config on disk (background writes and installs).
-        self._disk_lock = asyncio.Lock()
         #: What `haproxy -c` said when it last refused a config.
         self.last_refusal = ""
 
@@ -91,10 +91,9 @@ class Applier:
 
     async def write_config(self, pieces: Sequence[str]) -> None:
         """Replace the config on disk (pieces joined), off the event loop."""
-        async with self._disk_lock:
-            await asyncio.to_thread(atomic_write, self._settings.config_path, pieces)
-            # HAProxy runs these servers already (the runtime batch came first).
-            await asyncio.to_thread(record_config, self._loaded, pieces)
+        await asyncio.to_thread(atomic_write, self._settings.config_path, pieces)
+        # HAProxy runs these servers already (the runtime batch came first).
+        await asyncio.to_thread(record_config, self._loaded, pieces)
 
     @property
     def _loaded(self) -> Path:
@@ -105,14 +104,13 @@ class Applier:
         are the same): then the first sync has nothing to reload."""
         if not self._haproxy.adopted:
             return False
-        async with self._disk_lock:
-            return await asyncio.to_thread(
-                runs,
-                self._loaded,
-                rendered,
-                config_path=self._settings.config_path,
-                certs_dir=self._settings.run_dir / CERTS_DIR,
-            )
+        return await asyncio.to_thread(
+            runs,
+            self._loaded,
+            rendered,
+            config_path=self._settings.config_path,
+            certs_dir=self._settings.run_dir / CERTS_DIR,
+        )
 
     async def load(
         self, rendered: Rendered, model: LoadBalancer, *, check: bool, reasons: Sequence[Reason]
@@ -139,24 +137,23 @@ class Applier:
     async def _install(self, rendered: Rendered, *, check: bool) -> bool:
         config_path = self._settings.config_path
         candidate = config_path.parent / ".candidate"
-        async with self._disk_lock:
-            shutil.rmtree(candidate, ignore_errors=True)
-            # Content-addressed names: writing new certificates never touches the running set.
-            write_certificates(self._settings.run_dir / CERTS_DIR, rendered.certificates)
-            path = await asyncio.to_thread(write_files, rendered, candidate, config_path.name)
-            if check:
-                result = await check_config(
-                    self._settings.haproxy_bin, path, env=self._settings.haproxy_env()
+        shutil.rmtree(candidate, ignore_errors=True)
+        # Content-addressed names: writing new certificates never touches the running set.
+        write_certificates(self._settings.run_dir / CERTS_DIR, rendered.certificates)
+        path = await asyncio.to_thread(write_files, rendered, candidate, config_path.name)
+        if check:
+            result = await check_config(
+                self._settings.haproxy_bin, path, env=self._settings.haproxy_env()
+            )
+            if not result.ok:
+                self.last_refusal = result.output
+                self._metrics.validation_failures.inc()
+                log.error(
+                    "haproxy -c refused the new config; the last good one keeps serving: %s",
+                    result.output,
                 )
-                if not result.ok:
-                    self.last_refusal = result.output
-                    self._metrics.validation_failures.inc()
-                    log.error(
-                        "haproxy -c refused the new config; the last good one keeps serving: %s",
-                        result.output,
-                    )
-                    return False
-            install(candidate, rendered, config_path)
+                return False
+        install(candidate, rendered, config_path)
         return True
 
     async def _save_server_state(self, model: LoadBalancer) -> None:
