@@ -32,7 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject
-from service_loadbalancer.model import Mode, TcpFrontend
+from service_loadbalancer.model import Mode, TcpFrontend, backend_name
 from service_loadbalancer.settings import Settings
 from service_loadbalancer.translation_run import LbSpec, ServicePort, TranslationRun
 
@@ -99,7 +99,7 @@ def lb_listeners(ports: Iterable[ServicePort], settings: Settings) -> list[Servi
                 mode=Mode.TCP,
                 listener=True,
                 passthrough=False,
-                backend=f"tcp_{port.key.namespace}_{port.key.name}_{port.number}",
+                backend=backend_name(Mode.TCP, port.key, port.number),
             )
         )
     return extra

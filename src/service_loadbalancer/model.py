@@ -7,6 +7,7 @@ the reconciler does nothing when the new model equals the running one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -16,6 +17,24 @@ from service_loadbalancer.kube.objects import ObjectKey
 class Mode(StrEnum):
     HTTP = "http"
     TCP = "tcp"
+
+
+#: What backend_name gives: namespaces and Service names are DNS labels (no underscore),
+#: so the Service can be read back (per-Service figures from HAProxy's stats).
+_BACKEND_NAME = re.compile(r"[a-z0-9]+_([a-z0-9][a-z0-9-]*)_([a-z0-9][a-z0-9-]*)_[0-9]+\Z")
+
+
+def backend_name(mode: Mode, key: ObjectKey, number: int) -> str:
+    """The backend of one Service port: `<mode>_<namespace>_<name>_<port>`."""
+    return f"{mode.value}_{key.namespace}_{key.name}_{number}"
+
+
+def service_of_backend(backend: str) -> ObjectKey | None:
+    """The Service a backend serves, from its name; None for our own backends."""
+    found = _BACKEND_NAME.match(backend)
+    if found is None:
+        return None
+    return ObjectKey("Service", found[1], found[2])
 
 
 class Algorithm(StrEnum):

@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 from service_loadbalancer.autoscale.figures import Load, Sample, replica_loads
 from service_loadbalancer.haproxy.runtime import RuntimeApi, RuntimeApiError
-from service_loadbalancer.haproxy.stats import StatsFormatError, parse_stats_csv, service_of_backend
+from service_loadbalancer.haproxy.stats import StatsFormatError, parse_stats_csv
 from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.metrics import Metrics
+from service_loadbalancer.model import service_of_backend
 
 log = logging.getLogger("service_loadbalancer.service_load")
 #: `show stat <proxy> <type> <server>`: every proxy, frontends (1) and backends (2), no servers.

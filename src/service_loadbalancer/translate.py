@@ -69,6 +69,7 @@ from service_loadbalancer.model import (
     Protocol,
     Stickiness,
     Translation,
+    backend_name,
 )
 from service_loadbalancer.publish.desired import unclaimed
 from service_loadbalancer.routes import http_routes, resolve_tcp_names, tcp_frontends
@@ -274,7 +275,7 @@ def _service_ports(
                 remote = remote_servers(clusters(), key, port.name, number, out)
                 port.servers = with_affinity(port.servers, remote, multi)
                 port.all_backups = multi.backups
-        port.backend = f"{mode.value}_{key.namespace}_{key.name}_{number}"
+        port.backend = backend_name(mode, key, number)
         for entry in tcp:
             out.tcp_claims[entry].append(port)
         result.append(port)
@@ -285,7 +286,7 @@ def _service_ports(
         for port in chosen:
             port.passthrough = True
             port.mode = Mode.TCP
-            port.backend = f"tcp_{key.namespace}_{key.name}_{port.number}"
+            port.backend = backend_name(Mode.TCP, key, port.number)
     unverified = [p.number for p in result if p.mode is Mode.HTTP and p.protocol.tls]
     if unverified and settings.backend_ca is None:
         # Served all the same (a warning, not a refusal): pods' certificates are often

@@ -13,9 +13,9 @@ from service_loadbalancer.haproxy.stats import (
     ProxyStats,
     StatsFormatError,
     parse_stats_csv,
-    service_of_backend,
 )
 from service_loadbalancer.kube.objects import ObjectKey
+from service_loadbalancer.model import Mode, backend_name, service_of_backend
 
 CSV = (Path(__file__).parent / "haproxy_stats_2.6.csv").read_text(encoding="utf-8")
 WEB = ObjectKey("Service", "default", "web")
@@ -52,6 +52,13 @@ def test_anything_else_is_refused(text: str) -> None:
 )
 def test_backend_names_back_to_services(name: str, service: ObjectKey | None) -> None:
     assert service_of_backend(name) == service
+
+
+def test_the_names_translate_gives_read_back() -> None:
+    """One format, written by backend_name and read by service_of_backend."""
+    for mode in Mode:
+        assert service_of_backend(backend_name(mode, WEB, 8080)) == WEB
+    assert backend_name(Mode.TCP, DB, 5432) == "tcp_shop_db_5432"
 
 
 def sample(at: float, web: int, db: int = 0, *, in_flight: int = 0, queued: int = 0) -> Sample:

@@ -24,9 +24,9 @@ from service_loadbalancer.haproxy.stats import (
     RELAY_BACKENDS,
     RELAYED_FRONTENDS,
     ProxyStats,
-    service_of_backend,
 )
 from service_loadbalancer.kube.objects import ObjectKey
+from service_loadbalancer.model import service_of_backend
 
 
 @dataclass(frozen=True, slots=True)

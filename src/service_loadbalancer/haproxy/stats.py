@@ -18,14 +18,8 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 
-from service_loadbalancer.kube.objects import ObjectKey
-
-#: The backend names translate.py gives Service ports: `<mode>_<namespace>_<name>_<port>`.
-#: Namespaces and Service names are DNS labels, so they hold no underscore.
-_BACKEND_NAME = re.compile(r"[a-z0-9]+_([a-z0-9][a-z0-9-]*)_([a-z0-9][a-z0-9-]*)_[0-9]+\Z")
 #: Proxies that are ours, not traffic: the stats page itself.
 _NOT_TRAFFIC = frozenset({"stats"})
 _TOTALS = frozenset({"FRONTEND", "BACKEND"})
@@ -112,11 +106,3 @@ def parse_stats_csv(text: str) -> list[ProxyStats]:
         except ValueError as err:
             raise StatsFormatError(f"bad stats row for {row[name_at]}/{kind}: {err}") from None
     return rows
-
-
-def service_of_backend(backend: str) -> ObjectKey | None:
-    """The Service a backend serves, from its name; None for our own backends."""
-    found = _BACKEND_NAME.match(backend)
-    if found is None:
-        return None
-    return ObjectKey("Service", found[1], found[2])
