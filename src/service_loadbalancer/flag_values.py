@@ -59,19 +59,24 @@ def parse_deny_cidrs(text: str, node: Iterable[str] = ()) -> tuple[str, ...]:
         else:
             cidrs = (item,)
         for cidr in cidrs:
-            try:
-                if not cidr.isascii() or "%" in cidr:
-                    raise ValueError(cidr)
-                network = ipaddress.ip_network(cidr, strict=True)
-            except ValueError as err:
-                detail = " (host bits set)" if "host bits" in str(err) else ""
-                words = ", ".join([*DENY_WORDS, NODE_WORD])
-                raise SettingsError(
-                    f"--deny-external-cidrs: {item!r} is not a CIDR{detail} nor one of {words}"
-                ) from None
-            if str(network) not in networks:
-                networks.append(str(network))
+            words = ", ".join([*DENY_WORDS, NODE_WORD])
+            network = _network(cidr, "--deny-external-cidrs", item, f" nor one of {words}")
+            if network not in networks:
+                networks.append(network)
     return tuple(networks)
+
+
+def _network(cidr: str, flag: str, item: str, alternatives: str = "") -> str:
+    """`cidr` normalised (a bare address is one host), or one SettingsError naming `item`.
+    Host bits set (`10.0.0.1/8`) is an error: probably a typo, and a wider network than
+    meant is the costly mistake. No zone index (fe80::1%eth0) in a config."""
+    try:
+        if not cidr.isascii() or "%" in cidr:
+            raise ValueError(cidr)
+        return str(ipaddress.ip_network(cidr, strict=True))
+    except ValueError as err:
+        detail = " (host bits set)" if "host bits" in str(err) else ""
+        raise SettingsError(f"{flag}: {item!r} is not a CIDR{detail}{alternatives}") from None
 
 
 def parse_service_ref(text: str, *, flag: str) -> ServiceRef:
@@ -138,21 +143,14 @@ def parse_namespaces(text: str) -> tuple[str, ...]:
 
 def parse_trusted_proxies(text: str) -> tuple[str, ...]:
     """`10.0.0.0/8,2001:db8::/32,192.0.2.7`: networks in CIDR form (a bare address is
-    one host), normalised, without duplicates. Host bits set (`10.0.0.1/8`) is an error:
-    probably a typo, and trusting a wider network than meant is the costly mistake."""
+    one host), normalised, without duplicates."""
     networks: list[str] = []
     for item in (i.strip() for i in text.split(",")):
         if not item:
             continue
-        try:
-            if not item.isascii() or "%" in item:  # no zone index (fe80::1%eth0) in a config
-                raise ValueError(item)
-            network = ipaddress.ip_network(item, strict=True)
-        except ValueError as err:
-            detail = " (host bits set)" if "host bits" in str(err) else ""
-            raise SettingsError(f"--trusted-proxies: {item!r} is not a CIDR{detail}") from None
-        if str(network) not in networks:
-            networks.append(str(network))
+        network = _network(item, "--trusted-proxies", item)
+        if network not in networks:
+            networks.append(network)
     return tuple(networks)
 
 
@@ -174,9 +172,7 @@ def parse_dns_servers(text: str) -> tuple[str, ...]:
             if not host.isascii() or "%" in host:
                 raise ValueError(host)
             ip = ipaddress.ip_address(host)
-            number = int(port)
-            if not port.isdigit() or not 1 <= number <= 65535:
-                raise ValueError(port)
+            number = port_number(port)
         except ValueError:
             raise SettingsError(f"--dns-servers: {item!r} is not an address[:port]") from None
         spec = f"[{ip}]:{number}" if ip.version == 6 else f"{ip}:{number}"
