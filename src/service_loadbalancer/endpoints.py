@@ -69,19 +69,26 @@ def ready_addresses(
     return None
 
 
+def target_port(raw: object) -> int | str | None:
+    """A Service port's targetPort as the endpoints are matched by: a number or a name,
+    None when absent or of another type."""
+    if not isinstance(raw, int | str) or isinstance(raw, bool):
+        return None
+    return raw
+
+
 def make_servers(
     addresses: Iterable[tuple[str, object]],
     subject: ObjectKey,
     out: TranslationRun,
     *,
-    prefix: str = "s",
     cluster: str = "",
-    why: str = "",
     malformed: Iterable[str] = (),
 ) -> tuple[Server, ...]:
-    """Servers for (address, port) pairs, named `<prefix>_<address>_<port>`; anything but
-    an IP address and a port number is skipped with a problem about `subject` (`why`
-    before the reason: which cluster it came from), as is each `malformed` part."""
+    """Servers for (address, port) pairs, named `s_<address>_<port>` (`r_<cluster>_...`
+    for a remote `cluster`); anything but an IP address and a port number is skipped with
+    a problem about `subject` (saying the cluster), as is each `malformed` part."""
+    prefix, why = (f"r_{cluster}", f"cluster {cluster}: ") if cluster else ("s", "")
     for reason in sorted(set(malformed)):
         out.problem(subject, f"{why}{reason}")
     servers: dict[str, Server] = {}

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from service_loadbalancer import annotations as ann
-from service_loadbalancer.endpoints import index_slices, make_servers, ready_addresses
+from service_loadbalancer.endpoints import index_slices, make_servers, ready_addresses, target_port
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
 from service_loadbalancer.model import Affinity, Server
 from service_loadbalancer.translation_run import TranslationRun
@@ -166,26 +166,16 @@ def remote_servers(
         port = matching_port(svc, port_name, port_number)
         if port is None:
             continue
-        target = port.get("targetPort")
-        if not isinstance(target, int | str) or isinstance(target, bool):
-            target = None
+        target = target_port(port.get("targetPort"))
         remote_name = str(port.get("name") or "")
         ready = ready_addresses(
             index.slices.get(name), index.endpoints.get(name), key, remote_name, target
         )
         if ready is not None:
             addresses, subject, malformed = ready
-            why = f"cluster {cluster}: "
-            servers = make_servers(
-                addresses,
-                subject,
-                out,
-                prefix=f"r_{cluster}",
-                cluster=cluster,
-                why=why,
-                malformed=malformed,
+            found.extend(
+                make_servers(addresses, subject, out, cluster=cluster, malformed=malformed)
             )
-            found.extend(servers)
     return tuple(found)
 
 

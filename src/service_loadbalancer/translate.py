@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from service_loadbalancer import annotations as ann
-from service_loadbalancer.endpoints import index_slices, servers
+from service_loadbalancer.endpoints import index_slices, servers, target_port
 from service_loadbalancer.external import external_name, external_server
 from service_loadbalancer.global_services import (
     ClusterIndex,
@@ -254,9 +254,7 @@ def _service_ports(
             out.problem(key, f"port {number!r} is not a port number")
             continue
         name = raw.get("name") or ""
-        target = raw.get("targetPort")
-        if not isinstance(target, int | str) or isinstance(target, bool):
-            target = None
+        target = target_port(raw.get("targetPort"))
         tcp = [t for t in tcp_entries if t.port == number]
         if api_server and not tcp:
             continue  # the API server only ever through the TCP ports named for it
