@@ -57,8 +57,8 @@ from service_loadbalancer.store import Store
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
-# DEFAULT_KINDS, ConfigError and KubeOptions live in kube/client.py; cli.py (outside this
-# change) still imports them from here. Which kinds a cluster serves: discovery.py.
+# DEFAULT_KINDS, ConfigError and KubeOptions live in kube/client.py. Which kinds a cluster
+# serves: discovery.py.
 __all__ = ["KubeSource"]
 
 _LOG = logging.getLogger(__name__)
@@ -96,6 +96,11 @@ class _Unit:
 
     def __str__(self) -> str:
         return f"{self.resource.plural} in {self.namespace or 'all namespaces'}"
+
+    def answered(self) -> None:
+        """The server answered a request, and allowed it: no failure clock runs."""
+        self.failing_since = self.refused_since = None
+        self.unauthenticated = False
 
 
 class KubeSource:
@@ -332,8 +337,7 @@ class KubeSource:
         unit.forbidden = ""
         unit.listed = True
         unit.attempt = 0
-        unit.failing_since = unit.refused_since = None
-        unit.unauthenticated = False
+        unit.answered()
         unit.version = version
 
     async def _watch(self, unit: _Unit) -> int:
@@ -373,8 +377,7 @@ class KubeSource:
                     ),
                     "watch",
                 )
-            unit.failing_since = None  # the server answers again
-            unit.refused_since, unit.unauthenticated = None, False
+            unit.answered()
             buffer = b""
             events = 0
             # Not readline(): aiohttp limits a line to 64 kB, and an object can be larger.
