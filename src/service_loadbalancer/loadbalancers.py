@@ -150,13 +150,20 @@ def _unrouted(port: ServicePort, settings: Settings) -> str:
     return f"port {port.number} is the {flag}, where this Service has {why}; no status"
 
 
+def status_ingress(obj: RawObject) -> list[Any] | None:
+    """status.loadBalancer.ingress as it is, None when absent or not a list (Services and
+    Ingresses both keep their load-balancer status there)."""
+    status = obj.get("status")
+    balancer = status.get("loadBalancer") if isinstance(status, dict) else None
+    ingress = balancer.get("ingress") if isinstance(balancer, dict) else None
+    return ingress if isinstance(ingress, list) else None
+
+
 def has_our_status(svc: RawObject) -> bool:
     """Whether the Service's status lists load-balancer entries that we would have
     written (every entry with ipMode Proxy, or a hostname only we publish)."""
-    status = svc.get("status")
-    balancer = status.get("loadBalancer") if isinstance(status, dict) else None
-    ingress = balancer.get("ingress") if isinstance(balancer, dict) else None
-    if not isinstance(ingress, list) or not ingress:
+    ingress = status_ingress(svc)
+    if not ingress:
         return False
     return all(
         isinstance(e, dict) and (e.get("ipMode") == IP_MODE_PROXY or "ip" not in e) for e in ingress

@@ -12,7 +12,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from service_loadbalancer.kube.objects import ObjectKey, RawObject, key_of
-from service_loadbalancer.loadbalancers import IP_MODE_PROXY
+from service_loadbalancer.loadbalancers import IP_MODE_PROXY, status_ingress
 from service_loadbalancer.publish.addresses import Address
 
 #: The entries of status.loadBalancer.ingress, as JSON; None: clear them.
@@ -48,14 +48,8 @@ def desired_status(
 
 def current_entries(obj: RawObject | None) -> Entries:
     """The object's status.loadBalancer.ingress, as it is (empty when absent)."""
-    if obj is None:
-        return ()
-    status = obj.get("status")
-    balancer = status.get("loadBalancer") if isinstance(status, dict) else None
-    ingress = balancer.get("ingress") if isinstance(balancer, dict) else None
-    if not isinstance(ingress, list):
-        return ()
-    return tuple(e for e in ingress if isinstance(e, dict))
+    ingress = status_ingress(obj) if obj is not None else None
+    return tuple(e for e in ingress or () if isinstance(e, dict))
 
 
 def unclaimed(objects: Iterable[RawObject], ours: AbstractSet[ObjectKey]) -> tuple[ObjectKey, ...]:
