@@ -33,9 +33,6 @@ class FakeCluster(Cluster):
         self.writes: list[tuple[Workload, int]] = []
         self.events: list[tuple[str, str, str]] = []
 
-    async def services(self) -> list[RawObject]:
-        return [o for o in self.objects if o["kind"] == "Service"]
-
     async def workloads(self, namespace: str) -> list[RawObject]:
         return [o for o in self.objects if o["kind"] in ("Deployment", "StatefulSet")]
 
@@ -72,8 +69,12 @@ def scaler(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch, rates: list[in
     monkeypatch.setattr(module, "read_all", fake_read_all)
     settings = AutoscaleSettings(kube=KubeOptions(), stats_urls=("http://lb-0/",),
                                  interval=10, scale_down_window=30, tier=tier)  # fmt: skip
+    def services() -> list[RawObject]:  # the watched store, as command.py hands it over
+        return [o for o in cluster.objects if o["kind"] == "Service"]
+
     return Autoscaler(settings=settings, cluster=cluster, session=None,  # type: ignore[arg-type]
-                      metrics=AutoscaleMetrics(), clock=lambda: next(clock))  # fmt: skip
+                      metrics=AutoscaleMetrics(), clock=lambda: next(clock),
+                      services=services)  # fmt: skip
 
 
 async def test_a_problem_is_one_event_until_it_goes_away(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,11 +69,10 @@ class Autoscaler:
     cluster: Cluster
     session: aiohttp.ClientSession
     metrics: AutoscaleMetrics
+    #: The Services, from the watch-fed store (None until it has listed them).
+    services: Callable[[], list[RawObject] | None]
     out: TextIO = field(default_factory=lambda: sys.stdout)
     clock: Callable[[], float] = time.monotonic
-    #: The Services, from the watch-fed store (None until it has listed them); without
-    #: it (tests), each round lists them.
-    services: Callable[[], list[RawObject] | None] | None = None
     #: True once a round has read figures and listed the Services.
     working: bool = False
     _samples: dict[str, Sample] = field(default_factory=dict)
@@ -164,11 +163,8 @@ class Autoscaler:
         return pod_urls(pods, self.settings.stats_port)
 
     async def _services(self, figures: Figures) -> None:
-        if self.services is None:
-            services = await self.cluster.services()
-        elif (watched := self.services()) is not None:
-            services = watched
-        else:
+        services = self.services()
+        if services is None:
             log.info("Services not listed yet: no Service scaled this round")
             return
         annotated: list[tuple[RawObject, Policy | str]] = []

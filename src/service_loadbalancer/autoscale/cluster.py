@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from service_loadbalancer.autoscale.discovery import Workload
+from service_loadbalancer.autoscale.discovery import PLURALS, Workload
 from service_loadbalancer.events import core_event
 from service_loadbalancer.kube.client import request_json
 from service_loadbalancer.kube.objects import RawObject
@@ -28,10 +28,7 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 COMPONENT = "service-loadbalancer-autoscale"
-WORKLOAD_PATHS = {
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
-}
+WORKLOAD_PATHS = {kind: f"/apis/apps/v1/namespaces/{{ns}}/{p}" for kind, p in PLURALS.items()}
 
 
 class ApiError(Exception):
@@ -66,9 +63,6 @@ class Cluster:
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 return items
-
-    async def services(self) -> list[RawObject]:
-        return await self._items("/api/v1/services")
 
     async def workloads(self, namespace: str) -> list[RawObject]:
         found: list[RawObject] = []

@@ -21,8 +21,9 @@ from service_loadbalancer import annotations as ann
 from service_loadbalancer.autoscale.rule import Bounds
 from service_loadbalancer.kube.objects import RawObject
 
-SCALABLE_KINDS = ("Deployment", "StatefulSet")
+#: The workloads a Service's pods may come from, and their apps/v1 plurals.
 PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
+SCALABLE_KINDS = tuple(PLURALS)
 
 
 class Metric(Enum):
