@@ -57,9 +57,12 @@ class Running:
     unverified_since: float | None = None
     #: Whether the config on disk has this value's servers.
     written: bool = True
-    #: The Ingresses that are ours (Translation.ingresses): what the status writer keeps
-    #: status.loadBalancer of. Changed only by a full sync (an Ingress change is one).
-    ingresses: frozenset[ObjectKey] = frozenset()
+
+    @property
+    def ingresses(self) -> frozenset[ObjectKey]:
+        """The Ingresses that are ours (Translation.ingresses): what the status writer
+        keeps status.loadBalancer of. Changed only by a full sync (an Ingress change is one)."""
+        return frozenset(self.model.ingresses)
 
     def rendered(self) -> Rendered:
         """The files to write (joining the sections: the one step in O(config size))."""
@@ -90,7 +93,6 @@ def running_from(translation: Translation, rendered: Rendered, *, version: int) 
         positions=MappingProxyType({b.name: i for i, b in enumerate(model.backends)}),
         by_service=MappingProxyType({k: tuple(v) for k, v in by_service.items()}),
         troubled=problems_by_service(translation.problems),
-        ingresses=translation.ingresses,
     )
 
 

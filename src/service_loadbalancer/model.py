@@ -257,7 +257,10 @@ class Problem:
 class Translation:
     model: LoadBalancer
     problems: tuple[Problem, ...] = field(default_factory=tuple)
-    #: The Ingresses that are ours (by class and namespace), served even if some of
-    #: their rules were skipped: the set whose status.loadBalancer the status writer
-    #: keeps. One that left this set since the last translation is no longer ours.
-    ingresses: frozenset[ObjectKey] = frozenset()
+
+    @property
+    def ingresses(self) -> frozenset[ObjectKey]:
+        """The Ingresses that are ours (by class and namespace), served even if some of
+        their rules were skipped: the set whose status.loadBalancer the status writer
+        keeps. One that left this set since the last translation is no longer ours."""
+        return frozenset(self.model.ingresses)

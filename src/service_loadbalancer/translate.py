@@ -170,7 +170,6 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     return Translation(
         model=model,
         problems=tuple(sorted(set(out.problems))),
-        ingresses=frozenset(ingress.served),
     )
 
 
