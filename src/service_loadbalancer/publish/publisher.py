@@ -57,6 +57,9 @@ class WorkloadAddresses:
         self._pod_name = pod_name
         self._pod_namespace = pod_namespace
         self._last: tuple[Address, ...] | None = None
+        #: The stores' versions `_last` was computed at: a pass with neither store
+        #: changed (a reconciler commit, the resync) copies and scans nothing.
+        self._versions: tuple[int, int] | None = None
 
     def stores(self) -> tuple[Store, Store]:
         return self.pods.store, self.nodes.store
@@ -69,6 +72,10 @@ class WorkloadAddresses:
     def __call__(self) -> tuple[Address, ...] | None:
         if not (self.pods.store.ready and self.nodes.store.ready):
             return None
+        versions = (self.pods.store.version, self.nodes.store.version)
+        if versions == self._versions:
+            return self._last
+        self._versions = versions
         nodes = {
             str(_meta(n).get("name") or ""): n for n in self.nodes.store.snapshot().of_kind("Node")
         }
