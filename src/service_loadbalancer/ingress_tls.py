@@ -24,8 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from service_loadbalancer.certificates import CertificateError, certificate_from_secret, covers
-from service_loadbalancer.kube.ingress_spec import host_error
-from service_loadbalancer.kube.names import DNS1123_SUBDOMAIN
+from service_loadbalancer.kube.ingress_spec import host_error, secret_name_error
 from service_loadbalancer.kube.objects import ObjectKey
 from service_loadbalancer.model import Certificate
 from service_loadbalancer.translation_run import TranslationRun
@@ -139,7 +138,7 @@ def _certificate(
             out.problem(key, f"{where}: no secretName and no --ssl-cert; no HTTPS for {shown}")
             return False
         return True
-    if not isinstance(secret, str) or not DNS1123_SUBDOMAIN.matches(secret):
+    if not isinstance(secret, str) or secret_name_error(secret):
         out.problem(key, f"{where}.secretName is not a Secret name; no HTTPS for {shown}")
         return False
     if not settings.tls_secrets:

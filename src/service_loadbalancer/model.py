@@ -8,6 +8,7 @@ the reconciler does nothing when the new model equals the running one.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -234,12 +235,20 @@ class LoadBalancer:
     @property
     def terminates(self) -> bool:
         """Whether HTTPS is terminated here (Service lb.sslTerm routes or Ingress TLS)."""
-        return bool(self.https_routes) or any(r.https for r in self.ingress_routes)
+        return terminates_https(self.https_routes, self.ingress_routes)
 
     @property
     def https(self) -> bool:
         """Whether anything is served on the HTTPS port."""
         return bool(self.passthrough) or self.terminates
+
+
+def terminates_https(
+    https_routes: Collection[HttpRoute], ingress_routes: Iterable[IngressRoute]
+) -> bool:
+    """Whether HTTPS is terminated: Service lb.sslTerm routes, or Ingress rules with TLS.
+    translate.py asks it before the model exists."""
+    return bool(https_routes) or any(r.https for r in ingress_routes)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -70,6 +70,7 @@ from service_loadbalancer.model import (
     Stickiness,
     Translation,
     backend_name,
+    terminates_https,
 )
 from service_loadbalancer.publish.desired import unclaimed
 from service_loadbalancer.routes import http_routes, resolve_tcp_names, tcp_frontends
@@ -132,7 +133,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Translation:
     ingresses = snapshot.of_kind("Ingress")
     ingress = translate_ingresses(ingresses, snapshot.of_kind("IngressClass"), ports, out)
     certificates, default_sni = sni_filters(certificates, ingress.certificates, ingress.tls_owners)
-    https = bool(https_routes or passthrough or any(r.https for r in ingress.routes))
+    https = bool(passthrough) or terminates_https(https_routes, ingress.routes)
     # Redirect and HSTS only where this Service's own routes really have HTTPS: a
     # terminated Service without routes (--service-routes=false) has nowhere to send to.
     secure = {r.backend for r in https_routes} | passed_services(passthrough, ports)

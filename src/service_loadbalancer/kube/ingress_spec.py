@@ -179,12 +179,16 @@ def _tls_errors(where: str, entry: object) -> list[str]:
         errors.append(f"{where}.hosts must be a list")
     for k, host in enumerate(hosts if isinstance(hosts, list) else []):
         errors.extend(_at(f"{where}.hosts[{k}]", host_error(host)))
-    secret = entry.get("secretName")
-    if secret not in (None, "") and not (
-        isinstance(secret, str) and DNS1123_SUBDOMAIN.matches(secret)
-    ):
-        errors.append(f"{where}.secretName: {DNS1123_SUBDOMAIN.rule}")
+    errors.extend(_at(f"{where}.secretName", secret_name_error(entry.get("secretName"))))
     return errors
+
+
+def secret_name_error(secret: object) -> str:
+    """Why a TLS entry's secretName is not a Secret's name ("" when it is, or is absent:
+    then the default certificate serves)."""
+    if secret in (None, "") or (isinstance(secret, str) and DNS1123_SUBDOMAIN.matches(secret)):
+        return ""
+    return DNS1123_SUBDOMAIN.rule
 
 
 def _at(where: str, error: str) -> list[str]:
