@@ -24,12 +24,12 @@ from service_loadbalancer import __version__, controller
 from service_loadbalancer.cli_args import (
     EXIT_USAGE,
     Parser,
-    address_flag,
     bool_flag,
     kube_flags,
     number_flag,
     port_flag,
     start_logging,
+    status_flags,
 )
 from service_loadbalancer.config import build_settings, check_writable
 from service_loadbalancer.kube.client import DEFAULT_KINDS, ConfigError, KubeOptions
@@ -91,15 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--namespace", default="", help="namespaces to serve, comma separated (default: all)")
     flag("--http-port", type=port_flag, default=80, help="port of the HTTP frontend (80)")
     flag("--stats-port", type=port_flag, default=1936, help="port of the stats page (1936)")
-    flag(
-        "--healthz-port", type=port_flag, default=8081, help="port of /healthz and /metrics (8081)"
-    )
-    flag(
-        "--bind-address",
-        type=address_flag,
-        default="",
-        help="address HAProxy and the status server listen on (default: all)",
-    )
+    status_flags(p, bind_help="address HAProxy and the status server listen on (default: all)")
     flag(
         "--balance-algorithm",
         type=Algorithm,
@@ -247,7 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long an old HAProxy worker keeps its connections after a reload "
         "(default: until they end; --cfg hardStopAfter)",
     )
-    flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     kube_flags(p)
     _remote_flags(p)
     _ingress_flags(p)

@@ -90,6 +90,16 @@ def address_flag(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
+def status_flags(p: argparse.ArgumentParser, *, bind_help: str) -> None:
+    """The status server (/healthz, /metrics) and logging, the same for both commands."""
+    flag = p.add_argument
+    flag(
+        "--healthz-port", type=port_flag, default=8081, help="port of /healthz and /metrics (8081)"
+    )
+    flag("--bind-address", type=address_flag, default="", help=bind_help)
+    flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
 def kube_flags(p: argparse.ArgumentParser) -> None:
     """The cluster-access flags (used when --manifests is not given)."""
     flag = p.add_argument

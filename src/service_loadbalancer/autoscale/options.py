@@ -20,11 +20,11 @@ from service_loadbalancer.autoscale.discovery import Workload, parse_workload
 from service_loadbalancer.autoscale.rule import Bounds
 from service_loadbalancer.cli_args import (
     Parser,
-    address_flag,
     bool_flag,
     kube_flags,
     number_flag,
     port_flag,
+    status_flags,
 )
 from service_loadbalancer.config import LoadBalancerConfig, stats_credentials
 from service_loadbalancer.kube.client import KubeOptions
@@ -144,16 +144,7 @@ def build_autoscale_parser() -> argparse.ArgumentParser:
         help="name of the Lease that elects the one replica that scales "
         "(service-loadbalancer-autoscale)",
     )
-    flag(
-        "--healthz-port", type=port_flag, default=8081, help="port of /healthz and /metrics (8081)"
-    )
-    flag(
-        "--bind-address",
-        type=address_flag,
-        default="",
-        help="address the status server listens on (all)",
-    )
-    flag("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    status_flags(p, bind_help="address the status server listens on (all)")
     kube_flags(p)
     return p
 
