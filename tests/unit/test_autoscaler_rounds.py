@@ -69,6 +69,7 @@ def scaler(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch, rates: list[in
     monkeypatch.setattr(module, "read_all", fake_read_all)
     settings = AutoscaleSettings(kube=KubeOptions(), stats_urls=("http://lb-0/",),
                                  interval=10, scale_down_window=30, tier=tier)  # fmt: skip
+
     def services() -> list[RawObject]:  # the watched store, as command.py hands it over
         return [o for o in cluster.objects if o["kind"] == "Service"]
 
